@@ -1,0 +1,77 @@
+export { DkimError, type DkimErrorCode } from './errors.js';
+export {
+  type HeaderField,
+  type MessageInput,
+  type MessageSink,
+  type MessageParserOptions,
+  type SplitMessage,
+  MessageParser,
+  LineEndingNormalizer,
+  DEFAULT_MAX_HEADER_BYTES,
+  feedMessage,
+  headerValue,
+  makeHeaderField,
+  normalizeLineEndings,
+  parseHeaderFields,
+  splitMessage,
+} from './message.js';
+export { type TagListResult, parseTagList, trimFws, stripFws } from './tag-list.js';
+export {
+  type BodyCanonicalizer,
+  type ByteSink,
+  type Canonicalization,
+  RelaxedBodyCanonicalizer,
+  SimpleBodyCanonicalizer,
+  createBodyCanonicalizer,
+} from './canonicalization/body.js';
+export { canonicalizeHeader, relaxedHeader } from './canonicalization/header.js';
+export { BodyHasher, BodyHashSet, type BodyHashResult, type HashAlgorithm } from './body-hash.js';
+export {
+  type DkimSignature,
+  type SignatureAlgorithm,
+  type SigningAlgorithm,
+  type SignatureParseResult,
+  type KeyType,
+  type FormatTag,
+  parseDkimSignature,
+  removeSignatureValue,
+  formatFoldedTags,
+  appendFolded,
+  isSameOrSubdomain,
+  encodeDkimQuotedPrintable,
+  decodeDkimQuotedPrintable,
+} from './signature.js';
+export { type DkimKeyRecord, type ImportedKey, type KeyRecordParseResult, parseKeyRecord, importPublicKey } from './key-record.js';
+export {
+  type KeyResolver,
+  type KeyLookupErrorCode,
+  type DnsKeyResolverOptions,
+  KeyLookupError,
+  DnsKeyResolver,
+  MemoryKeyResolver,
+  FileKeyResolver,
+  parseKeysFile,
+  normalizeServer,
+} from './resolver.js';
+export { selectSignedFields, headerHashInput } from './header-hash.js';
+export type { AuthResult, VerificationResult } from './result.js';
+export {
+  type AuthResultEntry,
+  type AuthResultProperty,
+  type AuthenticationResults,
+  type FormatOptions,
+  formatAuthenticationResults,
+  parseAuthenticationResults,
+  toAuthResultEntries,
+} from './authentication-results.js';
+export {
+  type SignatureOptions,
+  type SignerOptions,
+  type SignatureField,
+  Signer,
+  signMessage,
+  loadPrivateKey,
+  DEFAULT_SIGNED_HEADERS,
+  DEFAULT_OVERSIGNED_HEADERS,
+} from './signer.js';
+export { type VerifierOptions, Verifier, verifyMessage } from './verifier.js';

@@ -1,0 +1,184 @@
+import { Resolver } from 'node:dns/promises';
+import { readFile } from 'node:fs/promises';
+import { clip } from './tag-list.js';
+
+export type KeyLookupErrorCode = 'NOTFOUND' | 'TEMPFAIL';
+
+const MARK = Symbol.for('@inkan/dkim-core/KeyLookupError');
+
+/**
+ * A failed key lookup: NOTFOUND (NXDOMAIN, or no TXT record: the key does not
+ * exist, a permanent error) or TEMPFAIL (timeout, SERVFAIL, REFUSED, no server).
+ */
+export class KeyLookupError extends Error {
+  readonly code: KeyLookupErrorCode;
+  readonly [MARK] = true;
+
+  constructor(code: KeyLookupErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KeyLookupError';
+    this.code = code;
+  }
+
+  static isInstance(value: unknown): value is KeyLookupError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[MARK] === true;
+  }
+}
+
+/** Fetches the TXT records of a name: one string per record, its strings joined. */
+export interface KeyResolver {
+  lookup(name: string): Promise<string[]>;
+}
+
+export interface DnsKeyResolverOptions {
+  /** Name servers as "host", "host:port", "[v6]:port" or OpenDKIM's "host@port". Default: the system's. */
+  servers?: string[];
+  /** Milliseconds before one try times out (default 5000). */
+  timeout?: number;
+  /** Tries per server (default 2). */
+  tries?: number;
+}
+
+/** Convert OpenDKIM's "addr@port" to the "addr:port" / "[v6]:port" that node:dns wants. */
+export function normalizeServer(server: string): string {
+  const at = /^(.+)@(\d+)$/.exec(server.trim());
+  if (!at) return server.trim();
+  const host = at[1] as string;
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${at[2]}` : `${host}:${at[2]}`;
+}
+
+const NOT_FOUND_CODES = new Set(['ENOTFOUND', 'ENODATA', 'ENONAME']);
+
+/** Key lookups over DNS with node:dns (c-ares): falls back to TCP for large answers. */
+export class DnsKeyResolver implements KeyResolver {
+  private readonly resolver: Resolver;
+
+  constructor(options: DnsKeyResolverOptions = {}) {
+    this.resolver = new Resolver({ timeout: options.timeout ?? 5000, tries: options.tries ?? 2 });
+    if (options.servers && options.servers.length > 0) this.resolver.setServers(options.servers.map(normalizeServer));
+  }
+
+  async lookup(name: string): Promise<string[]> {
+    try {
+      const records = await this.resolver.resolveTxt(name);
+      return records.map((strings) => strings.join(''));
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? 'EUNKNOWN';
+      if (NOT_FOUND_CODES.has(code)) throw new KeyLookupError('NOTFOUND', `no TXT record at ${name} (${code})`, { cause: error });
+      throw new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} failed (${code})`, { cause: error });
+    }
+  }
+}
+
+function normalizeName(name: string): string {
+  return name.trim().toLowerCase().replace(/\.$/, '');
+}
+
+/** Records held in memory: for tests and for callers who fetch keys their own way. */
+export class MemoryKeyResolver implements KeyResolver {
+  private readonly records = new Map<string, string[] | KeyLookupError>();
+
+  constructor(records: Record<string, string | string[] | KeyLookupError> = {}) {
+    for (const [name, value] of Object.entries(records)) this.set(name, value);
+  }
+
+  set(name: string, value: string | string[] | KeyLookupError): this {
+    this.records.set(normalizeName(name), typeof value === 'string' ? [value] : value);
+    return this;
+  }
+
+  delete(name: string): this {
+    this.records.delete(normalizeName(name));
+    return this;
+  }
+
+  async lookup(name: string): Promise<string[]> {
+    const found = this.records.get(normalizeName(name));
+    if (found === undefined) throw new KeyLookupError('NOTFOUND', `no key record for ${name}`);
+    if (KeyLookupError.isInstance(found)) throw found;
+    return [...found];
+  }
+}
+
+/**
+ * Parse a zone-style keys file, as OpenDKIM's test keys or a zone file excerpt:
+ *   sel._domainkey.example.org  v=DKIM1; k=rsa; p=...
+ *   sel._domainkey.example.org. IN TXT ( "v=DKIM1; k=rsa; " "p=..." )   ; comment
+ * Quoted strings are joined; a parenthesized record may span lines; "#" and ";" start
+ * comments outside quotes. Throws an error naming the line for what it cannot read.
+ */
+export function parseKeysFile(text: string, fileName = 'keys file'): Map<string, string[]> {
+  const records = new Map<string, string[]>();
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    let entry = stripComment(lines[i] as string);
+    if (entry.trim() === '') continue;
+    // A parenthesized record continues until its closing parenthesis.
+    while (countOutsideQuotes(entry, '(') > countOutsideQuotes(entry, ')')) {
+      i++;
+      if (i >= lines.length) throw new Error(`${fileName}:${lineNo}: unclosed "("`);
+      entry += ` ${stripComment(lines[i] as string)}`;
+    }
+    const m = /^\s*(\S+)\s+(.*)$/.exec(entry);
+    if (!m) throw new Error(`${fileName}:${lineNo}: expected "name record", got "${clip(entry)}"`);
+    let rest = (m[2] as string).trim();
+    rest = rest.replace(/^(?:\d+\s+)?(?:IN\s+)?(?:\d+\s+)?TXT\s+/i, '');
+    rest = rest.replace(/^\(\s*|\s*\)\s*$/g, '');
+    let value: string;
+    if (rest.startsWith('"')) {
+      const strings = [...rest.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((s) => (s[1] as string).replace(/\\(.)/g, '$1'));
+      if (strings.length === 0) throw new Error(`${fileName}:${lineNo}: unbalanced quotes`);
+      value = strings.join('');
+    } else {
+      value = rest;
+    }
+    const name = normalizeName(m[1] as string);
+    const list = records.get(name) ?? [];
+    list.push(value);
+    records.set(name, list);
+  }
+  return records;
+}
+
+/**
+ * Drop a comment: "#" anywhere outside quotes; ";" (the zone-file comment) only where
+ * it cannot be a tag separator, that is on lines written with quoted strings or at the
+ * start of a line.
+ */
+function stripComment(line: string): string {
+  const semicolonComments = line.includes('"') || /^\s*;/.test(line);
+  let inQuote = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c === '\\' && inQuote) i++;
+    else if (c === '"') inQuote = !inQuote;
+    else if (!inQuote && (c === '#' || (c === ';' && semicolonComments))) return line.slice(0, i);
+  }
+  return line;
+}
+
+function countOutsideQuotes(text: string, ch: string): number {
+  let n = 0;
+  let inQuote = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\\' && inQuote) i++;
+    else if (c === '"') inQuote = !inQuote;
+    else if (!inQuote && c === ch) n++;
+  }
+  return n;
+}
+
+/** Keys from a zone-style file (see parseKeysFile), for offline use and tests. */
+export class FileKeyResolver extends MemoryKeyResolver {
+  static async fromFile(path: string): Promise<FileKeyResolver> {
+    return FileKeyResolver.fromText(await readFile(path, 'latin1'), path);
+  }
+
+  static fromText(text: string, fileName?: string): FileKeyResolver {
+    const resolver = new FileKeyResolver();
+    for (const [name, values] of parseKeysFile(text, fileName)) resolver.set(name, values);
+    return resolver;
+  }
+}

@@ -1,0 +1,32 @@
+/** RFC 8601's result vocabulary for DKIM and DomainKeys. */
+export type AuthResult = 'pass' | 'fail' | 'neutral' | 'policy' | 'temperror' | 'permerror' | 'none';
+
+/** The outcome of checking one signature; the same shape for DKIM and DomainKeys. */
+export interface VerificationResult {
+  method: 'dkim' | 'domainkeys';
+  result: AuthResult;
+  /** Why, in words naming the rule (absent on pass). */
+  reason?: string;
+  /** d= (the SDID). */
+  domain: string;
+  /** s= */
+  selector: string;
+  /** i= for DKIM (default "@" + d); the sender address for DomainKeys. */
+  identity?: string;
+  /** For DomainKeys: which header the identity came from. */
+  identityHeader?: 'from' | 'sender';
+  /** a= as written. */
+  algorithm: string;
+  /** Size of the public key in bits, when the key was read. */
+  keyBits?: number;
+  /** The key record had t=y. */
+  testing: boolean;
+  /** b= without whitespace, to tell signatures apart (header.b, RFC 6008). */
+  headerB?: string;
+  /** l= when the signature had one. */
+  bodyLength?: number;
+  /** With l=: canonicalized body octets after the signed part. */
+  unsignedBodyBytes?: number;
+  /** h= as written. */
+  signedHeaders?: string[];
+}

@@ -1,0 +1,299 @@
+import { Buffer } from 'node:buffer';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { BodyHashSet, type BodyHasher } from './body-hash.js';
+import type { Canonicalization } from './canonicalization/body.js';
+import { relaxedHeader } from './canonicalization/header.js';
+import { signData } from './crypto.js';
+import { DkimError } from './errors.js';
+import { headerHashInput, selectSignedFields } from './header-hash.js';
+import { DEFAULT_MAX_HEADER_BYTES, feedMessage, type HeaderField, type MessageInput, type MessageSink } from './message.js';
+import {
+  ALGORITHMS,
+  appendFolded,
+  encodeDkimQuotedPrintable,
+  type FormatTag,
+  formatFoldedTags,
+  isSameOrSubdomain,
+  type SigningAlgorithm,
+} from './signature.js';
+
+/**
+ * Fields signed by default when present: RFC 6376 §5.4.1's list plus the fields that
+ * identify and shape a message (as OpenDKIM signs them).
+ */
+export const DEFAULT_SIGNED_HEADERS: readonly string[] = [
+  'from',
+  'sender',
+  'reply-to',
+  'subject',
+  'date',
+  'message-id',
+  'to',
+  'cc',
+  'mime-version',
+  'content-type',
+  'content-transfer-encoding',
+  'content-id',
+  'content-description',
+  'resent-date',
+  'resent-from',
+  'resent-sender',
+  'resent-to',
+  'resent-cc',
+  'resent-message-id',
+  'in-reply-to',
+  'references',
+  'list-id',
+  'list-help',
+  'list-unsubscribe',
+  'list-unsubscribe-post',
+  'list-subscribe',
+  'list-post',
+  'list-owner',
+  'list-archive',
+];
+
+/** Fields listed once more than they occur, so that none can be added later (default: From). */
+export const DEFAULT_OVERSIGNED_HEADERS: readonly string[] = ['from'];
+
+export interface SignatureOptions {
+  /** d=, the signing domain. */
+  domain: string;
+  /** s= */
+  selector: string;
+  /** PEM (PKCS#1 or PKCS#8) or a parsed KeyObject; pass a KeyObject when signing many messages. */
+  privateKey: string | Buffer | KeyObject;
+  /** Default: from the key type (rsa-sha256 or ed25519-sha256). */
+  algorithm?: SigningAlgorithm;
+  /** "header/body" (default "relaxed/relaxed"); one word alone means "word/simple", as in c=. */
+  canonicalization?: string;
+  /** Field names to sign when present (default DEFAULT_SIGNED_HEADERS). */
+  headers?: readonly string[];
+  /** Field names to list once more than they occur (default DEFAULT_OVERSIGNED_HEADERS). */
+  oversignHeaders?: readonly string[];
+  /** i=, the AUID; must be in domain or a subdomain. */
+  identity?: string;
+  /** Seconds until the signature expires (x=); default none. */
+  expiresIn?: number;
+  /** Write t= (default true). */
+  timestamp?: boolean;
+  /** Write l= with the length of the body signed (default false: l= invites appended content). */
+  bodyLength?: boolean;
+  /** Write z= with copies of the signed fields (default false). */
+  copyHeaders?: boolean;
+}
+
+export interface SignerOptions {
+  /** Current time in milliseconds (default Date.now). */
+  now?: () => number;
+  /** Body hashers shared with a Verifier; the caller then feeds them and body() does nothing. */
+  bodyHashes?: BodyHashSet;
+  /** Header bytes accepted (default 1 MiB). */
+  maxHeaderBytes?: number;
+}
+
+/** A signature made: the field name and value for a milter, and the whole field. */
+export interface SignatureField {
+  name: 'DKIM-Signature';
+  /** Everything after the colon (starts with a space; folded with CRLF + HTAB). */
+  value: string;
+  /** "DKIM-Signature: ..." without the final CRLF. */
+  field: string;
+}
+
+interface PreparedSignature {
+  options: SignatureOptions;
+  key: KeyObject;
+  algorithm: SigningAlgorithm;
+  headerCanonicalization: Canonicalization;
+  bodyCanonicalization: Canonicalization;
+  hasher?: BodyHasher;
+}
+
+const keyCache = new Map<string, KeyObject>();
+const KEY_CACHE_LIMIT = 100;
+
+/** Parse a private key (cached by PEM text: parsing costs as much as signing). */
+export function loadPrivateKey(key: string | Buffer | KeyObject): KeyObject {
+  if (typeof key === 'object' && !Buffer.isBuffer(key)) {
+    if (key.type !== 'private') throw new DkimError('KEY_UNUSABLE', `expected a private key, got a ${key.type} key`);
+    return key;
+  }
+  const pem = typeof key === 'string' ? key : key.toString('latin1');
+  const cached = keyCache.get(pem);
+  if (cached) return cached;
+  let parsed: KeyObject;
+  try {
+    parsed = createPrivateKey(pem);
+  } catch (error) {
+    throw new DkimError('KEY_UNUSABLE', `cannot read the private key: ${(error as Error).message}`, { cause: error });
+  }
+  keyCache.set(pem, parsed);
+  if (keyCache.size > KEY_CACHE_LIMIT) keyCache.delete(keyCache.keys().next().value as string);
+  return parsed;
+}
+
+const DOMAIN = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?$/;
+
+function parseCanonicalization(value: string | undefined): [Canonicalization, Canonicalization] {
+  const m = /^(simple|relaxed)(?:\/(simple|relaxed))?$/.exec(value ?? 'relaxed/relaxed');
+  if (!m) throw new DkimError('INVALID_OPTION', `canonicalization must be simple or relaxed, as "header/body": got "${value}"`);
+  // As in c= and OpenDKIM's Canonicalization: one word names the header method; the body is simple.
+  return [m[1] as Canonicalization, (m[2] ?? 'simple') as Canonicalization];
+}
+
+function prepare(options: SignatureOptions): PreparedSignature {
+  if (!options || typeof options !== 'object') throw new DkimError('INVALID_OPTION', 'signature options are required');
+  if (!DOMAIN.test(options.domain ?? '')) throw new DkimError('INVALID_OPTION', `invalid domain "${options.domain}"`);
+  if (!DOMAIN.test(options.selector ?? '')) throw new DkimError('INVALID_OPTION', `invalid selector "${options.selector}"`);
+  const key = loadPrivateKey(options.privateKey);
+  const type = key.asymmetricKeyType;
+  let algorithm: SigningAlgorithm;
+  if (type === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < 1024) throw new DkimError('KEY_UNUSABLE', `RSA key of ${bits} bits is too small (minimum 1024, RFC 8301)`);
+    if (bits > 4096) throw new DkimError('KEY_UNUSABLE', `RSA key of ${bits} bits is too large (maximum 4096)`);
+    algorithm = 'rsa-sha256';
+  } else if (type === 'ed25519') {
+    algorithm = 'ed25519-sha256';
+  } else {
+    throw new DkimError('KEY_UNUSABLE', `unsupported key type ${type}: DKIM signs with rsa or ed25519`);
+  }
+  if (options.algorithm !== undefined && options.algorithm !== algorithm) {
+    throw new DkimError('KEY_MISMATCH', `algorithm ${options.algorithm} does not fit a ${type} key`);
+  }
+  if (options.identity !== undefined) {
+    const at = options.identity.lastIndexOf('@');
+    if (at < 0 || !isSameOrSubdomain(options.identity.slice(at + 1), options.domain)) {
+      throw new DkimError('INVALID_OPTION', `identity "${options.identity}" must be an address in ${options.domain} or a subdomain`);
+    }
+  }
+  if (options.expiresIn !== undefined && !(options.expiresIn > 0)) {
+    throw new DkimError('INVALID_OPTION', 'expiresIn must be a positive number of seconds');
+  }
+  const [headerCanonicalization, bodyCanonicalization] = parseCanonicalization(options.canonicalization);
+  return { options, key, algorithm, headerCanonicalization, bodyCanonicalization };
+}
+
+/**
+ * Makes one or more DKIM signatures over one message as it streams past: feed header
+ * fields, endOfHeaders(), body chunks, then await finish(). Options are checked (and
+ * keys parsed) in the constructor, so a Signer fails fast on bad configuration.
+ */
+export class Signer implements MessageSink {
+  private readonly prepared: PreparedSignature[];
+  private readonly now: () => number;
+  private readonly bodyHashes: BodyHashSet;
+  private readonly ownsBodyHashes: boolean;
+  private readonly maxHeaderBytes: number;
+  private readonly headers: HeaderField[] = [];
+  private headerBytes = 0;
+  private ended = false;
+
+  constructor(signatures: SignatureOptions | readonly SignatureOptions[], options: SignerOptions = {}) {
+    const list = Array.isArray(signatures) ? signatures : [signatures as SignatureOptions];
+    if (list.length === 0) throw new DkimError('INVALID_OPTION', 'no signature options given');
+    this.prepared = list.map(prepare);
+    this.now = options.now ?? Date.now;
+    this.ownsBodyHashes = !options.bodyHashes;
+    this.bodyHashes = options.bodyHashes ?? new BodyHashSet();
+    this.maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  }
+
+  header(field: HeaderField): void {
+    if (this.ended) throw new DkimError('INVALID_OPTION', 'header() after endOfHeaders()');
+    this.headerBytes += field.raw.length;
+    if (this.headerBytes > this.maxHeaderBytes) {
+      throw new DkimError('MESSAGE_TOO_LARGE', `header section exceeds ${this.maxHeaderBytes} bytes`);
+    }
+    this.headers.push(field);
+  }
+
+  endOfHeaders(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (!this.headers.some((f) => f.name.toLowerCase() === 'from')) {
+      throw new DkimError('NO_FROM', 'the message has no From field, which DKIM must sign');
+    }
+    for (const p of this.prepared) p.hasher = this.bodyHashes.get(p.bodyCanonicalization, 'sha256');
+  }
+
+  body(chunk: Buffer): void {
+    if (!this.ended) this.endOfHeaders();
+    if (this.ownsBodyHashes) this.bodyHashes.update(chunk);
+  }
+
+  /** The DKIM-Signature fields, in the order the signatures were configured. */
+  async finish(): Promise<SignatureField[]> {
+    if (!this.ended) this.endOfHeaders();
+    const now = Math.floor(this.now() / 1000);
+    return Promise.all(this.prepared.map((p) => this.sign(p, now)));
+  }
+
+  private signedNames(options: SignatureOptions): string[] {
+    const wanted = (options.headers ?? DEFAULT_SIGNED_HEADERS).map((n) => n.toLowerCase());
+    const oversign = new Set((options.oversignHeaders ?? DEFAULT_OVERSIGNED_HEADERS).map((n) => n.toLowerCase()));
+    for (const name of oversign) if (!wanted.includes(name)) wanted.push(name);
+    if (!wanted.includes('from')) wanted.unshift('from');
+    const counts = new Map<string, number>();
+    for (const f of this.headers) counts.set(f.name.toLowerCase(), (counts.get(f.name.toLowerCase()) ?? 0) + 1);
+    const names: string[] = [];
+    for (const name of [...new Set(wanted)]) {
+      const n = (counts.get(name) ?? 0) + (oversign.has(name) ? 1 : 0);
+      for (let i = 0; i < n; i++) names.push(name);
+    }
+    return names;
+  }
+
+  private async sign(p: PreparedSignature, now: number): Promise<SignatureField> {
+    const o = p.options;
+    const body = (p.hasher as BodyHasher).digest();
+    const names = this.signedNames(o);
+    const selected = selectSignedFields(this.headers, names);
+    const tags: FormatTag[] = [
+      { name: 'v', value: '1' },
+      { name: 'a', value: p.algorithm },
+      { name: 'c', value: `${p.headerCanonicalization}/${p.bodyCanonicalization}` },
+      { name: 'd', value: o.domain },
+      { name: 's', value: o.selector },
+    ];
+    if (o.identity !== undefined) tags.push({ name: 'i', value: encodeDkimQuotedPrintable(Buffer.from(o.identity, 'utf8')) });
+    if (o.timestamp !== false) tags.push({ name: 't', value: String(now) });
+    if (o.expiresIn !== undefined) tags.push({ name: 'x', value: String(now + Math.ceil(o.expiresIn)) });
+    if (o.bodyLength) tags.push({ name: 'l', value: String(body.canonicalLength) });
+    tags.push({ name: 'h', value: names.join(':'), breakAfter: ':' });
+    if (o.copyHeaders) {
+      const copies = selected.map((f) => {
+        const relaxed = relaxedHeader(f.raw);
+        const colon = relaxed.indexOf(0x3a);
+        return `${f.name}:${encodeDkimQuotedPrintable(relaxed.subarray(colon + 1))}`;
+      });
+      tags.push({ name: 'z', value: copies.join('|'), breakAfter: '|' });
+    }
+    tags.push({ name: 'bh', value: body.hash.toString('base64'), breakAfter: '' });
+    tags.push({ name: 'b', value: '' });
+    const unsigned = formatFoldedTags('DKIM-Signature', tags);
+    const raw = Buffer.from(`${unsigned}\r\n`, 'latin1');
+    const data = headerHashInput(selected, { name: 'DKIM-Signature', raw }, p.headerCanonicalization);
+    const { keyType, hash } = ALGORITHMS[p.algorithm];
+    const signature = await signData(keyType, hash, data, p.key);
+    const field = appendFolded(unsigned, signature.toString('base64'));
+    return { name: 'DKIM-Signature', value: field.slice('DKIM-Signature:'.length), field };
+  }
+}
+
+/**
+ * Sign a message (a Buffer, or a stream of chunks: only the header is held in memory)
+ * with one or more signatures. Returns the DKIM-Signature field(s), each ending in
+ * CRLF, ready to be put in front of the message.
+ */
+export async function signMessage(
+  message: MessageInput,
+  signatures: SignatureOptions | readonly SignatureOptions[],
+  options: SignerOptions = {},
+): Promise<string> {
+  const signer = new Signer(signatures, options);
+  await feedMessage(message, signer, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES });
+  const fields = await signer.finish();
+  return fields.map((f) => `${f.field}\r\n`).join('');
+}

@@ -1,0 +1,18 @@
+/**
+ * inkan's test harness: real servers and independent peers on loopback, started and
+ * stopped by the tests themselves. Nothing here reads outside the repository.
+ */
+export { freePort, waitFor, tempDir, findProgram, runProgram, type RunResult } from './process.js';
+export { startDnsmasq, txtStrings, type DnsServer, type DnsRecords } from './dnsmasq.js';
+export { makeKeys, dkimKeyRecord, type TestKey, type TestKeys } from './keys.js';
+export {
+  peers,
+  dkimpyVerify,
+  dkimpySign,
+  mailDkimVerify,
+  mailDkimSign,
+  opendkimVerify,
+  type PeerSignature,
+  type PeerVerdict,
+  type PeerSignOptions,
+} from './peers.js';
