@@ -12,6 +12,7 @@ export {
   mailDkimVerify,
   mailDkimSign,
   opendkimVerify,
+  opendkimSign,
   type PeerSignature,
   type PeerVerdict,
   type PeerSignOptions,

@@ -124,3 +124,34 @@ export async function opendkimVerify(dnsPort: number, file: string): Promise<{ p
   const output = `${r.stdout}${r.stderr}`.trim();
   return { pass: /verification \(.*\) succeeded/.test(output) || / succeeded$/m.test(output), output };
 }
+
+/**
+ * Sign with OpenDKIM's test mode (-t with a signing configuration), which prints the
+ * DKIM-Signature field after a "opendkim: FILE:" line. Returns the field with CRLF.
+ */
+export async function opendkimSign(o: PeerSignOptions): Promise<string> {
+  const opendkim = findProgram('opendkim');
+  if (!opendkim) throw new Error('opendkim is not installed');
+  const keyFile = writeTemp('key.pem', o.pem);
+  const msgFile = writeTemp('msg.eml', o.message);
+  const conf = writeTemp(
+    'sign.conf',
+    [
+      'Mode s',
+      `Domain ${o.domain}`,
+      `Selector ${o.selector}`,
+      `KeyFile ${keyFile}`,
+      'Syslog no',
+      // The key sits in a private temp folder, which OpenDKIM's safe-keys check cannot judge.
+      'RequireSafeKeys no',
+      `Canonicalization ${o.canonicalization}`,
+      `SignatureAlgorithm ${o.algorithm}`,
+      '',
+    ].join('\n'),
+  );
+  const r = await runProgram(opendkim, ['-x', conf, '-t', msgFile], { timeoutMs: 60_000 });
+  const at = r.stdout.indexOf('DKIM-Signature:');
+  if (r.code !== 0 || at < 0) throw new Error(`opendkim sign failed (${r.code}): ${r.stdout}${r.stderr}`);
+  const field = r.stdout.slice(at).replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n');
+  return `${field}\r\n`;
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# inkan's whole test suite, from a fresh clone: installs the Debian packages the tests
+# use (real DNS server, real MTAs, independent DKIM implementations), the npm
+# dependencies from the lockfile, builds every package and runs every test.
+# Needs Node.js 20+ and npm; root or sudo for apt-get on the first run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(
+  dnsmasq-base                     # real DNS server on loopback for key lookups
+  bind9-dnsutils bind9-utils       # dig, named-checkzone
+  python3-dkim python3-dnspython   # dkimpy, an independent DKIM implementation
+  libmail-dkim-perl libnet-dns-perl libjson-pp-perl  # Perl's Mail::DKIM, another one
+  opendkim opendkim-tools miltertest  # OpenDKIM as a reference peer, miltertest
+  postfix                          # a real MTA for the milter tests (private instance)
+  openssl iproute2 procps
+)
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=()
+  [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+  echo "installing Debian packages: ${missing[*]}"
+  # The tests run their own private Postfix; leave the system's unconfigured and stopped.
+  echo 'postfix postfix/main_mailer_type select No configuration' | "${SUDO[@]}" debconf-set-selections
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PNPM_VERSION=10.34.8
+if command -v pnpm >/dev/null && [ "$(pnpm --version)" = "$PNPM_VERSION" ]; then
+  pnpm() { command pnpm "$@"; }
+else
+  pnpm() { npx --yes "pnpm@$PNPM_VERSION" "$@"; }
+fi
+pnpm install --frozen-lockfile --reporter=append-only
+pnpm run build
+rc=0
+pnpm exec vitest run --reporter=default --reporter=json --outputFile=.vitest-results.json || rc=$?
+node scripts/test-summary.mjs .vitest-results.json || rc=${rc:-1}
+exit "$rc"
