@@ -4,6 +4,9 @@ import { type BodyCanonicalizer, type Canonicalization, createBodyCanonicalizer 
 
 export type HashAlgorithm = 'sha256' | 'sha1';
 
+const STAGE_SIZE = 16 * 1024;
+const STAGE_DIRECT = 4 * 1024;
+
 export interface BodyHashResult {
   /** The digest of the canonicalized body, up to the length limit. */
   hash: Buffer;
@@ -26,6 +29,8 @@ export class BodyHasher {
   private length = 0;
   private hashed = 0;
   private result: BodyHashResult | undefined;
+  private stage: Buffer | undefined;
+  private staged = 0;
 
   constructor(canonicalization: Canonicalization, algorithm: HashAlgorithm, limit?: number) {
     this.canonicalization = canonicalization;
@@ -43,6 +48,7 @@ export class BodyHasher {
   digest(): BodyHashResult {
     if (!this.result) {
       this.canonicalizer.finish();
+      this.flushStage();
       this.result = { hash: this.hash.digest(), canonicalLength: this.length, hashedLength: this.hashed };
     }
     return this.result;
@@ -50,16 +56,30 @@ export class BodyHasher {
 
   private consume(bytes: Buffer): void {
     this.length += bytes.length;
-    if (this.limit === undefined) {
-      this.hash.update(bytes);
-      this.hashed += bytes.length;
+    let part = bytes;
+    if (this.limit !== undefined) {
+      const room = this.limit - this.hashed;
+      if (room <= 0) return;
+      if (part.length > room) part = part.subarray(0, room);
+    }
+    this.hashed += part.length;
+    // Canonicalizers emit many small pieces; gather them so that the hash is fed in
+    // large blocks (each update() call costs far more than copying a few bytes).
+    if (part.length >= STAGE_DIRECT) {
+      this.flushStage();
+      this.hash.update(part);
       return;
     }
-    const room = this.limit - this.hashed;
-    if (room <= 0) return;
-    const part = bytes.length <= room ? bytes : bytes.subarray(0, room);
-    this.hash.update(part);
-    this.hashed += part.length;
+    if (!this.stage) this.stage = Buffer.allocUnsafe(STAGE_SIZE);
+    if (this.staged + part.length > STAGE_SIZE) this.flushStage();
+    this.staged += part.copy(this.stage, this.staged);
+  }
+
+  private flushStage(): void {
+    if (this.staged > 0 && this.stage) {
+      this.hash.update(this.stage.subarray(0, this.staged));
+      this.staged = 0;
+    }
   }
 }
 

@@ -250,7 +250,12 @@ describe('verification outcomes', () => {
   });
   it('one lookup per distinct key name, started at end of headers', async () => {
     const names: string[] = [];
-    const counting = { lookup: async (name: string) => (names.push(name), resolver.lookup(name)) };
+    const counting = {
+      lookup: async (name: string) => {
+        names.push(name);
+        return resolver.lookup(name);
+      },
+    };
     const sig = await signMessage(MESSAGE, rsa());
     const v = new Verifier({ resolver: counting });
     const { headers, body } = splitMessage(Buffer.concat([Buffer.from(sig + sig), MESSAGE]));
@@ -265,7 +270,12 @@ describe('verification outcomes', () => {
     const gate = new Promise<void>((r) => {
       release = r;
     });
-    const slow = { lookup: async (name: string) => (await gate, resolver.lookup(name)) };
+    const slow = {
+      lookup: async (name: string) => {
+        await gate;
+        return resolver.lookup(name);
+      },
+    };
     const msg = await signed(rsa());
     const v = new Verifier({ resolver: slow });
     const { headers, body } = splitMessage(msg);

@@ -1,0 +1,45 @@
+import { Buffer } from 'node:buffer';
+
+/** A deterministic text body of about `size` bytes: lines of words, some with trailing spaces. */
+export function textBody(size: number, seed = 1): Buffer {
+  let x = seed;
+  const rnd = () => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    return x;
+  };
+  const words = ['lorem', 'ipsum', 'dolor', 'sit', 'amet', 'dkim', 'inkan', 'seal', 'mail', 'body', 'canonical', 'x'];
+  const out = Buffer.allocUnsafe(size + 200);
+  let o = 0;
+  while (o < size) {
+    let line = '';
+    const n = 6 + (rnd() % 10);
+    for (let i = 0; i < n; i++) line += `${words[rnd() % words.length]}${rnd() % 7 === 0 ? '  ' : ' '}`;
+    line = line.trimEnd() + (rnd() % 5 === 0 ? ' \t' : '');
+    o += out.write(`${line}\r\n`, o, 'latin1');
+  }
+  return out.subarray(0, o);
+}
+
+export const HEADER = Buffer.from(
+  'From: Joe <joe@example.org>\r\nTo: Suzie <suzie@example.net>\r\nSubject: benchmark\r\n' +
+    'Date: Sat, 28 Nov 2026 05:00:00 +0000\r\nMessage-ID: <bench@example.org>\r\nMIME-Version: 1.0\r\n' +
+    'Content-Type: text/plain; charset=us-ascii\r\n\r\n',
+  'latin1',
+);
+
+export function message(size: number): Buffer {
+  return Buffer.concat([HEADER, textBody(size - HEADER.length)]);
+}
+
+/** Yield a message of `size` bytes as 64 KiB chunks without ever holding it whole. */
+export async function* streamMessage(size: number, prefix: Buffer = Buffer.alloc(0)): AsyncGenerator<Buffer> {
+  yield prefix;
+  yield HEADER;
+  const block = textBody(64 * 1024, 7);
+  let left = size - HEADER.length;
+  while (left > 0) {
+    const n = Math.min(left, block.length);
+    yield block.subarray(0, n);
+    left -= n;
+  }
+}
