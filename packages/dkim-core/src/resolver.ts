@@ -59,9 +59,13 @@ export class DnsKeyResolver implements KeyResolver {
   }
 
   async lookup(name: string): Promise<string[]> {
+    return (await this.lookupStrings(name)).map((strings) => strings.join(''));
+  }
+
+  /** The TXT records of a name as published: each record's character-strings, unjoined. */
+  async lookupStrings(name: string): Promise<string[][]> {
     try {
-      const records = await this.resolver.resolveTxt(name);
-      return records.map((strings) => strings.join(''));
+      return await this.resolver.resolveTxt(name);
     } catch (error) {
       const code = (error as { code?: string }).code ?? 'EUNKNOWN';
       if (NOT_FOUND_CODES.has(code)) throw new KeyLookupError('NOTFOUND', `no TXT record at ${name} (${code})`, { cause: error });

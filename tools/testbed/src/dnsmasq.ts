@@ -4,8 +4,11 @@ import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
 import { findProgram, freePort, tempDir, waitFor } from './process.js';
 
-/** TXT records by owner name; a string longer than 255 octets is split into several strings. */
-export type DnsRecords = Record<string, string | string[]>;
+/** TXT data: a string (split at 255 octets), or the character-strings exactly as published. */
+export type TxtData = string | { strings: string[] };
+
+/** TXT records by owner name; an array means several records at one name. */
+export type DnsRecords = Record<string, TxtData | TxtData[]>;
 
 export interface DnsServer {
   port: number;
@@ -51,7 +54,8 @@ export async function startDnsmasq(records: DnsRecords, options: { zones?: strin
     const labels = name.split('.');
     zones.add(labels.slice(-2).join('.'));
     for (const record of Array.isArray(value) ? value : [value]) {
-      lines.push(`txt-record=${name},${txtStrings(record).map(quoteTxt).join(',')}`);
+      const strings = typeof record === 'string' ? txtStrings(record) : record.strings;
+      lines.push(`txt-record=${name},${strings.map(quoteTxt).join(',')}`);
     }
   }
   // Answer NXDOMAIN for anything else in these zones instead of forwarding it.

@@ -3,7 +3,7 @@
  * stopped by the tests themselves. Nothing here reads outside the repository.
  */
 export { freePort, waitFor, tempDir, findProgram, runProgram, type RunResult } from './process.js';
-export { startDnsmasq, txtStrings, type DnsServer, type DnsRecords } from './dnsmasq.js';
+export { startDnsmasq, txtStrings, type DnsServer, type DnsRecords, type TxtData } from './dnsmasq.js';
 export { makeKeys, dkimKeyRecord, type TestKey, type TestKeys } from './keys.js';
 export {
   peers,
