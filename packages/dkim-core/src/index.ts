@@ -15,7 +15,7 @@ export {
   parseHeaderFields,
   splitMessage,
 } from './message.js';
-export { type TagListResult, parseTagList, trimFws, stripFws } from './tag-list.js';
+export { type TagListResult, parseTagList, trimFws, stripFws, clip } from './tag-list.js';
 export {
   type BodyCanonicalizer,
   type ByteSink,

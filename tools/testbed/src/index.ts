@@ -17,3 +17,4 @@ export {
   type PeerVerdict,
   type PeerSignOptions,
 } from './peers.js';
+export { mailDkimDomainKeysSign, mailDkimDomainKeysVerify, type DomainKeysSignOptions, type DomainKeysPeerSignature, type DomainKeysPeerVerdict } from './domainkeys-peers.js';

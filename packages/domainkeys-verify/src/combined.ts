@@ -1,0 +1,108 @@
+import type { Buffer } from 'node:buffer';
+import {
+  DEFAULT_MAX_HEADER_BYTES,
+  DkimError,
+  feedMessage,
+  type HeaderField,
+  type KeyResolver,
+  type MessageInput,
+  type MessageSink,
+  type VerificationResult,
+  Verifier,
+  type VerifierOptions,
+} from '@inkan/dkim-core';
+import { DomainKeysVerifier, type DomainKeysVerifierOptions, tooLarge } from './verifier.js';
+
+export interface CombinedVerifierOptions {
+  /** One resolver for both kinds of key lookup. */
+  resolver: KeyResolver;
+  /** Options for dkim-core's Verifier (its resolver is the one above). */
+  dkim?: Omit<VerifierOptions, 'resolver'>;
+  /** Options for the DomainKeysVerifier (its resolver is the one above). */
+  domainKeys?: Omit<DomainKeysVerifierOptions, 'resolver'>;
+  /** Header bytes accepted per message (default 1 MiB), for the parser of verifyDkimAndDomainKeys(). */
+  maxHeaderBytes?: number;
+}
+
+export interface CombinedResults {
+  /** One result per DKIM-Signature, top first. */
+  dkim: VerificationResult[];
+  /** One result per DomainKey-Signature, top first. */
+  domainkeys: VerificationResult[];
+}
+
+/** Passes lookups on, each name only once; lives as long as one message. */
+class OncePerName implements KeyResolver {
+  private readonly resolver: KeyResolver;
+  private readonly answers = new Map<string, Promise<string[]>>();
+
+  constructor(resolver: KeyResolver) {
+    this.resolver = resolver;
+  }
+
+  lookup(name: string): Promise<string[]> {
+    const key = name.toLowerCase().replace(/\.$/, '');
+    let answer = this.answers.get(key);
+    if (!answer) {
+      answer = Promise.resolve().then(() => this.resolver.lookup(name));
+      this.answers.set(key, answer);
+    }
+    return answer;
+  }
+}
+
+/**
+ * A MessageSink that hands every header field and body chunk to both dkim-core's
+ * Verifier and a DomainKeysVerifier, so that one pass over a message gives DKIM and
+ * DomainKeys results (for a milter, which sees the message once).
+ */
+export class CombinedVerifier implements MessageSink {
+  readonly dkim: Verifier;
+  readonly domainKeys: DomainKeysVerifier;
+
+  constructor(options: CombinedVerifierOptions) {
+    if (!options?.resolver) throw new DkimError('INVALID_OPTION', 'CombinedVerifier needs a resolver');
+    // A DKIM and a DomainKeys signature often share a selector: ask DNS once per message.
+    const resolver = new OncePerName(options.resolver);
+    this.dkim = new Verifier({ ...options.dkim, resolver });
+    this.domainKeys = new DomainKeysVerifier({ ...options.domainKeys, resolver });
+  }
+
+  header(field: HeaderField): void {
+    this.dkim.header(field);
+    this.domainKeys.header(field);
+  }
+
+  endOfHeaders(): void {
+    this.dkim.endOfHeaders();
+    this.domainKeys.endOfHeaders();
+  }
+
+  body(chunk: Buffer): void {
+    this.dkim.body(chunk);
+    this.domainKeys.body(chunk);
+  }
+
+  async finish(): Promise<CombinedResults> {
+    const [dkim, domainkeys] = await Promise.all([this.dkim.finish(), this.domainKeys.finish()]);
+    return { dkim, domainkeys };
+  }
+}
+
+/**
+ * Verify the DKIM and DomainKeys signatures of a message in one pass: one
+ * MessageParser feeding both verifiers. Never throws for bad mail.
+ */
+export async function verifyDkimAndDomainKeys(message: MessageInput, options: CombinedVerifierOptions): Promise<CombinedResults> {
+  const verifier = new CombinedVerifier(options);
+  try {
+    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES });
+  } catch (error) {
+    if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
+      const dkim: VerificationResult = { ...tooLarge(error.message), method: 'dkim' };
+      return { dkim: [dkim], domainkeys: [tooLarge(error.message)] };
+    }
+    throw error;
+  }
+  return verifier.finish();
+}

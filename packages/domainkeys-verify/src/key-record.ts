@@ -1,0 +1,50 @@
+import { clip, type DkimKeyRecord, parseKeyRecord, trimFws } from '@inkan/dkim-core';
+
+/**
+ * A DomainKeys key record (RFC 4870 §3.2.3), read with dkim-core's DKIM key record
+ * parser (the two share their syntax: k=, p=, t=, n=, and DKIM's v=, h=, s=), plus
+ * the DomainKeys granularity g=.
+ */
+export interface DomainKeysKeyRecord extends DkimKeyRecord {
+  /** g= as written; "*" (any local part) when absent or empty. */
+  granularity: string;
+}
+
+export type DomainKeysKeyRecordParseResult = { ok: true; record: DomainKeysKeyRecord } | { ok: false; error: string };
+
+/** Parse one key record (the strings of one TXT record, joined). Never throws. */
+export function parseDomainKeysKeyRecord(text: string): DomainKeysKeyRecordParseResult {
+  const parsed = parseKeyRecord(text);
+  if (!parsed.ok) return parsed;
+  const g = trimFws(parsed.record.tags.get('g') ?? '');
+  // RFC 4870 §3.2.3: an empty g= matches any local part (unlike DKIM's old g=).
+  return { ok: true, record: { ...parsed.record, granularity: g === '' ? '*' : g } };
+}
+
+/**
+ * Whether a key's granularity allows the sender's local part (RFC 4870 §3.2.3 "g"):
+ * the local part must equal g=, where one "*" in g= stands for any run of characters.
+ * Local parts compare case-sensitively, as RFC 5321 treats them.
+ */
+export function granularityMatches(granularity: string, localPart: string): boolean {
+  const star = granularity.indexOf('*');
+  if (star < 0) return localPart === granularity;
+  const begins = granularity.slice(0, star);
+  const ends = granularity.slice(star + 1);
+  return localPart.length >= begins.length + ends.length && localPart.startsWith(begins) && localPart.endsWith(ends);
+}
+
+/** Why a key cannot be used for a DomainKeys signature, or undefined when it can. */
+export function checkDomainKeysKey(record: DomainKeysKeyRecord, sender: { localPart: string; domain?: string }, domain: string): string | undefined {
+  if (record.publicKey === '') return 'key revoked (empty p=)';
+  if (record.keyType !== 'rsa') return `key type k=${clip(record.keyType)} is not rsa (RFC 4870 3.2.3)`;
+  if (!record.serviceTypes.some((s) => s === '*' || s.toLowerCase() === 'email')) return 'key s= does not include email';
+  if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1')) return 'key h= does not allow sha1';
+  if (!granularityMatches(record.granularity, sender.localPart)) {
+    return `key granularity g=${clip(record.granularity)} does not match the sender's local part`;
+  }
+  if (record.strict && (sender.domain ?? '').replace(/\.$/, '') !== domain) {
+    return 'key t=s forbids a sender in a subdomain of d=';
+  }
+  return undefined;
+}

@@ -1,0 +1,247 @@
+import type { Buffer } from 'node:buffer';
+import { createVerify, type Verify } from 'node:crypto';
+import {
+  type BodyCanonicalizer,
+  DEFAULT_MAX_HEADER_BYTES,
+  DkimError,
+  feedMessage,
+  type HeaderField,
+  headerValue,
+  importPublicKey,
+  isSameOrSubdomain,
+  KeyLookupError,
+  type KeyResolver,
+  type MessageInput,
+  type MessageSink,
+  type VerificationResult,
+} from '@inkan/dkim-core';
+import {
+  canonicalizeDomainKeysHeader,
+  createDomainKeysBodyCanonicalizer,
+  type DomainKeysCanonicalization,
+} from './canonicalization.js';
+import { checkDomainKeysKey, type DomainKeysKeyRecord, parseDomainKeysKeyRecord } from './key-record.js';
+import { determineSender, type SenderAddress } from './sender.js';
+import { type DomainKeySignature, parseDomainKeySignature } from './signature.js';
+import { selectDomainKeysFields } from './signed-headers.js';
+
+export interface DomainKeysVerifierOptions {
+  /** Where keys come from: the same KeyResolver dkim-core's Verifier uses. */
+  resolver: KeyResolver;
+  /** DomainKey-Signature fields checked per message; the rest get "policy" (default 10). */
+  maxSignatures?: number;
+  /**
+   * RSA keys smaller than this never pass: permerror "key too small" (default 1024, as
+   * RFC 8301 asks of DKIM). Historic DomainKeys keys were often 512 or 768 bits; set
+   * 512 to accept them.
+   */
+  minKeyBits?: number;
+  /** Header fields accepted per message (default 1000); more and nothing is verified. */
+  maxHeaderFields?: number;
+  /** Header bytes accepted per message (default 1 MiB). */
+  maxHeaderBytes?: number;
+}
+
+/** The field name, for finding signatures; compare lower-cased. */
+export const DOMAINKEY_SIGNATURE = 'domainkey-signature';
+
+type KeyOutcome = { ok: true; record: DomainKeysKeyRecord } | { ok: false; result: 'permerror' | 'temperror'; reason: string };
+
+interface Check {
+  result: VerificationResult;
+  signature?: DomainKeySignature;
+  sender?: SenderAddress;
+  /** SHA-1 over the canonicalized header fields, then the canonicalized body. */
+  hash?: Verify;
+  key?: Promise<KeyOutcome>;
+}
+
+async function fetchKey(resolver: KeyResolver, name: string): Promise<KeyOutcome> {
+  let records: string[];
+  try {
+    records = await resolver.lookup(name);
+  } catch (error) {
+    if (KeyLookupError.isInstance(error) && error.code === 'NOTFOUND') {
+      return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
+    }
+    const why = error instanceof Error ? error.message : String(error);
+    return { ok: false, result: 'temperror', reason: `key lookup failed: ${why}` };
+  }
+  if (records.length === 0) return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
+  let firstError = '';
+  for (const text of records) {
+    const parsed = parseDomainKeysKeyRecord(text);
+    if (parsed.ok) return { ok: true, record: parsed.record };
+    firstError ||= parsed.error;
+  }
+  return { ok: false, result: 'permerror', reason: firstError };
+}
+
+/**
+ * Verifies every DomainKey-Signature of one message as it streams past (RFC 4870),
+ * as a dkim-core MessageSink: feed header fields, call endOfHeaders() (key lookups
+ * start there), feed body chunks, then await finish(). Only the header is held; the
+ * body goes through one canonicalizer per c= value into one SHA-1 per signature.
+ */
+export class DomainKeysVerifier implements MessageSink {
+  private readonly options: DomainKeysVerifierOptions;
+  private readonly headers: HeaderField[] = [];
+  private headerBytes = 0;
+  private overLimit: string | undefined;
+  private checks: Check[] | undefined;
+  private readonly canonicalizers = new Map<DomainKeysCanonicalization, BodyCanonicalizer>();
+
+  constructor(options: DomainKeysVerifierOptions) {
+    if (!options?.resolver) throw new DkimError('INVALID_OPTION', 'DomainKeysVerifier needs a resolver');
+    this.options = options;
+  }
+
+  header(field: HeaderField): void {
+    if (this.checks) throw new DkimError('INVALID_OPTION', 'header() after endOfHeaders()');
+    if (this.overLimit) return;
+    this.headerBytes += field.raw.length;
+    const maxFields = this.options.maxHeaderFields ?? 1000;
+    const maxBytes = this.options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+    if (this.headers.length >= maxFields) this.overLimit = `more than ${maxFields} header fields`;
+    else if (this.headerBytes > maxBytes) this.overLimit = `header section over ${maxBytes} bytes`;
+    else this.headers.push(field);
+  }
+
+  /** Parse the signatures, start their key lookups, hash their header fields. */
+  endOfHeaders(): void {
+    if (this.checks) return;
+    const checks: Check[] = [];
+    this.checks = checks;
+    const max = this.options.maxSignatures ?? 10;
+    const lookups = new Map<string, Promise<KeyOutcome>>();
+    let seen = 0;
+    for (const [position, field] of this.headers.entries()) {
+      if (field.name.toLowerCase() !== DOMAINKEY_SIGNATURE) continue;
+      const index = seen++;
+      const parsed = parseDomainKeySignature(headerValue(field).toString('latin1'));
+      const result: VerificationResult = {
+        method: 'domainkeys',
+        result: 'permerror',
+        domain: parsed.ok ? parsed.signature.domain : parsed.domain,
+        selector: parsed.ok ? parsed.signature.selector : parsed.selector,
+        algorithm: parsed.ok ? parsed.signature.algorithm : parsed.algorithm,
+        testing: false,
+      };
+      const b = parsed.ok ? parsed.signature.signatureB64 : parsed.signatureB64;
+      if (b) result.headerB = b;
+      if (this.overLimit) {
+        checks.push({ result: { ...result, result: 'policy', reason: `not verified: ${this.overLimit}` } });
+        continue;
+      }
+      if (index >= max) {
+        checks.push({ result: { ...result, result: 'policy', reason: `not verified: more than ${max} signatures` } });
+        continue;
+      }
+      if (!parsed.ok) {
+        checks.push({ result: { ...result, reason: parsed.error } });
+        continue;
+      }
+      const sig = parsed.signature;
+      if (sig.headersAsWritten) result.signedHeaders = sig.headersAsWritten;
+      // RFC 4870 §3.4.2: only the fields below the signature are covered.
+      const signed = selectDomainKeysFields(this.headers.slice(position + 1), sig.headers);
+      const sender = determineSender(signed);
+      if (sender) {
+        result.identity = sender.address;
+        result.identityHeader = sender.header;
+      }
+      // RFC 4870 §3.2/§3.4.3: the sending domain must be d= or a subdomain of it.
+      if (!sender) {
+        checks.push({ result: { ...result, reason: 'no signed Sender or From address (RFC 4870 3.2)' } });
+        continue;
+      }
+      if (sender.domain === undefined || !isSameOrSubdomain(sender.domain, sig.domain)) {
+        const where = sender.header === 'sender' ? 'Sender' : 'From';
+        checks.push({ result: { ...result, reason: `${where} address is not in d=${sig.domain} or a subdomain (RFC 4870 3.4.3)` } });
+        continue;
+      }
+      const name = `${sig.selector}._domainkey.${sig.domain}`.toLowerCase();
+      let key = lookups.get(name);
+      if (!key) {
+        key = fetchKey(this.options.resolver, name);
+        lookups.set(name, key);
+      }
+      const hash = createVerify('sha1');
+      for (const f of signed) hash.update(canonicalizeDomainKeysHeader(f, sig.canonicalization));
+      this.canonicalizerFor(sig.canonicalization);
+      checks.push({ result, signature: sig, sender, hash, key });
+    }
+  }
+
+  body(chunk: Buffer): void {
+    if (!this.checks) this.endOfHeaders();
+    for (const canonicalizer of this.canonicalizers.values()) canonicalizer.update(chunk);
+  }
+
+  /** Finish the body, wait for keys, check every signature. One result per DomainKey-Signature, top first. */
+  async finish(): Promise<VerificationResult[]> {
+    if (!this.checks) this.endOfHeaders();
+    for (const canonicalizer of this.canonicalizers.values()) canonicalizer.finish();
+    const checks = this.checks as Check[];
+    return Promise.all(checks.map((check) => this.complete(check)));
+  }
+
+  private canonicalizerFor(c: DomainKeysCanonicalization): void {
+    if (this.canonicalizers.has(c)) return;
+    const canonicalizer = createDomainKeysBodyCanonicalizer(c, (bytes) => {
+      for (const check of this.checks ?? []) {
+        if (check.hash && check.signature?.canonicalization === c) check.hash.update(bytes);
+      }
+    });
+    this.canonicalizers.set(c, canonicalizer);
+  }
+
+  private async complete(check: Check): Promise<VerificationResult> {
+    const { result, signature: sig, sender, hash, key } = check;
+    if (!sig || !sender || !hash || !key) return result;
+    const fail = (kind: VerificationResult['result'], reason: string): VerificationResult => ({ ...result, result: kind, reason });
+    const outcome = await key;
+    if (!outcome.ok) return fail(outcome.result, outcome.reason);
+    const record = outcome.record;
+    result.testing = record.testing;
+    const unusable = checkDomainKeysKey(record, sender, sig.domain);
+    if (unusable) return fail('permerror', unusable);
+    const imported = importPublicKey('rsa', record.publicKey);
+    if (!imported.ok) return fail('permerror', imported.error);
+    if (imported.bits !== undefined) result.keyBits = imported.bits;
+    const minBits = this.options.minKeyBits ?? 1024;
+    if (imported.bits !== undefined && imported.bits < minBits) {
+      return fail('permerror', `key too small (${imported.bits} bits, minimum ${minBits})`);
+    }
+    let good = false;
+    try {
+      good = hash.verify(imported.key, sig.signature);
+    } catch {
+      good = false;
+    }
+    if (!good) return fail('fail', 'signature did not verify');
+    return { ...result, result: 'pass' };
+  }
+}
+
+/**
+ * Verify every DomainKey-Signature of a message given as a Buffer or a stream of
+ * chunks (bounded memory: only the header is held). Never throws for bad mail.
+ */
+export async function verifyDomainKeys(message: MessageInput, options: DomainKeysVerifierOptions): Promise<VerificationResult[]> {
+  const verifier = new DomainKeysVerifier(options);
+  try {
+    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES });
+  } catch (error) {
+    if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
+      return [tooLarge(error.message)];
+    }
+    throw error;
+  }
+  return verifier.finish();
+}
+
+/** The one result for a message whose header section is over the limit. */
+export function tooLarge(message: string): VerificationResult {
+  return { method: 'domainkeys', result: 'policy', reason: `not verified: ${message}`, domain: '', selector: '', algorithm: '', testing: false };
+}
