@@ -1,6 +1,10 @@
 import { Buffer } from 'node:buffer';
 
-/** A deterministic text body of about `size` bytes: lines of words, some with trailing spaces. */
+/**
+ * A deterministic body of about `size` bytes shaped like real mail: a text part (words,
+ * an occasional double space or trailing blank, a tab-indented line now and then), then,
+ * for larger sizes, a base64 attachment in 76-character lines.
+ */
 export function textBody(size: number, seed = 1): Buffer {
   let x = seed;
   const rnd = () => {
@@ -10,11 +14,18 @@ export function textBody(size: number, seed = 1): Buffer {
   const words = ['lorem', 'ipsum', 'dolor', 'sit', 'amet', 'dkim', 'inkan', 'seal', 'mail', 'body', 'canonical', 'x'];
   const out = Buffer.allocUnsafe(size + 200);
   let o = 0;
+  const textPart = Math.min(size, 4096);
+  while (o < textPart) {
+    let line = rnd() % 25 === 0 ? '\t' : '';
+    const n = 6 + (rnd() % 10);
+    for (let i = 0; i < n; i++) line += `${words[rnd() % words.length]}${rnd() % 40 === 0 ? '  ' : ' '}`;
+    line = line.trimEnd() + (rnd() % 12 === 0 ? ' ' : '');
+    o += out.write(`${line}\r\n`, o, 'latin1');
+  }
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
   while (o < size) {
     let line = '';
-    const n = 6 + (rnd() % 10);
-    for (let i = 0; i < n; i++) line += `${words[rnd() % words.length]}${rnd() % 7 === 0 ? '  ' : ' '}`;
-    line = line.trimEnd() + (rnd() % 5 === 0 ? ' \t' : '');
+    for (let i = 0; i < 76; i++) line += alphabet[rnd() % 64];
     o += out.write(`${line}\r\n`, o, 'latin1');
   }
   return out.subarray(0, o);

@@ -19,6 +19,8 @@ const CRLF_RUN = Buffer.from('\r\n'.repeat(8192), 'latin1');
 const CRLF = CRLF_RUN.subarray(0, 2);
 const ONE_CR = Buffer.from('\r', 'latin1');
 const ONE_SP = Buffer.from(' ', 'latin1');
+const DOUBLE_SPACE = Buffer.from('  ', 'latin1');
+const SPACE_CR = Buffer.from(' \r', 'latin1');
 
 function emitCrlfs(out: ByteSink, count: number): void {
   let left = count;
@@ -125,12 +127,39 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
       }
     }
     let run = -1; // start of a stretch of bytes that pass unchanged, or -1
+    // Next places where relaxed changes something (-2: not looked up yet; -1: none left).
+    let nextTab = -2;
+    let nextDoubleSpace = -2;
+    let nextSpaceCr = -2;
+    const last = chunk[n - 1];
+    const endSpecial = last === SP || last === CR ? n - 1 : n;
     for (; i < n; i++) {
       const b = chunk[i] as number;
       if (b > SP || (b !== SP && b !== HTAB && b !== CR)) {
         if (run < 0) {
           this.flush();
           run = i;
+        }
+        // Fast path: with nothing held back, everything up to the next HTAB, double space or
+        // space before CR passes unchanged (native searches instead of a byte loop), except
+        // CRLFs at its very end, which may turn out to be trailing empty lines.
+        if (nextTab !== -1 && nextTab < i) nextTab = chunk.indexOf(HTAB, i);
+        if (nextDoubleSpace !== -1 && nextDoubleSpace < i) nextDoubleSpace = chunk.indexOf(DOUBLE_SPACE, i);
+        if (nextSpaceCr !== -1 && nextSpaceCr < i) nextSpaceCr = chunk.indexOf(SPACE_CR, i);
+        let j = endSpecial;
+        if (nextTab >= 0 && nextTab < j) j = nextTab;
+        if (nextDoubleSpace >= 0 && nextDoubleSpace < j) j = nextDoubleSpace;
+        if (nextSpaceCr >= 0 && nextSpaceCr < j) j = nextSpaceCr;
+        while (j > i + 1 && chunk[j - 1] === SP) j--; // a space before a tab joins its run
+        if (j > i + 1) {
+          let k = j;
+          while (k - 2 > i && chunk[k - 2] === CR && chunk[k - 1] === LF) k -= 2;
+          if (k < j) {
+            this.out(chunk.subarray(run, k));
+            run = -1;
+            this.pendingCrlf += (j - k) / 2;
+          }
+          i = j - 1;
         }
         continue;
       }
