@@ -50,6 +50,8 @@ export {
   DnsKeyResolver,
   MemoryKeyResolver,
   FileKeyResolver,
+  CachingKeyResolver,
+  type CachingKeyResolverOptions,
   parseKeysFile,
   normalizeServer,
 } from './resolver.js';

@@ -186,3 +186,78 @@ export class FileKeyResolver extends MemoryKeyResolver {
     return resolver;
   }
 }
+
+export interface CachingKeyResolverOptions {
+  /** Most names kept (least recently used go first). Default 1000. */
+  maxEntries?: number;
+  /** Seconds a found record is kept. Default 300. */
+  ttlSeconds?: number;
+  /** Seconds a NOTFOUND answer is kept. Default 60. Temporary failures are never kept. */
+  negativeTtlSeconds?: number;
+  /** Current time in milliseconds (default Date.now). */
+  now?: () => number;
+}
+
+/**
+ * Keeps answers of another resolver for a while (bounded LRU, with negative caching of
+ * NOTFOUND), and asks only once for a name that several messages need at the same time.
+ * node:dns does not report TTLs for TXT records, so the lifetime is a setting.
+ */
+export class CachingKeyResolver implements KeyResolver {
+  private readonly inner: KeyResolver;
+  private readonly entries = new Map<string, { expires: number; answer: string[] | KeyLookupError }>();
+  private readonly inFlight = new Map<string, Promise<string[]>>();
+  private readonly maxEntries: number;
+  private readonly ttl: number;
+  private readonly negativeTtl: number;
+  private readonly now: () => number;
+
+  constructor(inner: KeyResolver, options: CachingKeyResolverOptions = {}) {
+    this.inner = inner;
+    this.maxEntries = options.maxEntries ?? 1000;
+    this.ttl = (options.ttlSeconds ?? 300) * 1000;
+    this.negativeTtl = (options.negativeTtlSeconds ?? 60) * 1000;
+    this.now = options.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async lookup(name: string): Promise<string[]> {
+    const key = normalizeName(name);
+    const hit = this.entries.get(key);
+    if (hit && hit.expires > this.now()) {
+      this.entries.delete(key);
+      this.entries.set(key, hit);
+      if (KeyLookupError.isInstance(hit.answer)) throw hit.answer;
+      return [...hit.answer];
+    }
+    if (hit) this.entries.delete(key);
+    let pending = this.inFlight.get(key);
+    if (!pending) {
+      pending = this.fetch(key, name);
+      this.inFlight.set(key, pending);
+    }
+    return [...(await pending)];
+  }
+
+  private async fetch(key: string, name: string): Promise<string[]> {
+    try {
+      const answer = await this.inner.lookup(name);
+      this.remember(key, answer, this.ttl);
+      return answer;
+    } catch (error) {
+      if (KeyLookupError.isInstance(error) && error.code === 'NOTFOUND') this.remember(key, error, this.negativeTtl);
+      throw error;
+    } finally {
+      this.inFlight.delete(key);
+    }
+  }
+
+  private remember(key: string, answer: string[] | KeyLookupError, ttl: number): void {
+    if (ttl <= 0) return;
+    this.entries.set(key, { expires: this.now() + ttl, answer });
+    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
+  }
+}

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, type DnsServer, freePort, makeKeys, startDnsmasq, type TestKeys } from '@inkan/testbed';
-import { DnsKeyResolver, FileKeyResolver, KeyLookupError, normalizeServer, parseKeysFile, signMessage, verifyMessage } from '../src/index.js';
+import { CachingKeyResolver, DnsKeyResolver, FileKeyResolver, KeyLookupError, normalizeServer, parseKeysFile, signMessage, verifyMessage } from '../src/index.js';
 import { generateKeyPairSync } from 'node:crypto';
 
 describe('DnsKeyResolver against a real DNS server (dnsmasq on loopback)', () => {
@@ -84,5 +84,43 @@ describe('keys files', () => {
     const r = FileKeyResolver.fromText('a._domainkey.example.org v=DKIM1; p=AAAA\n');
     expect(await r.lookup('A._domainkey.Example.org.')).toEqual(['v=DKIM1; p=AAAA']);
     await expect(r.lookup('b._domainkey.example.org')).rejects.toMatchObject({ code: 'NOTFOUND' });
+  });
+});
+
+describe('CachingKeyResolver', () => {
+  it('keeps answers for their lifetime, NOTFOUND for a shorter one, never temporary failures; one lookup for concurrent askers', async () => {
+    let now = 0;
+    const asked: string[] = [];
+    let fail = false;
+    const inner = {
+      async lookup(name: string) {
+        asked.push(name);
+        await new Promise((r) => setTimeout(r, 5));
+        if (fail) throw new KeyLookupError('TEMPFAIL', 'timeout');
+        if (name.startsWith('missing')) throw new KeyLookupError('NOTFOUND', 'nxdomain');
+        return ['v=DKIM1; p=AAAA'];
+      },
+    };
+    const cache = new CachingKeyResolver(inner, { ttlSeconds: 300, negativeTtlSeconds: 60, now: () => now });
+    const both = await Promise.all([cache.lookup('a._domainkey.x'), cache.lookup('A._domainkey.X.')]);
+    expect(both).toEqual([['v=DKIM1; p=AAAA'], ['v=DKIM1; p=AAAA']]);
+    expect(asked).toEqual(['a._domainkey.x']);
+    now = 299_000;
+    await cache.lookup('a._domainkey.x');
+    expect(asked).toHaveLength(1);
+    await expect(cache.lookup('missing._domainkey.x')).rejects.toMatchObject({ code: 'NOTFOUND' });
+    await expect(cache.lookup('missing._domainkey.x')).rejects.toMatchObject({ code: 'NOTFOUND' });
+    expect(asked).toHaveLength(2);
+    now = 301_000;
+    fail = true;
+    await expect(cache.lookup('a._domainkey.x')).rejects.toMatchObject({ code: 'TEMPFAIL' });
+    await expect(cache.lookup('a._domainkey.x')).rejects.toMatchObject({ code: 'TEMPFAIL' });
+    expect(asked).toHaveLength(4);
+  });
+
+  it('is bounded', async () => {
+    const cache = new CachingKeyResolver({ lookup: async () => ['v=DKIM1; p=AAAA'] }, { maxEntries: 3 });
+    for (let i = 0; i < 10; i++) await cache.lookup(`s${i}._domainkey.x`);
+    expect(cache.size).toBe(3);
   });
 });
