@@ -53,6 +53,8 @@ export {
   CachingKeyResolver,
   type CachingKeyResolverOptions,
   parseKeysFile,
+  fetchKeyRecord,
+  type KeyFetchResult,
   normalizeServer,
 } from './resolver.js';
 export { selectSignedFields, headerHashInput } from './header-hash.js';

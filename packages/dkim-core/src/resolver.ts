@@ -261,3 +261,34 @@ export class CachingKeyResolver implements KeyResolver {
     while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
   }
 }
+
+/** A key record fetched and parsed, or the verification result its absence calls for. */
+export type KeyFetchResult<T> = { ok: true; record: T } | { ok: false; result: 'permerror' | 'temperror'; reason: string };
+
+/**
+ * Look up a key name and parse its records with `parse`, taking the first record that
+ * parses: NOTFOUND (or no record) is a permerror, any other lookup failure a temperror,
+ * records that do not parse a permerror with the first parser error. Never throws.
+ */
+export async function fetchKeyRecord<T>(
+  resolver: KeyResolver,
+  name: string,
+  parse: (text: string) => { ok: true; record: T } | { ok: false; error: string },
+): Promise<KeyFetchResult<T>> {
+  let records: string[];
+  try {
+    records = await resolver.lookup(name);
+  } catch (error) {
+    if (KeyLookupError.isInstance(error) && error.code === 'NOTFOUND') return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
+    const why = error instanceof Error ? error.message : String(error);
+    return { ok: false, result: 'temperror', reason: `key lookup failed: ${why}` };
+  }
+  if (records.length === 0) return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
+  let firstError = '';
+  for (const text of records) {
+    const parsed = parse(text);
+    if (parsed.ok) return { ok: true, record: parsed.record };
+    firstError ||= parsed.error;
+  }
+  return { ok: false, result: 'permerror', reason: firstError };
+}

@@ -12,8 +12,7 @@ import {
   type MessageInput,
   type MessageSink,
 } from './message.js';
-import type { KeyResolver } from './resolver.js';
-import { KeyLookupError } from './resolver.js';
+import { fetchKeyRecord, type KeyFetchResult, type KeyResolver } from './resolver.js';
 import type { VerificationResult } from './result.js';
 import { type DkimSignature, parseDkimSignature, removeSignatureValue } from './signature.js';
 
@@ -39,7 +38,7 @@ export interface VerifierOptions {
   bodyHashes?: BodyHashSet;
 }
 
-type KeyOutcome = { ok: true; record: DkimKeyRecord } | { ok: false; result: 'permerror' | 'temperror'; reason: string };
+type KeyOutcome = KeyFetchResult<DkimKeyRecord>;
 
 interface Check {
   result: VerificationResult;
@@ -47,27 +46,6 @@ interface Check {
   hasher?: BodyHasher;
   headerData?: Buffer;
   key?: Promise<KeyOutcome>;
-}
-
-async function fetchKey(resolver: KeyResolver, name: string): Promise<KeyOutcome> {
-  let records: string[];
-  try {
-    records = await resolver.lookup(name);
-  } catch (error) {
-    if (KeyLookupError.isInstance(error) && error.code === 'NOTFOUND') {
-      return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
-    }
-    const why = error instanceof Error ? error.message : String(error);
-    return { ok: false, result: 'temperror', reason: `key lookup failed: ${why}` };
-  }
-  if (records.length === 0) return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
-  let firstError = '';
-  for (const text of records) {
-    const parsed = parseKeyRecord(text);
-    if (parsed.ok) return { ok: true, record: parsed.record };
-    firstError ||= parsed.error;
-  }
-  return { ok: false, result: 'permerror', reason: firstError };
 }
 
 /**
@@ -151,7 +129,7 @@ export class Verifier implements MessageSink {
       const name = `${sig.selector}._domainkey.${sig.sdid}`.toLowerCase();
       let key = lookups.get(name);
       if (!key) {
-        key = fetchKey(this.options.resolver, name);
+        key = fetchKeyRecord(this.options.resolver, name, parseKeyRecord);
         lookups.set(name, key);
       }
       const selected = selectSignedFields(this.headers, sig.signedHeaders);

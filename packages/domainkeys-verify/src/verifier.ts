@@ -9,7 +9,8 @@ import {
   headerValue,
   importPublicKey,
   isSameOrSubdomain,
-  KeyLookupError,
+  fetchKeyRecord,
+  type KeyFetchResult,
   type KeyResolver,
   type MessageInput,
   type MessageSink,
@@ -45,7 +46,7 @@ export interface DomainKeysVerifierOptions {
 /** The field name, for finding signatures; compare lower-cased. */
 export const DOMAINKEY_SIGNATURE = 'domainkey-signature';
 
-type KeyOutcome = { ok: true; record: DomainKeysKeyRecord } | { ok: false; result: 'permerror' | 'temperror'; reason: string };
+type KeyOutcome = KeyFetchResult<DomainKeysKeyRecord>;
 
 interface Check {
   result: VerificationResult;
@@ -54,27 +55,6 @@ interface Check {
   /** SHA-1 over the canonicalized header fields, then the canonicalized body. */
   hash?: Verify;
   key?: Promise<KeyOutcome>;
-}
-
-async function fetchKey(resolver: KeyResolver, name: string): Promise<KeyOutcome> {
-  let records: string[];
-  try {
-    records = await resolver.lookup(name);
-  } catch (error) {
-    if (KeyLookupError.isInstance(error) && error.code === 'NOTFOUND') {
-      return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
-    }
-    const why = error instanceof Error ? error.message : String(error);
-    return { ok: false, result: 'temperror', reason: `key lookup failed: ${why}` };
-  }
-  if (records.length === 0) return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
-  let firstError = '';
-  for (const text of records) {
-    const parsed = parseDomainKeysKeyRecord(text);
-    if (parsed.ok) return { ok: true, record: parsed.record };
-    firstError ||= parsed.error;
-  }
-  return { ok: false, result: 'permerror', reason: firstError };
 }
 
 /**
@@ -163,7 +143,7 @@ export class DomainKeysVerifier implements MessageSink {
       const name = `${sig.selector}._domainkey.${sig.domain}`.toLowerCase();
       let key = lookups.get(name);
       if (!key) {
-        key = fetchKey(this.options.resolver, name);
+        key = fetchKeyRecord(this.options.resolver, name, parseDomainKeysKeyRecord);
         lookups.set(name, key);
       }
       const hash = createVerify('sha1');
