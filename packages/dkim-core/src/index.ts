@@ -23,6 +23,7 @@ export {
   RelaxedBodyCanonicalizer,
   SimpleBodyCanonicalizer,
   createBodyCanonicalizer,
+  emitCrlfs,
 } from './canonicalization/body.js';
 export { canonicalizeHeader, relaxedHeader } from './canonicalization/header.js';
 export { BodyHasher, BodyHashSet, type BodyHashResult, type HashAlgorithm } from './body-hash.js';

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import type { BodyCanonicalizer, ByteSink, HeaderField } from '@inkan/dkim-core';
+import { type BodyCanonicalizer, type ByteSink, emitCrlfs, type HeaderField } from '@inkan/dkim-core';
 
 /** The two DomainKeys canonicalizations (RFC 4870 §3.4.2). */
 export type DomainKeysCanonicalization = 'simple' | 'nofws';
@@ -8,18 +8,8 @@ const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
-const CRLF_RUN = Buffer.from('\r\n'.repeat(4096), 'latin1');
-const CRLF = CRLF_RUN.subarray(0, 2);
+const CRLF = Buffer.from('\r\n', 'latin1');
 const ONE_CR = Buffer.from('\r', 'latin1');
-
-function emitCrlfs(out: ByteSink, count: number): void {
-  let left = count;
-  while (left > 0) {
-    const n = Math.min(left, CRLF_RUN.length / 2);
-    out(CRLF_RUN.subarray(0, n * 2));
-    left -= n;
-  }
-}
 
 /**
  * One signed header field as DomainKeys hashes it, always ending in CRLF.

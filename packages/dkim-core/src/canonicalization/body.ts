@@ -22,7 +22,8 @@ const ONE_SP = Buffer.from(' ', 'latin1');
 const DOUBLE_SPACE = Buffer.from('  ', 'latin1');
 const SPACE_CR = Buffer.from(' \r', 'latin1');
 
-function emitCrlfs(out: ByteSink, count: number): void {
+/** Write `count` CRLFs to a sink, in large blocks (for canonicalizers that hold line ends back). */
+export function emitCrlfs(out: ByteSink, count: number): void {
   let left = count;
   while (left > 0) {
     const n = Math.min(left, CRLF_RUN.length / 2);
