@@ -18,3 +18,4 @@ export {
   type PeerSignOptions,
 } from './peers.js';
 export { mailDkimDomainKeysSign, mailDkimDomainKeysVerify, type DomainKeysSignOptions, type DomainKeysPeerSignature, type DomainKeysPeerVerdict } from './domainkeys-peers.js';
+export { startPostfix, startSmtpSink, sendSmtp, postfixMissing, type PostfixInstance, type PostfixOptions, type SmtpSink, type DeliveredMessage, type SmtpSendOptions, type SmtpSendResult, type SmtpServerReply } from './postfix.js';

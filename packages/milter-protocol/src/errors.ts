@@ -1,0 +1,27 @@
+/**
+ * Every error this package raises names the stage it came from, as a prefix of its
+ * message ("header: handler failed: ...", "decode: packet length 0 is invalid").
+ */
+export class MilterError extends Error {
+  /** The stage: a protocol stage (connect, header, endOfMessage, ...) or a layer (decode, listen, client, ...). */
+  readonly stage: string;
+
+  constructor(stage: string, message: string, options?: { cause?: unknown }) {
+    super(`${stage}: ${message}`, options);
+    this.name = 'MilterError';
+    this.stage = stage;
+  }
+}
+
+/** The peer sent something the protocol does not allow; the connection cannot go on. */
+export class MilterProtocolError extends MilterError {
+  constructor(stage: string, message: string, options?: { cause?: unknown }) {
+    super(stage, message, options);
+    this.name = 'MilterProtocolError';
+  }
+}
+
+/** The text of any thrown value, for logs. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

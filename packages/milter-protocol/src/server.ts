@@ -1,0 +1,174 @@
+import { EventEmitter } from 'node:events';
+import { type Server, type Socket, createServer } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { MilterError, errorMessage } from './errors.js';
+import { type MilterLogger, MilterSession, type SessionOptions } from './session.js';
+import { type SocketSpec, formatSocketSpec, toSocketSpec } from './socket-spec.js';
+import { listenUnix, unlinkOwnSocket } from './unix-socket.js';
+
+/** Options of createMilterServer: the handler factory, what to negotiate, limits and logging. */
+export type MilterServerOptions = Omit<SessionOptions, 'id' | 'remoteAddress' | 'onError'>;
+
+/** A socket the server listens on. */
+export interface MilterListener {
+  /** The spec with the actual port (when 0 was asked for). */
+  spec: SocketSpec;
+  /** The spec as milter/sendmail text (`inet:port@host`, `unix:/path`). */
+  address: string;
+  /** Stop accepting (a unix socket file is removed at once); resolves when this listener's connections have ended. */
+  close(): Promise<void>;
+}
+
+export interface MilterServerEvents {
+  session: [session: MilterSession];
+  sessionError: [error: MilterError, session: MilterSession];
+  listening: [listener: MilterListener];
+  close: [];
+}
+
+/**
+ * A milter server: one MilterSession per MTA connection, on any number of unix and TCP
+ * listeners. TCP connections get TCP_NODELAY. Errors of one connection are reported with the
+ * 'sessionError' event and the logger and close that connection only; the server goes on.
+ * (The event is deliberately not called 'error': an unhandled 'error' event would throw.)
+ */
+export class MilterServer extends EventEmitter<MilterServerEvents> {
+  private readonly sessions = new Set<MilterSession>();
+  private readonly openListeners = new Set<MilterListener>();
+  private nextId = 1;
+  private closing = false;
+  private readonly logger: MilterLogger | undefined;
+
+  constructor(readonly options: MilterServerOptions) {
+    super();
+    if (typeof options.handler !== 'function') throw new MilterError('server', 'options.handler must be a function that returns a handler');
+    this.logger = options.logger;
+  }
+
+  /** Connections currently open. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * Listen on a socket spec, parsed or as text (`unix:/run/inkan.sock`, `inet:8891@127.0.0.1`,
+   * `inet:127.0.0.1:8891`, `inet6:8891@::1`). A unix socket gets `mode` (default 0o660) and
+   * `group`; a stale socket file is replaced, a live one refused.
+   */
+  async listen(input: SocketSpec | string): Promise<MilterListener> {
+    if (this.closing) throw new MilterError('listen', 'the server is closed');
+    const spec = toSocketSpec(input);
+    const server: Server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    let listener: MilterListener;
+    if (spec.kind === 'unix') {
+      const inode = await listenUnix(server, spec.path, spec.mode ?? 0o660, spec.group);
+      listener = {
+        spec,
+        address: formatSocketSpec(spec),
+        close: async () => {
+          const closed = closeServer(server);
+          // remove the file as soon as we stop accepting, so a successor can bind at once
+          await unlinkOwnSocket(spec.path, inode);
+          await closed;
+        },
+      };
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (error: Error) => reject(new MilterError('listen', `cannot listen on ${formatSocketSpec(spec)}: ${errorMessage(error)}`, { cause: error }));
+        server.once('error', onError);
+        server.listen({ port: spec.port, host: spec.host, ipv6Only: spec.kind === 'inet6' }, () => {
+          server.off('error', onError);
+          resolve();
+        });
+      });
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : spec.port;
+      const actual: SocketSpec = { kind: spec.kind, host: spec.host, port };
+      listener = { spec: actual, address: formatSocketSpec(actual), close: () => closeServer(server) };
+    }
+    server.on('error', (error) => this.logger?.('error', `listen: ${errorMessage(error)}`, { address: listener.address }));
+    this.openListeners.add(listener);
+    this.logger?.('info', `listening on ${listener.address}`);
+    this.emit('listening', listener);
+    return listener;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    if (socket.remoteAddress !== undefined) socket.setNoDelay(true);
+    const remote = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
+    this.handle(socket, remote);
+  }
+
+  /** Serve an already connected stream (socket activation, tests). */
+  handle(stream: Duplex, remoteAddress = 'stream'): MilterSession {
+    const id = this.nextId++;
+    let session: MilterSession | undefined;
+    const pendingErrors: MilterError[] = [];
+    session = new MilterSession(stream, {
+      ...this.options,
+      id,
+      remoteAddress,
+      onError: (error) => {
+        if (session) this.emit('sessionError', error, session);
+        else pendingErrors.push(error);
+      },
+    });
+    const s = session;
+    for (const error of pendingErrors) this.emit('sessionError', error, s);
+    this.sessions.add(s);
+    this.logger?.('debug', `connection from ${remoteAddress}`, { session: id });
+    void s.closed.then(() => {
+      this.sessions.delete(s);
+      this.logger?.('debug', 'connection closed', { session: id });
+    });
+    this.emit('session', s);
+    return s;
+  }
+
+  /**
+   * Stop listening (removing unix socket files), then close the open connections: right away
+   * by default, or after up to `graceMs` for them to finish on their own. Handlers get their
+   * abort/close calls either way.
+   */
+  async close(options: { graceMs?: number } = {}): Promise<void> {
+    this.closing = true;
+    // net.Server.close() resolves only when its connections are gone, so await it last
+    const listenersClosed = Promise.all([...this.openListeners].map((l) => l.close()));
+    this.openListeners.clear();
+    const grace = options.graceMs ?? 0;
+    if (grace > 0 && this.sessions.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...this.sessions].map((s) => s.closed)),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, grace);
+        }),
+      ]);
+      if (timer) clearTimeout(timer);
+    }
+    const open = [...this.sessions];
+    for (const session of open) session.destroy();
+    await Promise.all(open.map((s) => s.closed));
+    await listenersClosed;
+    this.emit('close');
+  }
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => resolve());
+  });
+}
+
+/** Create a milter server; then `await server.listen(spec)`. */
+export function createMilterServer(options: MilterServerOptions): MilterServer {
+  return new MilterServer(options);
+}
