@@ -1,0 +1,207 @@
+import { type KeyObject, createPrivateKey } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { ConfigError } from './errors.js';
+import type { Config, Dataset } from './options.js';
+
+/** One key ready to sign with. */
+export interface SigningKey {
+  /** KeyTable name, or "selector" for Domain/Selector/KeyFile and SigningKeys. */
+  name: string;
+  /** d=; "%" means the domain of the From address. */
+  domain: string;
+  selector: string;
+  keyFile: string;
+  privateKey: KeyObject;
+  algorithm: 'rsa-sha256' | 'ed25519-sha256';
+}
+
+interface TableLine {
+  where: string;
+  fields: string[];
+}
+
+/** Read a dataset as lines of whitespace-separated fields ("#" comments, blank lines skipped). */
+export async function readDatasetLines(dataset: Dataset): Promise<TableLine[]> {
+  if (dataset.kind === 'list') return dataset.values.map((v, i) => ({ where: `list item ${i + 1}`, fields: v.split(/[:=]/, 2) }));
+  let text: string;
+  try {
+    text = await readFile(dataset.path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(dataset.path, `cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const out: TableLine[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.replace(/(^|\s)#.*$/, '').trim();
+    if (line) out.push({ where: `${dataset.path}:${i + 1}`, fields: line.split(/\s+/) });
+  });
+  return out;
+}
+
+/** The plain values of a dataset (Domain, InternalHosts...): one per list item or file line. */
+export async function readDatasetValues(dataset: Dataset): Promise<string[]> {
+  if (dataset.kind === 'list') return dataset.values;
+  return (await readDatasetLines(dataset)).flatMap((l) => l.fields);
+}
+
+/** Refuse keys that others could read or change (RequireSafeKeys). */
+export async function checkKeyFileSafety(path: string, where: string): Promise<void> {
+  let mode: number;
+  try {
+    mode = (await stat(path)).mode & 0o777;
+  } catch (error) {
+    throw new ConfigError(where, `key file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const octal = mode.toString(8).padStart(4, '0');
+  if (mode & 0o002) throw new ConfigError(where, `key file ${path} is writable by anyone (mode ${octal}): chmod o-w (or RequireSafeKeys no)`);
+  if (mode & 0o020) throw new ConfigError(where, `key file ${path} is writable by its group (mode ${octal}): chmod g-w (or RequireSafeKeys no)`);
+  if (mode & 0o004) throw new ConfigError(where, `key file ${path} is readable by anyone (mode ${octal}): chmod o-r (or RequireSafeKeys no)`);
+}
+
+async function loadKey(name: string, domain: string, selector: string, keyFile: string, where: string, config: Config): Promise<SigningKey> {
+  if (config.requireSafeKeys) await checkKeyFileSafety(keyFile, where);
+  let pem: string;
+  try {
+    pem = await readFile(keyFile, 'utf8');
+  } catch (error) {
+    throw new ConfigError(where, `cannot read key file ${keyFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(pem);
+  } catch {
+    throw new ConfigError(where, `${keyFile} does not hold a PEM private key`);
+  }
+  const type = privateKey.asymmetricKeyType;
+  if (type !== 'rsa' && type !== 'ed25519') throw new ConfigError(where, `${keyFile} holds a ${type} key; DKIM signs with rsa or ed25519`);
+  if (type === 'rsa' && (privateKey.asymmetricKeyDetails?.modulusLength ?? 0) < 1024) {
+    throw new ConfigError(where, `${keyFile} is an RSA key under 1024 bits, which verifiers reject (RFC 8301)`);
+  }
+  return { name, domain, selector, keyFile, privateKey, algorithm: type === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256' };
+}
+
+interface TableEntry {
+  pattern: string;
+  regex?: RegExp;
+  keys: SigningKey[];
+}
+
+/** Which keys sign a message, from the signing table or from Domain + keys. */
+export class SigningPlan {
+  readonly keys: SigningKey[];
+  private readonly entries: TableEntry[];
+  private readonly wildcard: boolean;
+  private readonly multiple: boolean;
+  private readonly subDomains: boolean;
+
+  constructor(keys: SigningKey[], entries: TableEntry[], options: { wildcard: boolean; multiple: boolean; subDomains: boolean }) {
+    this.keys = keys;
+    this.entries = entries;
+    this.wildcard = options.wildcard;
+    this.multiple = options.multiple;
+    this.subDomains = options.subDomains;
+  }
+
+  get empty(): boolean {
+    return this.keys.length === 0;
+  }
+
+  /** The keys for a From address (lowercased user@domain), with "%" resolved; [] when none applies. */
+  keysFor(address: string): SigningKey[] {
+    const at = address.lastIndexOf('@');
+    const domain = (at >= 0 ? address.slice(at + 1) : address).toLowerCase();
+    const local = at >= 0 ? address.slice(0, at) : '';
+    const found: SigningKey[] = [];
+    if (this.wildcard) {
+      for (const e of this.entries) {
+        if (e.regex?.test(`${local}@${domain}`)) {
+          found.push(...e.keys);
+          if (!this.multiple) break;
+        }
+      }
+    } else {
+      const candidates = [`${local}@${domain}`, domain];
+      if (this.subDomains) {
+        const labels = domain.split('.');
+        for (let i = 1; i < labels.length - 1; i++) candidates.push(`.${labels.slice(i).join('.')}`, labels.slice(i).join('.'));
+      }
+      candidates.push('*');
+      for (const c of candidates) {
+        const e = this.entries.find((x) => x.pattern === c);
+        if (e) {
+          found.push(...e.keys);
+          if (!this.multiple) break;
+        }
+      }
+    }
+    return found.map((k) => (k.domain === '%' ? { ...k, domain } : k));
+  }
+}
+
+function globToRegex(pattern: string): RegExp {
+  const body = pattern
+    .toLowerCase()
+    .split('*')
+    .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+    .join('.*');
+  return new RegExp(`^${body}$`);
+}
+
+/**
+ * Build the signing plan and load every key (checking permissions with RequireSafeKeys).
+ * Either KeyTable + SigningTable (OpenDKIM's tables, refile: for wildcards), or Domain with
+ * Selector + KeyFile and/or SigningKeys ("selector:/path" pairs, for dual signing).
+ */
+export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
+  const options = { wildcard: false, multiple: config.multipleSignatures, subDomains: config.subDomains };
+  if (config.keyTable || config.signingTable) {
+    if (!config.keyTable || !config.signingTable) throw new ConfigError('configuration', 'KeyTable and SigningTable go together');
+    const table = new Map<string, SigningKey>();
+    for (const line of await readDatasetLines(config.keyTable)) {
+      const [name, spec] = line.fields;
+      const parts = (spec ?? '').split(':');
+      if (!name || parts.length < 3 || !parts[0] || !parts[1] || !parts[2]) {
+        throw new ConfigError(line.where, 'KeyTable lines read "keyname domain:selector:/path/to/key"');
+      }
+      table.set(name, await loadKey(name, parts[0], parts[1], parts.slice(2).join(':'), line.where, config));
+    }
+    const entries: TableEntry[] = [];
+    const wildcard = config.signingTable.kind === 'refile';
+    for (const line of await readDatasetLines(config.signingTable)) {
+      const [pattern, ...names] = line.fields;
+      if (!pattern || names.length === 0) throw new ConfigError(line.where, 'SigningTable lines read "pattern keyname"');
+      const keys = names.map((n) => {
+        const key = table.get(n);
+        if (!key) throw new ConfigError(line.where, `SigningTable names key "${n}", which KeyTable does not have`);
+        return key;
+      });
+      const entry: TableEntry = { pattern: pattern.toLowerCase(), keys };
+      if (wildcard) entry.regex = globToRegex(pattern);
+      const existing = !wildcard ? entries.find((e) => e.pattern === entry.pattern) : undefined;
+      if (existing) existing.keys.push(...keys);
+      else entries.push(entry);
+    }
+    return new SigningPlan([...table.values()], entries, { ...options, wildcard, multiple: options.multiple || false });
+  }
+
+  const pairs: [string, string][] = [];
+  if (config.selector || config.keyFile) {
+    if (!config.selector || !config.keyFile) throw new ConfigError('configuration', 'Selector and KeyFile go together');
+    pairs.push([config.selector, config.keyFile]);
+  }
+  for (const item of config.signingKeys) {
+    const colon = item.indexOf(':');
+    if (colon <= 0 || colon === item.length - 1) throw new ConfigError('SigningKeys', `"${item}" is not selector:/path/to/key`);
+    pairs.push([item.slice(0, colon), item.slice(colon + 1)]);
+  }
+  if (pairs.length === 0) return new SigningPlan([], [], options);
+  if (!config.domain) throw new ConfigError('configuration', 'signing keys are configured but no Domain to sign for');
+  const domains = (await readDatasetValues(config.domain)).map((d) => d.toLowerCase());
+  const keys: SigningKey[] = [];
+  for (const [selector, keyFile] of pairs) keys.push(await loadKey(selector, '%', selector, keyFile, `key ${selector}`, config));
+  // Every key signs for every Domain; with SubDomains, the parent domain signs its subdomains.
+  const entries: TableEntry[] = domains.map((d) => ({
+    pattern: d,
+    keys: keys.map((k) => ({ ...k, domain: d })),
+  }));
+  return new SigningPlan(keys, entries, { ...options, multiple: false });
+}

@@ -1,0 +1,256 @@
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { genkey } from '@inkan/keytool';
+import {
+  ActionFlags,
+  createMilterServer,
+  formatPostfixMilter,
+  formatSendmailFilter,
+  type MilterListener,
+  type MilterLogLevel,
+  parseSocketSpec,
+  ProtocolFlags,
+  type SocketSpec,
+} from '@inkan/milter-protocol';
+import type { Logger } from 'pino';
+import { parseCommandLine } from './cli.js';
+import { ConfigError } from './config/errors.js';
+import type { Config } from './config/options.js';
+import { createFilter, type Runtime } from './filter.js';
+import { createLogger } from './log.js';
+import { Metrics } from './metrics.js';
+import { dropPrivileges, nobody, type RunAs, resolveRunAs } from './privileges.js';
+import { buildRuntime, describeConfig, loadConfig } from './runtime.js';
+
+export const EX_USAGE = 64;
+export const EX_CONFIG = 78;
+
+const version = (() => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+/** Where the first run keeps its development key. */
+function stateDirectory(config: Config): string {
+  if (config.stateDirectory) return config.stateDirectory;
+  if (process.env.INKAN_STATE_DIR) return process.env.INKAN_STATE_DIR;
+  if (process.getuid?.() === 0) return '/var/lib/inkan';
+  return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'inkan');
+}
+
+/** First run: a development key for example.org, made once, and what to do with it. */
+async function firstRunSetup(config: Config, print: (text: string) => void): Promise<void> {
+  const dir = stateDirectory(config);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const keyFile = join(dir, 'dev.private');
+  let record: string;
+  try {
+    await readFile(keyFile);
+    record = (await readFile(join(dir, 'dev.txt'), 'utf8')).trim();
+  } catch {
+    const made = await genkey({ domain: 'example.org', selector: 'dev', outdir: dir, testing: true, force: true });
+    record = made.zone.trim();
+  }
+  config.domain = { kind: 'list', values: ['example.org'] };
+  config.selector = 'dev';
+  config.keyFile = keyFile;
+  const spec = parseSocketSpec(config.socket);
+  print(
+    [
+      'inkan-milterd: first run on built-in defaults (no arguments given).',
+      `  signing key for example.org, selector dev: ${keyFile}`,
+      '  DNS record to publish (zone of example.org):',
+      `    ${record.replace(/\n/g, '\n    ')}`,
+      '  Postfix (main.cf):',
+      `    ${formatPostfixMilter(spec)}`,
+      `    ${formatPostfixMilter(spec, 'non_smtpd_milters')}`,
+      '    milter_default_action = tempfail',
+      '  Sendmail (.mc, then rebuild sendmail.cf):',
+      `    ${formatSendmailFilter('inkan', spec, { onFailure: 'T' })}`,
+      '  For real use: inkan-milterd -x /etc/inkan/milterd.conf (see --help).',
+      '',
+    ].join('\n'),
+  );
+}
+
+function bridge(logger: Logger) {
+  return (level: MilterLogLevel, message: string, details?: Record<string, unknown>) => logger[level](details ?? {}, message);
+}
+
+export interface Daemon {
+  listener: MilterListener;
+  /** Re-read configuration, tables and keys; keeps the old ones on error. */
+  reload(): Promise<boolean>;
+  /** Stop accepting, let messages in flight finish (up to graceMs), close. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Start serving with a loaded configuration (no signal handling: see main()). */
+export async function startDaemon(
+  config: Config,
+  options: { logger: Logger; configFile?: string; reloadConfig?: () => Promise<Config>; runAs?: RunAs; firstRun?: boolean } = {
+    logger: createLogger({ syslog: false, facility: 'mail' }),
+  },
+): Promise<Daemon> {
+  const { logger } = options;
+  const metrics = config.metricsListen ? new Metrics() : undefined;
+  let runtime: Runtime = await buildRuntime(config, logger, metrics);
+  let inFlight = 0;
+  const idle: (() => void)[] = [];
+  const filter = createFilter(() => runtime);
+  const server = createMilterServer({
+    handler: (ctx) => {
+      const h = filter(ctx);
+      metrics?.connections.inc();
+      return {
+        ...h,
+        mail: (sender, c) => {
+          inFlight++;
+          return h.mail?.(sender, c);
+        },
+        endOfMessage: async (modifier, c) => {
+          try {
+            return await h.endOfMessage?.(modifier, c);
+          } finally {
+            inFlight = Math.max(0, inFlight - 1);
+            if (inFlight === 0) for (const f of idle.splice(0)) f();
+          }
+        },
+        abort: (c) => {
+          if (c.message) inFlight = Math.max(0, inFlight - 1);
+          if (inFlight === 0) for (const f of idle.splice(0)) f();
+          return h.abort?.(c);
+        },
+        close: () => {
+          metrics?.connections.dec();
+        },
+      };
+    },
+    actions: ActionFlags.AddHeaders | ActionFlags.ChangeHeaders | ActionFlags.Quarantine,
+    protocol: ProtocolFlags.HeaderLeadingSpace,
+    macros: {
+      connect: ['j', '{daemon_name}'],
+      mail: ['i', '{auth_authen}', '{auth_type}'],
+      endOfHeaders: ['i', '{auth_authen}'],
+      endOfMessage: ['i'],
+    },
+    logger: bridge(logger),
+  });
+  let spec: SocketSpec = parseSocketSpec(config.socket);
+  if (spec.kind === 'unix') {
+    spec = { ...spec, mode: 0o777 & ~config.umask, ...(options.runAs ? { group: options.runAs.gid } : {}) };
+  } else if (!(spec.host.startsWith('127.') || spec.host === '::1' || spec.host === 'localhost')) {
+    logger.warn({ socket: config.socket }, 'listening on a non-loopback address: anyone who can reach it can use this milter');
+  }
+  const listener = await server.listen(spec);
+  try {
+    if (config.pidFile) await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
+    if (metrics && config.metricsListen) logger.info({ metrics: await metrics.listen(config.metricsListen) }, 'metrics listening');
+  } catch (error) {
+    await server.close();
+    await metrics?.close();
+    throw error;
+  }
+
+  return {
+    listener,
+    async reload() {
+      try {
+        const next = options.reloadConfig ? await options.reloadConfig() : config;
+        runtime = await buildRuntime(next, logger, metrics);
+        logger.info({ keys: runtime.plan.keys.map((k) => `${k.selector}:${k.keyFile}`) }, 'configuration reloaded');
+        return true;
+      } catch (error) {
+        logger.error({ error: (error as Error).message }, 'reload failed; keeping the previous configuration');
+        return false;
+      }
+    },
+    async stop(graceMs = 30_000) {
+      logger.info({ inFlight }, 'stopping: no new connections; letting messages in flight finish');
+      const listenersClosed = listener.close();
+      if (inFlight > 0) {
+        await Promise.race([new Promise<void>((r) => idle.push(r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
+      }
+      await server.close();
+      await listenersClosed;
+      await metrics?.close();
+      if (config.pidFile) await unlink(config.pidFile).catch((e: NodeJS.ErrnoException) => logger.warn({ error: e.code }, 'could not remove the pid file'));
+      logger.info('stopped');
+    },
+  };
+}
+
+/** The inkan-milterd program. Returns the exit code once it has stopped. */
+export async function main(argv: string[]): Promise<number> {
+  const print = (t: string) => process.stdout.write(t);
+  let inv: ReturnType<typeof parseCommandLine>;
+  try {
+    inv = parseCommandLine(argv, version, print);
+  } catch (error) {
+    process.stderr.write(`inkan-milterd: ${(error as Error).message}\n`);
+    return EX_USAGE;
+  }
+  if (inv.done !== undefined) return inv.done;
+  let config: Config;
+  try {
+    config = await loadConfig(inv.configFile, inv.overrides);
+  } catch (error) {
+    process.stderr.write(`inkan-milterd: ${(error as Error).message}\n`);
+    return EX_CONFIG;
+  }
+  const logger = createLogger({ syslog: config.syslog, facility: config.syslogFacility });
+  for (const w of inv.warnings) logger.warn(w);
+  logger.info({ version, argv: argv.slice(2), config: inv.configFile }, 'starting');
+
+  try {
+    if (inv.firstRun) await firstRunSetup(config, print);
+    if (inv.checkConfig) {
+      await buildRuntime(config, logger);
+      print(describeConfig(config));
+      return 0;
+    }
+    let runAs: RunAs | undefined;
+    if (process.getuid?.() === 0) {
+      if (config.userId) runAs = resolveRunAs(config.userId);
+      else if (!config.allowRoot) runAs = nobody();
+    }
+    const daemon = await startDaemon(config, {
+      logger,
+      ...(runAs ? { runAs } : {}),
+      reloadConfig: () => loadConfig(inv.configFile, inv.overrides).then((c) => (inv.firstRun ? { ...c, domain: config.domain, selector: config.selector, keyFile: config.keyFile } : c)),
+    });
+    if (runAs) {
+      dropPrivileges(runAs);
+      logger.info(
+        { user: runAs.user, uid: runAs.uid, group: runAs.group, gid: runAs.gid, groups: process.getgroups?.() },
+        config.userId ? 'running as the configured user' : 'no UserID configured: dropped root to nobody (set UserID, or AllowRoot yes to keep root)',
+      );
+    } else if (process.getuid?.() === 0) logger.warn('running as root (AllowRoot yes)');
+    logger.info({ socket: daemon.listener.address, pid: process.pid }, 'ready');
+
+    return await new Promise<number>((resolve) => {
+      let stopping = false;
+      process.on('SIGHUP', () => {
+        void daemon.reload();
+      });
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'signal received');
+        void daemon.stop().then(() => resolve(0));
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+  } catch (error) {
+    const configError = error instanceof ConfigError;
+    logger.fatal({ error: (error as Error).message }, configError ? 'configuration error' : 'cannot start');
+    process.stderr.write(`inkan-milterd: ${(error as Error).message}\n`);
+    return configError ? EX_CONFIG : 1;
+  }
+}

@@ -1,0 +1,10 @@
+export { main, startDaemon, type Daemon, EX_CONFIG, EX_USAGE } from './daemon.js';
+export { createFilter, verdictAction, type Runtime } from './filter.js';
+export { type Config, type Action, type Dataset, defaults, parseConfigText, setOption, parseDataset } from './config/options.js';
+export { ConfigError } from './config/errors.js';
+export { loadSigningPlan, SigningPlan, type SigningKey, checkKeyFileSafety } from './config/tables.js';
+export { HostList, normalizeAddress } from './hosts.js';
+export { fromAddress } from './address.js';
+export { buildRuntime, loadConfig, describeConfig } from './runtime.js';
+export { parseCommandLine } from './cli.js';
+export { dropPrivileges, resolveRunAs, nobody, type RunAs } from './privileges.js';

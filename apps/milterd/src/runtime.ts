@@ -1,0 +1,130 @@
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { CachingKeyResolver, DnsKeyResolver, type KeyResolver } from '@inkan/dkim-core';
+import type { Logger } from 'pino';
+import { ConfigError } from './config/errors.js';
+import { type Config, defaults, parseConfigText, setOption } from './config/options.js';
+import { loadSigningPlan, readDatasetValues } from './config/tables.js';
+import type { Runtime } from './filter.js';
+import { HostList } from './hosts.js';
+import type { Metrics } from './metrics.js';
+
+/** Options given on the command line, applied over the config file ("Name" -> value). */
+export type Overrides = [name: string, value: string][];
+
+/** Read the config file (if any) and apply command-line overrides on top. */
+export async function loadConfig(configFile: string | undefined, overrides: Overrides): Promise<Config> {
+  const config = defaults();
+  if (configFile) {
+    let text: string;
+    try {
+      text = await readFile(configFile, 'utf8');
+    } catch (error) {
+      throw new ConfigError(configFile, `cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    parseConfigText(text, configFile, config);
+  }
+  for (const [name, value] of overrides) setOption(config, name, value, `command line (${name})`);
+  return config;
+}
+
+/** A resolver that records lookup latency. */
+function timed(resolver: KeyResolver, metrics: Metrics | undefined): KeyResolver {
+  if (!metrics) return resolver;
+  return {
+    async lookup(name) {
+      const end = metrics.lookupSeconds.startTimer();
+      try {
+        return await resolver.lookup(name);
+      } finally {
+        end();
+      }
+    },
+  };
+}
+
+/** Build everything a message needs from a configuration: keys, tables, host lists, resolver. */
+export async function buildRuntime(config: Config, logger: Logger, metrics?: Metrics): Promise<Runtime> {
+  const plan = await loadSigningPlan(config);
+  let internalHosts: HostList;
+  try {
+    internalHosts = new HostList(await readDatasetValues(config.internalHosts));
+  } catch (error) {
+    throw new ConfigError('InternalHosts', (error as Error).message);
+  }
+  let externalIgnore: HostList | undefined;
+  if (config.externalIgnoreList) {
+    try {
+      externalIgnore = new HostList(await readDatasetValues(config.externalIgnoreList));
+    } catch (error) {
+      throw new ConfigError('ExternalIgnoreList', (error as Error).message);
+    }
+  }
+  const resolver = new DnsKeyResolver({
+    ...(config.nameservers && config.nameservers.length > 0 ? { servers: config.nameservers } : {}),
+    timeout: config.dnsTimeout * 1000,
+    tries: 2,
+  });
+  return {
+    config,
+    plan,
+    internalHosts,
+    ...(externalIgnore ? { externalIgnore } : {}),
+    resolver: config.queryCache ? new CachingKeyResolver(timed(resolver, metrics)) : timed(resolver, metrics),
+    authservId: config.authservId ?? hostname(),
+    logger,
+    ...(metrics ? { metrics } : {}),
+  };
+}
+
+/** The effective configuration as opendkim.conf text, keys named by path only. */
+export function describeConfig(config: Config): string {
+  const lines: string[] = [];
+  const put = (name: string, value: unknown) => {
+    if (value === undefined) return;
+    if (Array.isArray(value)) lines.push(`${name} ${value.join(', ')}`);
+    else if (typeof value === 'boolean') lines.push(`${name} ${value ? 'yes' : 'no'}`);
+    else if (typeof value === 'object' && value !== null && 'kind' in value) {
+      const d = value as { kind: string; values?: string[]; path?: string };
+      lines.push(`${name} ${d.kind === 'list' ? `csl:${(d.values ?? []).join(',')}` : `${d.kind}:${d.path}`}`);
+    } else lines.push(`${name} ${String(value)}`);
+  };
+  put('Mode', `${config.mode.sign ? 's' : ''}${config.mode.verify ? 'v' : ''}`);
+  put('Socket', config.socket);
+  put('Domain', config.domain);
+  put('Selector', config.selector);
+  put('KeyFile', config.keyFile);
+  if (config.signingKeys.length) put('SigningKeys', config.signingKeys);
+  put('KeyTable', config.keyTable);
+  put('SigningTable', config.signingTable);
+  put('MultipleSignatures', config.multipleSignatures);
+  put('InternalHosts', config.internalHosts);
+  put('ExternalIgnoreList', config.externalIgnoreList);
+  put('PidFile', config.pidFile);
+  put('UserID', config.userId);
+  put('UMask', config.umask.toString(8).padStart(3, '0'));
+  put('Syslog', config.syslog);
+  put('Canonicalization', config.canonicalization);
+  put('SignatureAlgorithm', config.signatureAlgorithm);
+  put('SignHeaders', config.signHeaders);
+  put('OversignHeaders', config.oversignHeaders);
+  put('MinimumKeyBits', config.minimumKeyBits);
+  put('SubDomains', config.subDomains);
+  put('AuthservID', config.authservId ?? hostname());
+  put('AlwaysAddARHeader', config.alwaysAddArHeader);
+  put('Nameservers', config.nameservers);
+  put('DNSTimeout', config.dnsTimeout);
+  put('QueryCache', config.queryCache);
+  put('RequireSafeKeys', config.requireSafeKeys);
+  put('On-BadSignature', config.onBadSignature);
+  put('On-DNSError', config.onDnsError);
+  put('On-KeyNotFound', config.onKeyNotFound);
+  put('On-InternalError', config.onInternalError);
+  put('On-NoSignature', config.onNoSignature);
+  put('On-SignatureError', config.onSignatureError);
+  put('On-Security', config.onSecurity);
+  put('MaximumSignaturesToVerify', config.maximumSignaturesToVerify);
+  put('LogWhy', config.logWhy);
+  put('MetricsListen', config.metricsListen);
+  return `${lines.join('\n')}\n`;
+}

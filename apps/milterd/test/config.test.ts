@@ -1,0 +1,168 @@
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { makeKeys, tempDir } from '@inkan/testbed';
+import {
+  ConfigError,
+  defaults,
+  fromAddress,
+  HostList,
+  loadConfig,
+  loadSigningPlan,
+  parseCommandLine,
+  parseConfigText,
+  verdictAction,
+} from '../src/index.js';
+
+describe('opendkim.conf syntax', () => {
+  it('reads options, comments and lists; names are case-insensitive', () => {
+    const c = parseConfigText(
+      [
+        '# inkan test',
+        'Mode            sv',
+        'domain          example.org, example.net',
+        'Selector hoge   # trailing comment',
+        'KeyFile /etc/mail/hoge.private',
+        'UMask 002',
+        'On-BadSignature reject',
+        'Canonicalization relaxed/simple',
+        'OversignHeaders From,Subject',
+        'SyslogFacility local3',
+        'AlwaysAddARHeader yes',
+        'Nameservers 127.0.0.1@5353, ::1',
+        '',
+      ].join('\n'),
+      'test.conf',
+    );
+    expect(c.domain).toEqual({ kind: 'list', values: ['example.org', 'example.net'] });
+    expect(c.selector).toBe('hoge');
+    expect(c.umask).toBe(0o002);
+    expect(c.onBadSignature).toBe('reject');
+    expect(c.canonicalization).toBe('relaxed/simple');
+    expect(c.oversignHeaders).toEqual(['From', 'Subject']);
+    expect(c.alwaysAddArHeader).toBe(true);
+    expect(c.nameservers).toEqual(['127.0.0.1@5353', '::1']);
+  });
+
+  const errors: [string, RegExp][] = [
+    ['Frobnicate yes', /^milterd\.conf:2: unknown option "Frobnicate"$/],
+    ['Mode x', /^milterd\.conf:2: Mode takes s, v or sv/],
+    ['UMask 9', /^milterd\.conf:2: UMask takes an octal number/],
+    ['On-DNSError maybe', /^milterd\.conf:2: On-DNSError takes one of accept, reject/],
+    ['SignatureAlgorithm rsa-sha1', /RFC 8301/],
+    ['MinimumKeyBits lots', /whole number/],
+    ['Selector', /Selector needs a value/],
+    ['Syslog perhaps', /Syslog takes yes or no/],
+  ];
+  it.each(errors)('%s is an error naming file and line', (line, message) => {
+    expect(() => parseConfigText(`# first line\n${line}\n`, 'milterd.conf')).toThrow(message);
+  });
+
+  it('command-line flags override the config file', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'milterd.conf');
+    writeFileSync(file, 'Socket inet:9999@127.0.0.1\nSelector fromfile\n');
+    const inv = parseCommandLine(['node', 'inkan-milterd', '-x', file, '-s', 'fromflag', '-b', 'v', '-C', 'bad=r,dns=t'], '1', () => {});
+    const c = await loadConfig(inv.configFile, inv.overrides);
+    expect(c.selector).toBe('fromflag');
+    expect(c.socket).toBe('inet:9999@127.0.0.1');
+    expect(c.mode).toEqual({ sign: false, verify: true });
+    expect([c.onBadSignature, c.onDnsError]).toEqual(['reject', 'tempfail']);
+  });
+
+  it('takes the dkim-filter command line', () => {
+    const inv = parseCommandLine(
+      ['node', 'inkan-milterd', '-p', 'local:/var/run/milter/dkim', '-P', '/var/run/milter/inkan.pid', '-l', '-d', 'example.org', '-s', 'hoge', '-k', '/etc/mail/hoge.private', '-u', 'milter:mail', '-c', 'relaxed/simple'],
+      '1',
+      () => {},
+    );
+    expect(Object.fromEntries(inv.overrides)).toMatchObject({
+      Socket: 'local:/var/run/milter/dkim',
+      PidFile: '/var/run/milter/inkan.pid',
+      Syslog: 'yes',
+      Domain: 'example.org',
+      Selector: 'hoge',
+      KeyFile: '/etc/mail/hoge.private',
+      UserID: 'milter:mail',
+      Canonicalization: 'relaxed/simple',
+    });
+    expect(inv.warnings[0]).toMatch(/canonicalization/);
+    expect(inv.firstRun).toBe(false);
+  });
+});
+
+describe('signing plan', () => {
+  const keys = makeKeys();
+  const dir = tempDir();
+  const rsaFile = join(dir, 'rsa.private');
+  const edFile = join(dir, 'ed.private');
+  writeFileSync(rsaFile, keys.rsa2048.pem, { mode: 0o600 });
+  writeFileSync(edFile, keys.ed25519.pem, { mode: 0o440 });
+
+  it('Domain + Selector/KeyFile + SigningKeys: every key signs every domain (dual signing)', async () => {
+    const c = { ...defaults(), domain: { kind: 'list' as const, values: ['example.org'] }, selector: 'rsa', keyFile: rsaFile, signingKeys: [`ed:${edFile}`] };
+    const plan = await loadSigningPlan(c);
+    expect(plan.keysFor('joe@example.org').map((k) => [k.domain, k.selector, k.algorithm])).toEqual([
+      ['example.org', 'rsa', 'rsa-sha256'],
+      ['example.org', 'ed', 'ed25519-sha256'],
+    ]);
+    expect(plan.keysFor('joe@sub.example.org')).toEqual([]);
+    const sub = await loadSigningPlan({ ...c, subDomains: true });
+    expect(sub.keysFor('joe@sub.example.org').map((k) => k.domain)).toEqual(['example.org', 'example.org']);
+  });
+
+  it('KeyTable + SigningTable with refile: wildcards and % for the From domain', async () => {
+    writeFileSync(join(dir, 'keytable'), `rsakey example.org:rsa:${rsaFile}\nedkey %:ed:${edFile}\n`);
+    writeFileSync(join(dir, 'signingtable'), '*@example.org rsakey\n*@*.example.net edkey\n');
+    const c = { ...defaults(), keyTable: { kind: 'file' as const, path: join(dir, 'keytable') }, signingTable: { kind: 'refile' as const, path: join(dir, 'signingtable') } };
+    const plan = await loadSigningPlan(c);
+    expect(plan.keysFor('a@example.org').map((k) => k.selector)).toEqual(['rsa']);
+    expect(plan.keysFor('b@mx.example.net').map((k) => [k.domain, k.selector])).toEqual([['mx.example.net', 'ed']]);
+    expect(plan.keysFor('c@example.com')).toEqual([]);
+  });
+
+  it('errors name the table line, a missing key, and unsafe permissions', async () => {
+    writeFileSync(join(dir, 'badtable'), 'rsakey example.org:rsa\n');
+    const c = { ...defaults(), keyTable: { kind: 'file' as const, path: join(dir, 'badtable') }, signingTable: { kind: 'list' as const, values: [] } };
+    await expect(loadSigningPlan(c)).rejects.toThrow(/badtable:1: KeyTable lines read/);
+    const missing = { ...defaults(), domain: { kind: 'list' as const, values: ['example.org'] }, selector: 's', keyFile: join(dir, 'nope.private') };
+    await expect(loadSigningPlan(missing)).rejects.toThrow(/nope\.private: ENOENT/);
+    const leaky = join(dir, 'leaky.private');
+    writeFileSync(leaky, keys.rsa2048.pem);
+    chmodSync(leaky, 0o644);
+    await expect(loadSigningPlan({ ...missing, keyFile: leaky })).rejects.toThrow(/readable by anyone \(mode 0644\)/);
+    await expect(loadSigningPlan({ ...missing, keyFile: leaky, requireSafeKeys: false })).resolves.toBeDefined();
+    await expect(loadSigningPlan({ ...missing, keyFile: leaky })).rejects.toBeInstanceOf(ConfigError);
+  });
+});
+
+describe('hosts, addresses, verdicts', () => {
+  it('InternalHosts: addresses, CIDRs (v4 and v6), names, suffixes and exclusions', () => {
+    const hosts = new HostList(['127.0.0.1', '::1', '192.0.2.0/24', '2001:db8::/32', 'mx.example.org', '.corp.example', '!192.0.2.66']);
+    expect(hosts.matches('127.0.0.1')).toBe(true);
+    expect(hosts.matches('192.0.2.10')).toBe(true);
+    expect(hosts.matches('192.0.2.66')).toBe(false);
+    expect(hosts.matches('IPv6:2001:db8::1')).toBe(true);
+    expect(hosts.matches('::ffff:127.0.0.1')).toBe(true);
+    expect(hosts.matches('198.51.100.1', 'mx.example.org')).toBe(true);
+    expect(hosts.matches('198.51.100.1', 'a.b.corp.example')).toBe(true);
+    expect(hosts.matches('198.51.100.1', 'evil.example')).toBe(false);
+    expect(() => new HostList(['10.0.0.0/33'])).toThrow(/prefix/);
+  });
+
+  it('finds the From address', () => {
+    expect(fromAddress(' "Joe, Jr." <Joe@Example.ORG> (comment)')).toBe('joe@example.org');
+    expect(fromAddress(' joe@example.org')).toBe('joe@example.org');
+    expect(fromAddress(' undisclosed')).toBeUndefined();
+  });
+
+  it('picks the action the results call for', () => {
+    const c = { ...defaults(), onBadSignature: 'reject' as const, onDnsError: 'tempfail' as const };
+    const r = (result: 'pass' | 'fail' | 'temperror' | 'permerror', reason?: string) => ({ method: 'dkim' as const, result, domain: 'd', selector: 's', algorithm: 'a', testing: false, ...(reason ? { reason } : {}) });
+    expect(verdictAction(c, []).action).toBe('accept');
+    expect(verdictAction(c, [r('fail', 'x'), r('pass')]).action).toBe('accept');
+    expect(verdictAction(c, [r('fail', 'body hash did not verify')]).action).toBe('reject');
+    expect(verdictAction(c, [r('temperror', 'timeout')]).action).toBe('tempfail');
+    expect(verdictAction(c, [r('permerror', 'no key record at x')]).action).toBe('accept');
+  });
+});
