@@ -1,0 +1,63 @@
+/** `inkan selftest` against the private Postfix + inkan-milterd set-up used by the milterd tests. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dkimKeyRecord, type DnsServer, freePort, makeKeys, type PostfixInstance, runProgram, startDnsmasq, startPostfix, tempDir, waitFor } from '@inkan/testbed';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const INKAN = resolve(here, '..', 'bin', 'inkan.js');
+const MILTERD = resolve(here, '..', '..', 'milterd', 'bin', 'inkan-milterd.js');
+
+let dns: DnsServer;
+let postfix: PostfixInstance;
+let milterd: ChildProcess;
+let output = '';
+
+beforeAll(async () => {
+  const keys = makeKeys();
+  const dir = tempDir('inkan-selftest-');
+  writeFileSync(join(dir, 'rsa.private'), keys.rsa2048.pem, { mode: 0o600 });
+  dns = await startDnsmasq({ 'rsa._domainkey.example.org': dkimKeyRecord(keys.rsa2048) });
+  const port = await freePort();
+  milterd = spawn(process.execPath, [MILTERD, '-p', `inet:${port}@127.0.0.1`, '-d', 'example.org', '-s', 'rsa', '-k', join(dir, 'rsa.private')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  milterd.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  milterd.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  await waitFor(() => /"msg":"ready"/.test(output), 'inkan-milterd ready');
+  // No relayhost: the MTA delivers inkan-selftest@[127.0.0.2] itself, to 127.0.0.2:25.
+  postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}`, mainCf: { relayhost: '' } });
+});
+
+afterAll(async () => {
+  await postfix?.stop();
+  milterd?.kill('SIGTERM');
+  await dns?.stop();
+});
+
+describe.runIf(process.getuid?.() === 0)('inkan selftest (needs root for port 25)', () => {
+  it('the message comes back signed and the signature verifies', async () => {
+    const r = await runProgram(process.execPath, [INKAN, 'selftest', '--smtp', `127.0.0.1:${postfix.smtpPort}`, '--domain', 'example.org', '--dns', dns.server, '--timeout', '30000'], {
+      timeoutMs: 90_000,
+    });
+    expect(r.stdout, `${r.stderr}\n${postfix.maillog()}`).toMatch(/ok {3}the message came back through the MTA/);
+    expect(r.stdout).toMatch(/ok {3}rsa-sha256 signature d=example\.org s=rsa: pass/);
+    expect(r.stdout).toMatch(/selftest passed/);
+    expect(r.code).toBe(0);
+  });
+
+  it('says what to check when the message comes back unsigned', async () => {
+    const r = await runProgram(process.execPath, [INKAN, 'selftest', '--json', '--smtp', `127.0.0.1:${postfix.smtpPort}`, '--domain', 'unsigned.example', '--timeout', '30000'], {
+      timeoutMs: 90_000,
+    });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ sent: true, returned: true, signatures: 0, ok: false });
+  });
+
+  it('an MTA that is not there is reported, not thrown', async () => {
+    const port = await freePort();
+    const r = await runProgram(process.execPath, [INKAN, 'selftest', '--smtp', `127.0.0.1:${port}`, '--sink', '127.0.0.3:25', '--timeout', '5000']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/FAIL cannot talk to 127\.0\.0\.1:\d+/);
+  });
+});
