@@ -103,6 +103,9 @@ export interface SignatureField {
 
 interface PreparedSignature {
   options: SignatureOptions;
+  /** Lowercased names to sign, oversigned ones included, From first when missing. */
+  wanted: string[];
+  oversign: Set<string>;
   key: KeyObject;
   algorithm: SigningAlgorithm;
   headerCanonicalization: Canonicalization;
@@ -172,7 +175,11 @@ function prepare(options: SignatureOptions): PreparedSignature {
     throw new DkimError('INVALID_OPTION', 'expiresIn must be a positive number of seconds');
   }
   const [headerCanonicalization, bodyCanonicalization] = parseCanonicalization(options.canonicalization);
-  return { options, key, algorithm, headerCanonicalization, bodyCanonicalization };
+  const oversign = new Set((options.oversignHeaders ?? DEFAULT_OVERSIGNED_HEADERS).map((n) => n.toLowerCase()));
+  const wanted = (options.headers ?? DEFAULT_SIGNED_HEADERS).map((n) => n.toLowerCase());
+  for (const name of oversign) if (!wanted.includes(name)) wanted.push(name);
+  if (!wanted.includes('from')) wanted.unshift('from');
+  return { options, key, algorithm, headerCanonicalization, bodyCanonicalization, wanted: [...new Set(wanted)], oversign };
 }
 
 /**
@@ -230,16 +237,15 @@ export class Signer implements MessageSink {
     return Promise.all(this.prepared.map((p) => this.sign(p, now)));
   }
 
-  private signedNames(options: SignatureOptions): string[] {
-    const wanted = (options.headers ?? DEFAULT_SIGNED_HEADERS).map((n) => n.toLowerCase());
-    const oversign = new Set((options.oversignHeaders ?? DEFAULT_OVERSIGNED_HEADERS).map((n) => n.toLowerCase()));
-    for (const name of oversign) if (!wanted.includes(name)) wanted.push(name);
-    if (!wanted.includes('from')) wanted.unshift('from');
+  private signedNames(p: PreparedSignature): string[] {
     const counts = new Map<string, number>();
-    for (const f of this.headers) counts.set(f.name.toLowerCase(), (counts.get(f.name.toLowerCase()) ?? 0) + 1);
+    for (const f of this.headers) {
+      const name = f.name.toLowerCase();
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
     const names: string[] = [];
-    for (const name of [...new Set(wanted)]) {
-      const n = (counts.get(name) ?? 0) + (oversign.has(name) ? 1 : 0);
+    for (const name of p.wanted) {
+      const n = (counts.get(name) ?? 0) + (p.oversign.has(name) ? 1 : 0);
       for (let i = 0; i < n; i++) names.push(name);
     }
     return names;
@@ -248,7 +254,7 @@ export class Signer implements MessageSink {
   private async sign(p: PreparedSignature, now: number): Promise<SignatureField> {
     const o = p.options;
     const body = (p.hasher as BodyHasher).digest();
-    const names = this.signedNames(o);
+    const names = this.signedNames(p);
     const selected = selectSignedFields(this.headers, names);
     const tags: FormatTag[] = [
       { name: 'v', value: '1' },
