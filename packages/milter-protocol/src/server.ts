@@ -34,6 +34,8 @@ export interface MilterServerEvents {
  */
 export class MilterServer extends EventEmitter<MilterServerEvents> {
   private readonly sessions = new Set<MilterSession>();
+  /** Every accepted stream until it closes (a finished session may leave one half-closed). */
+  private readonly streams = new Set<Duplex>();
   private readonly openListeners = new Set<MilterListener>();
   private nextId = 1;
   private closing = false;
@@ -120,6 +122,8 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     const s = session;
     for (const error of pendingErrors) this.emit('sessionError', error, s);
     this.sessions.add(s);
+    this.streams.add(stream);
+    stream.once('close', () => this.streams.delete(stream));
     this.logger?.('debug', `connection from ${remoteAddress}`, { session: id });
     void s.closed.then(() => {
       this.sessions.delete(s);
@@ -153,6 +157,9 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     const open = [...this.sessions];
     for (const session of open) session.destroy();
     await Promise.all(open.map((s) => s.closed));
+    // Sessions that ended on their own may still hold a half-closed socket; net.Server.close()
+    // waits for every socket, so close them all.
+    for (const stream of this.streams) stream.destroy();
     await listenersClosed;
     this.emit('close');
   }

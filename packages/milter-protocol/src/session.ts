@@ -403,7 +403,12 @@ export class MilterSession {
         }
       }
     }
-    if (!this.socket.destroyed) this.socket.end();
+    if (!this.socket.destroyed) {
+      this.socket.end();
+      // A peer that never closes its side must not keep the socket (and server.close()) forever.
+      const socket = this.socket;
+      setTimeout(() => socket.destroy(), 2000).unref();
+    }
     this.resolveClosed();
   }
 
