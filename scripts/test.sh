@@ -37,6 +37,14 @@ else
 fi
 pnpm install --frozen-lockfile --reporter=append-only
 pnpm run build
+# The benchmarks are not tests; their short smoke run only checks that they still work.
+if pnpm --filter @inkan/bench bench -- --quick > .bench-quick.log 2>&1; then
+  echo "benchmark smoke run: ok (figures in .bench-quick.log)"
+else
+  tail -n 30 .bench-quick.log
+  echo "benchmark smoke run: FAILED"
+  exit 1
+fi
 rc=0
 pnpm exec vitest run --reporter=default --reporter=json --outputFile=.vitest-results.json || rc=$?
 node scripts/test-summary.mjs .vitest-results.json || rc=${rc:-1}
