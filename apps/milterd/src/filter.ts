@@ -43,6 +43,8 @@ interface MessageState {
   signer?: Signer;
   verifier?: CombinedVerifier;
   failure?: Error;
+  /** A security concern found in the message (On-Security applies). */
+  security?: string;
 }
 
 const SEVERITY: Record<Action, number> = { accept: 0, quarantine: 1, discard: 2, tempfail: 3, reject: 4 };
@@ -126,7 +128,10 @@ export function createFilter(current: () => Runtime): HandlerFactory {
         const s = state;
         const { config, plan, internalHosts, externalIgnore, logger } = s.runtime;
         try {
-          const fromField = s.headers.find((h) => h.name.toLowerCase() === 'from');
+          const fromFields = s.headers.filter((h) => h.name.toLowerCase() === 'from');
+          // Several From fields break RFC 5322 and are how signed mail is replayed with another sender.
+          if (fromFields.length > 1) s.security = `${fromFields.length} From fields`;
+          const fromField = fromFields[0];
           s.from = fromField ? fromAddress(fromField.raw.toString('latin1').slice(fromField.name.length + 1)) : undefined;
           const client = ctx.client;
           const local = !client || client.family === 'unix' || client.family === 'unknown';
@@ -210,7 +215,8 @@ export function createFilter(current: () => Runtime): HandlerFactory {
               modifier.insertHeader(0, 'Authentication-Results', valueForMta(value, ctx));
             }
             for (const r of results) metrics?.verified.inc({ method: r.method, result: r.result });
-            const verdict = verdictAction(config, results);
+            let verdict = verdictAction(config, results);
+            if (s.security && SEVERITY[config.onSecurity] > SEVERITY[verdict.action]) verdict = { action: config.onSecurity, why: `security: ${s.security}` };
             log.results = results.map((r) => ({ method: r.method, d: r.domain, s: r.selector, result: r.result, ...(r.reason ? { reason: r.reason } : {}) }));
             log.action = verdict.action;
             if (verdict.action !== 'accept') log.actionWhy = verdict.why;

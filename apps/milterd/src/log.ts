@@ -23,7 +23,7 @@ function severity(level: number): number {
 function syslogStream(facility: string, tag: string): Writable {
   const code = FACILITIES[facility];
   if (code === undefined) throw new Error(`unknown syslog facility "${facility}"`);
-  const child = spawn('logger', ['--prio-prefix', '-t', tag, '--id', String(process.pid)], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const child = spawn('logger', ['--prio-prefix', '--socket-errors=off', '-t', tag, '--id', String(process.pid)], { stdio: ['pipe', 'ignore', 'inherit'] });
   child.stdin.on('error', () => {});
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {

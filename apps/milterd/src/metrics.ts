@@ -20,6 +20,36 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly connections = new Gauge({ name: 'inkan_milter_connections', help: 'Open MTA connections', registers: [this.registry] });
+  readonly held = new Counter({
+    name: 'inkan_messages_held_total',
+    help: 'Messages that should be signed but were tempfailed: no usable key (tables not loaded, or a bad row)',
+    registers: [this.registry],
+  });
+  readonly storeUp = new Gauge({
+    name: 'inkan_store_up',
+    help: 'Whether the shared store of KeyTable/SigningTable answered the last read (1) or not (0)',
+    labelNames: ['store'] as const,
+    registers: [this.registry],
+  });
+  readonly storeLoaded = new Gauge({
+    name: 'inkan_store_tables_loaded_timestamp_seconds',
+    help: 'When the tables in use were read from the shared store (0: never)',
+    labelNames: ['store'] as const,
+    registers: [this.registry],
+  });
+  readonly storeKeys = new Gauge({ name: 'inkan_store_keys', help: 'Usable keys in the tables in use', labelNames: ['store'] as const, registers: [this.registry] });
+  readonly storeBadRows = new Gauge({
+    name: 'inkan_store_bad_rows',
+    help: 'Rows of the shared store left out of the tables in use (see the log)',
+    labelNames: ['store'] as const,
+    registers: [this.registry],
+  });
+  readonly storeReloads = new Counter({
+    name: 'inkan_store_reloads_total',
+    help: 'Reads of the shared store, by result (changed, unchanged, failed, refused)',
+    labelNames: ['store', 'result'] as const,
+    registers: [this.registry],
+  });
   private server: Server | undefined;
 
   constructor() {

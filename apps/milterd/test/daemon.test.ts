@@ -286,3 +286,29 @@ describe('first run and metrics', () => {
     expect(refused.output()).toMatch(/must be a loopback address/);
   });
 });
+
+describe('On-* actions', () => {
+  it('apply per outcome with the configured reply: key not found -> reject, several From fields -> tempfail', async () => {
+    const port = await freePort();
+    const conf = join(dir, 'actions.conf');
+    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nNameservers 127.0.0.1@${dns.port}\nOn-KeyNotFound reject\nOn-Security tempfail\nDNSTimeout 2\n`);
+    const milterd = await startMilterd(['-x', conf]);
+    try {
+      const spec = `inet:${port}@127.0.0.1`;
+      const tx = (message: Buffer) => runTransaction(spec, { client: { address: '192.0.2.9', hostname: 'outside.example' }, sender: 'a@sender.example', recipients: ['b@example.org'], message });
+      const unsigned = await tx(message('plain'));
+      expect(unsigned.outcome.reply).toEqual({ type: 'accept' });
+      const noKey = Buffer.concat([
+        Buffer.from('DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=nokey; h=from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n'),
+        message('no key'),
+      ]);
+      const rejected = await tx(noKey);
+      expect(rejected.outcome.reply).toMatchObject({ type: 'replyCode', text: expect.stringMatching(/^550 5\.7\.20 DKIM: key not found/) });
+      const twoFrom = Buffer.concat([Buffer.from('From: Mallory <m@evil.example>\r\n'), message('two from')]);
+      const tempfailed = await tx(twoFrom);
+      expect(tempfailed.outcome.reply).toMatchObject({ type: 'replyCode', text: expect.stringMatching(/^451 4\.7\.5 DKIM: security: 2 From fields/) });
+    } finally {
+      await milterd.stop();
+    }
+  });
+});

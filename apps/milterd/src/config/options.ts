@@ -15,8 +15,23 @@ interface OptionSpec {
   description: string;
 }
 
-/** Where a table or list comes from: inline values or a file (refile: holds wildcard patterns). */
-export type Dataset = { kind: 'list'; values: string[] } | { kind: 'file'; path: string } | { kind: 'refile'; path: string };
+/**
+ * Where a table or list comes from: inline values, a file (refile: holds wildcard patterns),
+ * or a store shared by many hosts (postgresql://... or redis://..., see docs/fleet.md).
+ */
+export type Dataset =
+  | { kind: 'list'; values: string[] }
+  | { kind: 'file'; path: string }
+  | { kind: 'refile'; path: string }
+  | { kind: 'postgresql'; url: string }
+  | { kind: 'redis'; url: string };
+
+/** The datasets held in a shared store. */
+export type StoreDataset = Extract<Dataset, { kind: 'postgresql' | 'redis' }>;
+
+export function isStoreDataset(dataset: Dataset | undefined): dataset is StoreDataset {
+  return dataset?.kind === 'postgresql' || dataset?.kind === 'redis';
+}
 
 /** The effective configuration, opendkim.conf's options in camelCase. */
 export interface Config {
@@ -74,10 +89,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'Selector', key: 'selector', kind: 'string', description: 'selector used with KeyFile' },
   { name: 'KeyFile', key: 'keyFile', kind: 'string', description: 'private key used with Selector for every Domain' },
   { name: 'SigningKeys', key: 'signingKeys', kind: 'list', description: 'selector:keyfile pairs, each signing every Domain (dual RSA + Ed25519 signing)' },
-  { name: 'KeyTable', key: 'keyTable', kind: 'dataset', description: 'keyname -> domain:selector:keyfile' },
-  { name: 'SigningTable', key: 'signingTable', kind: 'dataset', description: 'sender pattern -> keyname (refile: for wildcards)' },
+  { name: 'KeyTable', key: 'keyTable', kind: 'dataset', description: 'keyname -> domain:selector:keyfile (or a postgresql:// or redis:// store)' },
+  { name: 'SigningTable', key: 'signingTable', kind: 'dataset', description: 'sender pattern -> keyname (refile: for wildcards; or a store)' },
   { name: 'MultipleSignatures', key: 'multipleSignatures', kind: 'boolean', description: 'sign with every matching SigningTable entry' },
-  { name: 'InternalHosts', key: 'internalHosts', kind: 'dataset', description: 'clients whose mail is signed (IPs, CIDRs, host names)' },
+  { name: 'InternalHosts', key: 'internalHosts', kind: 'dataset', description: 'clients whose mail is signed (IPs, CIDRs, host names; or the store of KeyTable)' },
   { name: 'ExternalIgnoreList', key: 'externalIgnoreList', kind: 'dataset', description: 'external hosts allowed to send for our domains, not logged' },
   { name: 'Socket', key: 'socket', kind: 'string', description: 'milter socket: local:/path, inet:port@host, ...' },
   { name: 'PidFile', key: 'pidFile', kind: 'string', description: 'write the process id here' },
@@ -104,7 +119,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'On-InternalError', key: 'onInternalError', kind: 'action', description: 'inkan itself failed' },
   { name: 'On-NoSignature', key: 'onNoSignature', kind: 'action', description: 'a message to verify has no signature' },
   { name: 'On-SignatureError', key: 'onSignatureError', kind: 'action', description: 'a signature could not be made or read' },
-  { name: 'On-Security', key: 'onSecurity', kind: 'action', description: 'a security concern (e.g. a forged result)' },
+  { name: 'On-Security', key: 'onSecurity', kind: 'action', description: 'a security concern (a message with several From fields)' },
   { name: 'MaximumSignaturesToVerify', key: 'maximumSignaturesToVerify', kind: 'integer', description: 'signatures checked per message' },
   { name: 'LogWhy', key: 'logWhy', kind: 'boolean', description: 'log why each message was signed, verified or left alone' },
   { name: 'Background', key: 'background', kind: 'boolean', description: 'accepted for compatibility; inkan always stays in the foreground (use systemd)' },
@@ -139,7 +154,7 @@ export function defaults(): Config {
     onInternalError: 'tempfail',
     onNoSignature: 'accept',
     onSignatureError: 'accept',
-    onSecurity: 'tempfail',
+    onSecurity: 'accept',
     maximumSignaturesToVerify: 10,
     logWhy: false,
     background: false,
@@ -153,8 +168,13 @@ function parseBoolean(value: string, where: string, name: string): boolean {
   throw new ConfigError(where, `${name} takes yes or no, not "${value}"`);
 }
 
-/** A dataset value: "file:/path", "refile:/path", "csl:a,b", a path (starting with / or .), or a comma list. */
+/**
+ * A dataset value: "file:/path", "refile:/path", "csl:a,b", a path (starting with / or .),
+ * a store URI (postgresql://, postgres://, redis://, rediss://), or a comma list.
+ */
 export function parseDataset(value: string): Dataset {
+  if (/^postgres(ql)?:\/\//i.test(value)) return { kind: 'postgresql', url: value };
+  if (/^rediss?:\/\//i.test(value)) return { kind: 'redis', url: value };
   if (value.startsWith('refile:')) return { kind: 'refile', path: value.slice(7) };
   if (value.startsWith('file:')) return { kind: 'file', path: value.slice(5) };
   if (value.startsWith('csl:')) return { kind: 'list', values: splitList(value.slice(4)) };

@@ -1,7 +1,7 @@
 import { type KeyObject, createPrivateKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { ConfigError } from './errors.js';
-import type { Config, Dataset } from './options.js';
+import { type Config, type Dataset, isStoreDataset } from './options.js';
 
 /** One key ready to sign with. */
 export interface SigningKey {
@@ -22,6 +22,9 @@ interface TableLine {
 
 /** Read a dataset as lines of whitespace-separated fields ("#" comments, blank lines skipped). */
 export async function readDatasetLines(dataset: Dataset): Promise<TableLine[]> {
+  if (dataset.kind === 'postgresql' || dataset.kind === 'redis') {
+    throw new ConfigError(dataset.url.replace(/\/\/[^@/]*@/, '//'), 'a store holds KeyTable, SigningTable and InternalHosts only');
+  }
   if (dataset.kind === 'list') return dataset.values.map((v, i) => ({ where: `list item ${i + 1}`, fields: v.split(/[:=]/, 2) }));
   let text: string;
   try {
@@ -57,6 +60,25 @@ export async function checkKeyFileSafety(path: string, where: string): Promise<v
   if (mode & 0o004) throw new ConfigError(where, `key file ${path} is readable by anyone (mode ${octal}): chmod o-r (or RequireSafeKeys no)`);
 }
 
+/**
+ * A signing key from PEM text: RSA of 1024 bits or more, or Ed25519. `source` names the
+ * key in errors (the key file, or the store row); `keyFile` is what SigningKey records.
+ */
+export function keyFromPem(name: string, domain: string, selector: string, pem: string, source: string, where: string): SigningKey {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(pem);
+  } catch {
+    throw new ConfigError(where, `${source} does not hold a PEM private key`);
+  }
+  const type = privateKey.asymmetricKeyType;
+  if (type !== 'rsa' && type !== 'ed25519') throw new ConfigError(where, `${source} holds a ${type} key; DKIM signs with rsa or ed25519`);
+  if (type === 'rsa' && (privateKey.asymmetricKeyDetails?.modulusLength ?? 0) < 1024) {
+    throw new ConfigError(where, `${source} is an RSA key under 1024 bits, which verifiers reject (RFC 8301)`);
+  }
+  return { name, domain, selector, keyFile: source, privateKey, algorithm: type === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256' };
+}
+
 async function loadKey(name: string, domain: string, selector: string, keyFile: string, where: string, config: Config): Promise<SigningKey> {
   if (config.requireSafeKeys) await checkKeyFileSafety(keyFile, where);
   let pem: string;
@@ -65,24 +87,22 @@ async function loadKey(name: string, domain: string, selector: string, keyFile: 
   } catch (error) {
     throw new ConfigError(where, `cannot read key file ${keyFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  let privateKey: KeyObject;
-  try {
-    privateKey = createPrivateKey(pem);
-  } catch {
-    throw new ConfigError(where, `${keyFile} does not hold a PEM private key`);
-  }
-  const type = privateKey.asymmetricKeyType;
-  if (type !== 'rsa' && type !== 'ed25519') throw new ConfigError(where, `${keyFile} holds a ${type} key; DKIM signs with rsa or ed25519`);
-  if (type === 'rsa' && (privateKey.asymmetricKeyDetails?.modulusLength ?? 0) < 1024) {
-    throw new ConfigError(where, `${keyFile} is an RSA key under 1024 bits, which verifiers reject (RFC 8301)`);
-  }
-  return { name, domain, selector, keyFile, privateKey, algorithm: type === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256' };
+  return keyFromPem(name, domain, selector, pem, keyFile, where);
 }
 
-interface TableEntry {
+export interface TableEntry {
   pattern: string;
   regex?: RegExp;
   keys: SigningKey[];
+  /** Set when the entry names keys that could not be loaded: its mail is held (tempfail), not passed unsigned. */
+  unusable?: string;
+}
+
+/** What the plan says about one sender. */
+export interface PlanLookup {
+  keys: SigningKey[];
+  /** Mail from this sender should be signed but cannot be now (tempfail it): why. */
+  hold?: string;
 }
 
 /** Which keys sign a message, from the signing table or from Domain + keys. */
@@ -101,20 +121,41 @@ export class SigningPlan {
     this.subDomains = options.subDomains;
   }
 
+  /** A plan with no tables yet (a store not loaded): mail that could be ours is held, not passed unsigned. */
+  static notLoaded(reason: string, options: { multiple: boolean; subDomains: boolean }): SigningPlan {
+    const plan = new SigningPlan([], [], { ...options, wildcard: false });
+    plan.unavailable = reason;
+    return plan;
+  }
+
+  /** Set on a plan whose tables have not loaded: why. */
+  unavailable?: string;
+
   get empty(): boolean {
     return this.keys.length === 0;
   }
 
   /** The keys for a From address (lowercased user@domain), with "%" resolved; [] when none applies. */
   keysFor(address: string): SigningKey[] {
+    return this.lookup(address).keys;
+  }
+
+  /** The keys for a From address, and whether its mail must be held because they are unusable. */
+  lookup(address: string): PlanLookup {
+    if (this.unavailable !== undefined) return { keys: [], hold: this.unavailable };
     const at = address.lastIndexOf('@');
     const domain = (at >= 0 ? address.slice(at + 1) : address).toLowerCase();
     const local = at >= 0 ? address.slice(0, at) : '';
     const found: SigningKey[] = [];
+    const unusable: string[] = [];
+    const take = (e: TableEntry) => {
+      found.push(...e.keys);
+      if (e.unusable) unusable.push(e.unusable);
+    };
     if (this.wildcard) {
       for (const e of this.entries) {
         if (e.regex?.test(`${local}@${domain}`)) {
-          found.push(...e.keys);
+          take(e);
           if (!this.multiple) break;
         }
       }
@@ -128,13 +169,66 @@ export class SigningPlan {
       for (const c of candidates) {
         const e = this.entries.find((x) => x.pattern === c);
         if (e) {
-          found.push(...e.keys);
+          take(e);
           if (!this.multiple) break;
         }
       }
     }
-    return found.map((k) => (k.domain === '%' ? { ...k, domain } : k));
+    const keys = found.map((k) => (k.domain === '%' ? { ...k, domain } : k));
+    return keys.length === 0 && unusable.length > 0 ? { keys, hold: unusable.join('; ') } : { keys };
   }
+}
+
+/** One SigningTable line: a pattern and the key names it signs with. */
+export interface SigningRow {
+  where: string;
+  pattern: string;
+  names: string[];
+}
+
+/**
+ * Build a plan from a loaded KeyTable and the SigningTable rows. Without `problem`, any
+ * fault is a ConfigError (files at start-up or reload). With it (tables in a store), a faulty
+ * row is reported and left out: an entry naming a key that is missing or could not be loaded
+ * still matches its senders, so their mail is held (tempfailed) rather than passed unsigned.
+ */
+export function planFromTables(
+  table: Map<string, SigningKey>,
+  rows: SigningRow[],
+  options: { wildcard: boolean; multiple: boolean; subDomains: boolean },
+  problem?: (error: ConfigError) => void,
+  unloadable: Map<string, string> = new Map(),
+): SigningPlan {
+  const entries: TableEntry[] = [];
+  for (const row of rows) {
+    if (!row.pattern || row.names.length === 0) {
+      const error = new ConfigError(row.where, 'SigningTable lines read "pattern keyname"');
+      if (!problem) throw error;
+      problem(error);
+      continue;
+    }
+    const keys: SigningKey[] = [];
+    const missing: string[] = [];
+    for (const n of row.names) {
+      const key = table.get(n);
+      if (key) keys.push(key);
+      else {
+        const error = new ConfigError(row.where, unloadable.has(n) ? `SigningTable names key "${n}", which could not be loaded (${unloadable.get(n)})` : `SigningTable names key "${n}", which KeyTable does not have`);
+        if (!problem) throw error;
+        problem(error);
+        missing.push(n);
+      }
+    }
+    const entry: TableEntry = { pattern: row.pattern.toLowerCase(), keys };
+    if (missing.length > 0) entry.unusable = `no usable signing key for ${row.pattern} (${missing.join(', ')}: see the log)`;
+    if (options.wildcard) entry.regex = globToRegex(row.pattern);
+    const existing = !options.wildcard ? entries.find((e) => e.pattern === entry.pattern) : undefined;
+    if (existing) {
+      existing.keys.push(...keys);
+      if (entry.unusable) existing.unusable = existing.unusable ? `${existing.unusable}; ${entry.unusable}` : entry.unusable;
+    } else entries.push(entry);
+  }
+  return new SigningPlan([...table.values()], entries, options);
 }
 
 function globToRegex(pattern: string): RegExp {
@@ -155,6 +249,9 @@ export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
   const options = { wildcard: false, multiple: config.multipleSignatures, subDomains: config.subDomains };
   if (config.keyTable || config.signingTable) {
     if (!config.keyTable || !config.signingTable) throw new ConfigError('configuration', 'KeyTable and SigningTable go together');
+    if (isStoreDataset(config.keyTable) || isStoreDataset(config.signingTable)) {
+      throw new ConfigError('configuration', 'KeyTable and SigningTable in a store are kept by the daemon (see SharedTables), not read once');
+    }
     const table = new Map<string, SigningKey>();
     for (const line of await readDatasetLines(config.keyTable)) {
       const [name, spec] = line.fields;
@@ -164,23 +261,9 @@ export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
       }
       table.set(name, await loadKey(name, parts[0], parts[1], parts.slice(2).join(':'), line.where, config));
     }
-    const entries: TableEntry[] = [];
     const wildcard = config.signingTable.kind === 'refile';
-    for (const line of await readDatasetLines(config.signingTable)) {
-      const [pattern, ...names] = line.fields;
-      if (!pattern || names.length === 0) throw new ConfigError(line.where, 'SigningTable lines read "pattern keyname"');
-      const keys = names.map((n) => {
-        const key = table.get(n);
-        if (!key) throw new ConfigError(line.where, `SigningTable names key "${n}", which KeyTable does not have`);
-        return key;
-      });
-      const entry: TableEntry = { pattern: pattern.toLowerCase(), keys };
-      if (wildcard) entry.regex = globToRegex(pattern);
-      const existing = !wildcard ? entries.find((e) => e.pattern === entry.pattern) : undefined;
-      if (existing) existing.keys.push(...keys);
-      else entries.push(entry);
-    }
-    return new SigningPlan([...table.values()], entries, { ...options, wildcard, multiple: options.multiple || false });
+    const rows = (await readDatasetLines(config.signingTable)).map(({ where, fields: [pattern, ...names] }) => ({ where, pattern: pattern ?? '', names }));
+    return planFromTables(table, rows, { ...options, wildcard });
   }
 
   const pairs: [string, string][] = [];
