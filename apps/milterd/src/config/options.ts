@@ -149,7 +149,7 @@ export function defaults(): Config {
     queryCache: true,
     requireSafeKeys: true,
     onBadSignature: 'accept',
-    onDnsError: 'tempfail',
+    onDnsError: 'accept',
     onKeyNotFound: 'accept',
     onInternalError: 'tempfail',
     onNoSignature: 'accept',
