@@ -13,6 +13,7 @@ DEBS=(
   libmail-dkim-perl libnet-dns-perl libjson-pp-perl  # Perl's Mail::DKIM, another one
   opendkim opendkim-tools miltertest  # OpenDKIM as a reference peer, miltertest
   postfix                          # a real MTA for the milter tests (private instance)
+  gcc libc6-dev                    # a small preload library for the private Sendmail (fetched by the tests)
   openssl iproute2 procps
 )
 missing=()

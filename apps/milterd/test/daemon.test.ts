@@ -282,8 +282,12 @@ describe('first run and metrics', () => {
     }
     writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMetricsListen 192.0.2.1:9\n`);
     const refused = await startMilterd(['-x', conf], { expectExit: true });
-    expect(await refused.exited).toBe(1);
-    expect(refused.output()).toMatch(/must be a loopback address/);
+    try {
+      expect(await Promise.race([refused.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))])).toBe(1);
+      expect(refused.output()).toMatch(/must be a loopback address/);
+    } finally {
+      await refused.stop();
+    }
   });
 });
 

@@ -538,7 +538,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
 }
 
 /** The first line a server sends on connect (bounded). */
-function smtpBanner(port: number): Promise<string> {
+export function smtpBanner(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port });
     let text = '';

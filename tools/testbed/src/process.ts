@@ -65,17 +65,19 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Run a program to completion (bounded by timeoutMs), collecting its output. */
+/** Run a program to completion (bounded by timeoutMs), collecting its output; optionally as another uid/gid. */
 export function runProgram(
   command: string,
   args: string[],
-  options: { input?: Buffer | string; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  options: { input?: Buffer | string; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; uid?: number; gid?: number } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       env: options.env ?? process.env,
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
