@@ -14,6 +14,7 @@ DEBS=(
   opendkim opendkim-tools miltertest  # OpenDKIM as a reference peer, miltertest
   postfix                          # a real MTA for the milter tests (private instance)
   gcc libc6-dev                    # a small preload library for the private Sendmail (fetched by the tests)
+  postgresql redis-server          # shared key and signing tables for many milterd hosts (private instances)
   openssl iproute2 procps
 )
 missing=()
@@ -24,7 +25,7 @@ if ((${#missing[@]})); then
   SUDO=()
   [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
   echo "installing Debian packages: ${missing[*]}"
-  # The tests run their own private Postfix; leave the system's unconfigured and stopped.
+  # The tests run their own private Postfix, PostgreSQL and Redis; leave the system's alone.
   echo 'postfix postfix/main_mailer_type select No configuration' | "${SUDO[@]}" debconf-set-selections
   "${SUDO[@]}" apt-get update -qq
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

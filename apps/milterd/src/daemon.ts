@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { parseCommandLine } from './cli.js';
 import { ConfigError } from './config/errors.js';
 import type { Config } from './config/options.js';
+import { StoreRegistry } from './config/stores/store-plan.js';
 import { createFilter, type Runtime } from './filter.js';
 import { createLogger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -99,7 +100,15 @@ export async function startDaemon(
 ): Promise<Daemon> {
   const { logger } = options;
   const metrics = config.metricsListen ? new Metrics() : undefined;
-  let runtime: Runtime = await buildRuntime(config, logger, metrics);
+  // Tables in a shared store live as long as the daemon, across reloads.
+  const stores = new StoreRegistry(logger, metrics);
+  let runtime: Runtime;
+  try {
+    runtime = await buildRuntime(config, logger, metrics, stores);
+  } catch (error) {
+    await stores.closeAll();
+    throw error;
+  }
   let inFlight = 0;
   const idle: (() => void)[] = [];
   const filter = createFilter(() => runtime);
@@ -147,13 +156,20 @@ export async function startDaemon(
   } else if (!(spec.host.startsWith('127.') || spec.host === '::1' || spec.host === 'localhost')) {
     logger.warn({ socket: config.socket }, 'listening on a non-loopback address: anyone who can reach it can use this milter');
   }
-  const listener = await server.listen(spec);
+  let listener: MilterListener;
+  try {
+    listener = await server.listen(spec);
+  } catch (error) {
+    await stores.closeAll();
+    throw error;
+  }
   try {
     if (config.pidFile) await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
     if (metrics && config.metricsListen) logger.info({ metrics: await metrics.listen(config.metricsListen) }, 'metrics listening');
   } catch (error) {
     await server.close();
     await metrics?.close();
+    await stores.closeAll();
     throw error;
   }
 
@@ -162,12 +178,14 @@ export async function startDaemon(
     async reload() {
       try {
         const next = options.reloadConfig ? await options.reloadConfig() : config;
-        runtime = await buildRuntime(next, logger, metrics);
+        runtime = await buildRuntime(next, logger, metrics, stores);
         logger.info({ keys: runtime.plan.keys.map((k) => `${k.selector}:${k.keyFile}`) }, 'configuration reloaded');
         return true;
       } catch (error) {
         logger.error({ error: (error as Error).message }, 'reload failed; keeping the previous configuration');
         return false;
+      } finally {
+        await stores.keepOnly(runtime.tables);
       }
     },
     async stop(graceMs = 30_000) {
@@ -178,6 +196,7 @@ export async function startDaemon(
       }
       await server.close();
       await listenersClosed;
+      await stores.closeAll();
       await metrics?.close();
       if (config.pidFile) await unlink(config.pidFile).catch((e: NodeJS.ErrnoException) => logger.warn({ error: e.code }, 'could not remove the pid file'));
       logger.info('stopped');

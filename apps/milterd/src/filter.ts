@@ -13,6 +13,7 @@ import { type HandlerFactory, type MilterContext, type MilterHandler, type Modif
 import type { Logger } from 'pino';
 import { domainOf, fromAddress } from './address.js';
 import type { Action, Config } from './config/options.js';
+import type { SharedTables } from './config/stores/store-plan.js';
 import type { SigningPlan } from './config/tables.js';
 import type { HostList } from './hosts.js';
 import type { Metrics } from './metrics.js';
@@ -27,9 +28,12 @@ export interface Runtime {
   authservId: string;
   logger: Logger;
   metrics?: Metrics;
+  /** The shared store the tables come from (plan and maybe internalHosts then follow it). */
+  tables?: SharedTables;
 }
 
-type Role = 'sign' | 'verify' | 'none';
+/** hold: should be signed, but no usable key is known now (tables not loaded, or bad rows): tempfail. */
+type Role = 'sign' | 'verify' | 'hold' | 'none';
 
 interface MessageState {
   runtime: Runtime;
@@ -137,8 +141,13 @@ export function createFilter(current: () => Runtime): HandlerFactory {
           const local = !client || client.family === 'unix' || client.family === 'unknown';
           const internal = local || internalHosts.matches(client?.ip, client?.hostname);
           const auth = ctx.macros.get('{auth_authen}');
-          const keys = s.from ? plan.keysFor(s.from) : [];
-          if (config.mode.sign && (internal || auth) && keys.length > 0) {
+          const found = s.from ? plan.lookup(s.from) : { keys: [] };
+          const keys = found.keys;
+          if (config.mode.sign && (internal || auth) && keys.length === 0 && found.hold) {
+            // Mail that should be signed never passes unsigned: the MTA keeps it and retries.
+            s.role = 'hold';
+            s.why = found.hold;
+          } else if (config.mode.sign && (internal || auth) && keys.length > 0) {
             s.role = 'sign';
             s.why = `${internal ? 'internal client' : `authenticated as ${auth}`}, keys for ${s.from}`;
             s.signer = new Signer(
@@ -197,6 +206,13 @@ export function createFilter(current: () => Runtime): HandlerFactory {
         if (s.forgedAr.length > 0) log.removedAuthenticationResults = s.forgedAr.length;
         try {
           if (s.failure) throw s.failure;
+          if (s.role === 'hold') {
+            metrics?.held.inc();
+            log.action = 'tempfail';
+            log.why = s.why;
+            logger.warn(log, 'not signed: no usable key; tempfailed');
+            return decide('tempfail', modifier, 'no signing key available, try again later');
+          }
           if (s.role === 'sign' && s.signer) {
             const fields = await s.signer.finish();
             for (const f of [...fields].reverse()) modifier.insertHeader(0, f.name, valueForMta(f.value, ctx));

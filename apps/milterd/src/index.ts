@@ -1,8 +1,9 @@
 export { main, startDaemon, type Daemon, EX_CONFIG, EX_USAGE } from './daemon.js';
 export { createFilter, verdictAction, type Runtime } from './filter.js';
-export { type Config, type Action, type Dataset, defaults, parseConfigText, setOption, parseDataset } from './config/options.js';
+export { type Config, type Action, type Dataset, type StoreDataset, defaults, parseConfigText, setOption, parseDataset, isStoreDataset } from './config/options.js';
 export { ConfigError } from './config/errors.js';
-export { loadSigningPlan, SigningPlan, type SigningKey, checkKeyFileSafety } from './config/tables.js';
+export { loadSigningPlan, SigningPlan, type SigningKey, type PlanLookup, checkKeyFileSafety, keyFromPem, planFromTables } from './config/tables.js';
+export { SharedTables, StoreRegistry, storeLocationFor } from './config/stores/store-plan.js';
 export { HostList, normalizeAddress } from './hosts.js';
 export { fromAddress } from './address.js';
 export { buildRuntime, loadConfig, describeConfig } from './runtime.js';

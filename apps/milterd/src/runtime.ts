@@ -4,7 +4,9 @@ import { CachingKeyResolver, DnsKeyResolver, type KeyResolver } from '@inkan/dki
 import type { Logger } from 'pino';
 import { ConfigError } from './config/errors.js';
 import { type Config, defaults, parseConfigText, setOption } from './config/options.js';
-import { loadSigningPlan, readDatasetValues } from './config/tables.js';
+import type { StoreLocation } from '@inkan/keytool/store';
+import { SharedTables, type StoreRegistry, storeLocationFor } from './config/stores/store-plan.js';
+import { loadSigningPlan, readDatasetValues, SigningPlan } from './config/tables.js';
 import type { Runtime } from './filter.js';
 import { HostList } from './hosts.js';
 import type { Metrics } from './metrics.js';
@@ -43,12 +45,36 @@ function timed(resolver: KeyResolver, metrics: Metrics | undefined): KeyResolver
   };
 }
 
-/** Build everything a message needs from a configuration: keys, tables, host lists, resolver. */
-export async function buildRuntime(config: Config, logger: Logger, metrics?: Metrics): Promise<Runtime> {
-  const plan = await loadSigningPlan(config);
+/** Tables in a store, read once and let go (no daemon to keep them): for --check-config. */
+async function readStoreOnce(config: Config, location: StoreLocation, hosts: boolean, logger: Logger): Promise<void> {
+  const tables = new SharedTables(config, location, { logger, hosts });
+  try {
+    const r = await tables.readOnce();
+    for (const problem of r.problems) logger.warn({ problem }, 'bad row in the shared tables: it would be left out');
+    logger.info({ store: location.display, keys: r.keys, entries: r.entries }, 'store read');
+  } catch (error) {
+    throw new Error(`cannot read the tables in ${location.display}: ${(error as Error).message}`);
+  } finally {
+    await tables.close();
+  }
+}
+
+/**
+ * Build everything a message needs from a configuration: keys, tables, host lists, resolver.
+ * Tables in a store come from `stores`, which keeps them fresh across messages and reloads:
+ * the runtime reads the current plan (and InternalHosts) from them for every message.
+ */
+export async function buildRuntime(config: Config, logger: Logger, metrics?: Metrics, stores?: StoreRegistry): Promise<Runtime> {
+  const inStore = storeLocationFor(config);
+  let tables: SharedTables | undefined;
+  if (inStore) {
+    if (stores) tables = await stores.acquire(config, inStore.location, inStore.hosts);
+    else await readStoreOnce(config, inStore.location, inStore.hosts, logger);
+  }
+  const plan = tables ? tables.plan : inStore ? SigningPlan.notLoaded('the store was only checked', { multiple: false, subDomains: false }) : await loadSigningPlan(config);
   let internalHosts: HostList;
   try {
-    internalHosts = new HostList(await readDatasetValues(config.internalHosts));
+    internalHosts = inStore?.hosts ? new HostList([]) : new HostList(await readDatasetValues(config.internalHosts));
   } catch (error) {
     throw new ConfigError('InternalHosts', (error as Error).message);
   }
@@ -65,7 +91,7 @@ export async function buildRuntime(config: Config, logger: Logger, metrics?: Met
     timeout: config.dnsTimeout * 1000,
     tries: 2,
   });
-  return {
+  const runtime: Runtime = {
     config,
     plan,
     internalHosts,
@@ -74,7 +100,26 @@ export async function buildRuntime(config: Config, logger: Logger, metrics?: Met
     authservId: config.authservId ?? hostname(),
     logger,
     ...(metrics ? { metrics } : {}),
+    ...(tables ? { tables } : {}),
   };
+  if (tables) {
+    const shared = tables;
+    // Each message reads the tables in use when it starts being signed.
+    Object.defineProperty(runtime, 'plan', { get: () => shared.plan, enumerable: true });
+    if (inStore?.hosts) Object.defineProperty(runtime, 'internalHosts', { get: () => shared.hosts, enumerable: true });
+  }
+  return runtime;
+}
+
+/** A URI with its password (if any) shown as ***. */
+function maskPassword(uri: string): string {
+  try {
+    const url = new URL(uri);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return uri.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  }
 }
 
 /** The effective configuration as opendkim.conf text, keys named by path only. */
@@ -85,8 +130,9 @@ export function describeConfig(config: Config): string {
     if (Array.isArray(value)) lines.push(`${name} ${value.join(', ')}`);
     else if (typeof value === 'boolean') lines.push(`${name} ${value ? 'yes' : 'no'}`);
     else if (typeof value === 'object' && value !== null && 'kind' in value) {
-      const d = value as { kind: string; values?: string[]; path?: string };
-      lines.push(`${name} ${d.kind === 'list' ? `csl:${(d.values ?? []).join(',')}` : `${d.kind}:${d.path}`}`);
+      const d = value as { kind: string; values?: string[]; path?: string; url?: string };
+      if (d.url !== undefined) lines.push(`${name} ${maskPassword(d.url)}`);
+      else lines.push(`${name} ${d.kind === 'list' ? `csl:${(d.values ?? []).join(',')}` : `${d.kind}:${d.path}`}`);
     } else lines.push(`${name} ${String(value)}`);
   };
   put('Mode', `${config.mode.sign ? 's' : ''}${config.mode.verify ? 'v' : ''}`);

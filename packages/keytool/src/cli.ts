@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { genkey, nextSelector, selectorFromDate } from './genkey.js';
+import { genkey, type KeySpec, nextSelector, selectorFromDate } from './genkey.js';
 import { readPrivateKeyFile } from './keys.js';
 import { resolveOwner } from './owner.js';
 import { adspRecord, dmarcRecord, type PolicyRecord, sspRecord } from './policy.js';
@@ -41,6 +41,20 @@ function listArg(value: string): string[] {
     .filter(Boolean);
 }
 
+/** The key-describing flags of genkey, as a KeySpec. */
+function keySpec(o: GenkeyFlags): KeySpec {
+  return {
+    domain: o.domain,
+    selector: o.selector,
+    type: o.type,
+    bits: o.bits,
+    testing: !!o.testing,
+    subdomains: !!o.subdomains,
+    ...(o.hashAlgs ? { hashAlgorithms: o.hashAlgs } : {}),
+    ...(o.note !== undefined ? { note: o.note } : {}),
+  };
+}
+
 function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
@@ -64,6 +78,219 @@ function printPolicy(io: Io, asJson: boolean, record: PolicyRecord): void {
   }
   if (record.historic) io.stdout(`; historic: ${record.historic}\n`);
   io.stdout(`${record.name}\tIN\tTXT\t${formatQuotedStrings(record.value)}\n`);
+}
+
+/** The genkey flags that describe the key. */
+interface GenkeyFlags {
+  domain: string;
+  selector: string;
+  type: 'rsa' | 'ed25519';
+  bits: number;
+  testing?: boolean;
+  subdomains?: boolean;
+  hashAlgs?: string[];
+  note?: string;
+}
+
+interface GenkeyStoreOptions extends GenkeyFlags {
+  store: string;
+  sign?: string[];
+}
+
+/** genkey --store: the key pair goes into the store; only the public record is printed. */
+async function genkeyIntoStore(io: Io, asJson: boolean, o: GenkeyStoreOptions): Promise<void> {
+  const { openKeyStore, publishKey } = await import('./store/index.js');
+  const store = openKeyStore(o.store);
+  try {
+    const r = await publishKey(store, {
+      ...keySpec(o),
+      ...(o.sign ? { sign: o.sign } : {}),
+    });
+    if (asJson) {
+      io.stdout(json({ name: r.name, store: store.location.display, type: r.key.type, bits: r.key.bits, record: r.record, strings: splitTxtStrings(r.record), signing: r.signing }));
+      return;
+    }
+    const uri = store.location.display;
+    io.stdout(`Stored ${r.name} in ${uri} (${r.key.type === 'rsa' ? `RSA ${r.key.bits}-bit` : 'Ed25519'} private key, in the store only)\n\n`);
+    io.stdout(formatZoneRecord(r.record, { selector: o.selector, domain: o.domain, comment: `DKIM key ${o.selector} for ${o.domain}` }));
+    const steps = [
+      '',
+      'Next:',
+      `  1. Publish the record above in the zone of ${o.domain}.`,
+      `  2. Check what DNS serves:  inkan-keytool testkey --domain ${o.domain} --selector ${o.selector}`,
+    ];
+    if (r.signing.length > 0) steps.push(`  Already signing for: ${r.signing.join(', ')} (every milterd uses it within seconds).`);
+    else {
+      steps.push(
+        `  3. Sign with it:  inkan-keytool store sign --store URI --pattern ${o.domain} --domain ${o.domain} --selector ${o.selector}`,
+        `     or replace the current key:  inkan-keytool store rotate --store URI --domain ${o.domain} --selector ${o.selector}`,
+      );
+    }
+    io.stdout(`${steps.join('\n')}\n`);
+  } finally {
+    await store.close();
+  }
+}
+
+/** inkan-keytool store ...: the shared tables in PostgreSQL or Redis. */
+function addStoreCommands(program: Command, io: Io): void {
+  const storeOption = () => new Option('--store <uri>', 'the store: postgresql://USER@HOST/DB or redis://[USER@]HOST:PORT/DB?prefix=inkan:').env('INKAN_STORE').makeOptionMandatory();
+  const asJson = () => !!program.opts().json;
+  const withStore = async <T>(uri: string, work: (store: import('./store/index.js').KeyStore, m: typeof import('./store/index.js')) => Promise<T>): Promise<T> => {
+    const m = await import('./store/index.js');
+    const store = m.openKeyStore(uri);
+    try {
+      return await work(store, m);
+    } finally {
+      await store.close();
+    }
+  };
+  const store = program
+    .command('store')
+    .description('keys and signing tables shared by many milterd hosts, in PostgreSQL or Redis')
+    .addHelpText(
+      'after',
+      `
+The URI may carry: table names keys=, signing=, hosts= and channel= (PostgreSQL), prefix= (Redis).
+INKAN_STORE may hold the URI instead of --store. Who may read private keys is up to the store's
+own accounts (see docs/fleet.md).
+
+Examples:
+  $ inkan-keytool store init --store postgresql://inkan_owner@db.example.org/mail
+  $ inkan-keytool genkey -d example.org -s 202607 --store postgresql://inkan_admin@db.example.org/mail
+  $ inkan-keytool store sign --store redis://127.0.0.1:6379/0 --pattern example.org --domain example.org --selector 202607
+  $ inkan-keytool store rotate --store redis://127.0.0.1:6379/0 --domain example.org --selector 202608
+  $ inkan-keytool store retire --store redis://127.0.0.1:6379/0 --domain example.org --selector 202607
+  $ inkan-keytool store list --store redis://127.0.0.1:6379/0`,
+    );
+
+  store
+    .command('init')
+    .description('create the PostgreSQL tables and triggers (Redis needs nothing); --print shows the SQL instead')
+    .addOption(storeOption())
+    .option('--print', 'print the SQL (the migration) instead of running it')
+    .action(async (o) => {
+      const m = await import('./store/index.js');
+      const location = m.parseStoreUri(o.store);
+      if (location.kind !== 'postgresql') {
+        io.stdout(`${location.display}: Redis needs no schema (keys live under ${location.prefix}).\n`);
+        return;
+      }
+      if (o.print) {
+        io.stdout(m.schemaSql(location));
+        return;
+      }
+      await withStore(o.store, (s) => s.init());
+      io.stdout(`Created the tables ${location.tables.keys}, ${location.tables.signing} and ${location.tables.hosts} in ${location.display} (notifying ${location.channel}).\n`);
+    });
+
+  store
+    .command('list')
+    .description('the keys (without private halves), the SigningTable and InternalHosts')
+    .addOption(storeOption())
+    .action(async (o) => {
+      const listing = await withStore(o.store, (s, m) => m.listStore(s));
+      if (asJson()) {
+        io.stdout(json(listing));
+        return;
+      }
+      const lines = ['Keys:'];
+      if (listing.keys.length === 0) lines.push('  (none)');
+      for (const k of listing.keys) {
+        const detail = k.state === 'signing' ? `signing for ${k.patterns.join(', ')}` : k.state === 'retired' ? `retired ${k.retiredAt ?? ''}`.trim() : 'not used for signing';
+        lines.push(`  ${k.name}  ${k.type ?? '?'}  ${detail}`);
+      }
+      lines.push('SigningTable:');
+      if (listing.signing.length === 0) lines.push('  (none)');
+      for (const e of listing.signing) lines.push(`  ${e.pattern}  ${e.keyNames.join(' ')}${e.missing.length > 0 ? `  (missing: ${e.missing.join(', ')})` : ''}`);
+      if (listing.hosts.length > 0) lines.push(`InternalHosts: ${listing.hosts.join(', ')}`);
+      for (const p of listing.problems) lines.push(`problem: ${p.where}: ${p.message}`);
+      io.stdout(`${lines.join('\n')}\n`);
+    });
+
+  store
+    .command('sign')
+    .description('make a SigningTable pattern sign with a key in the store (added to the keys it has)')
+    .addOption(storeOption())
+    .requiredOption('-p, --pattern <pattern>', 'sender pattern: user@domain, domain, .parent or *')
+    .requiredOption('-d, --domain <domain>', "the key's domain")
+    .requiredOption('-s, --selector <name>', "the key's selector")
+    .option('--replace', 'replace the keys the pattern had instead of adding to them')
+    .action(async (o) => {
+      const r = await withStore(o.store, (s, m) => m.signWith(s, o.pattern, o.domain, o.selector, !!o.replace));
+      if (asJson()) io.stdout(json(r));
+      else io.stdout(`${r.pattern} now signs with ${r.keyNames.join(', ')}\n`);
+    });
+
+  store
+    .command('unsign')
+    .description('remove a SigningTable pattern (its mail is then no longer signed)')
+    .addOption(storeOption())
+    .requiredOption('-p, --pattern <pattern>', 'the pattern')
+    .action(async (o) => {
+      const removed = await withStore(o.store, (s) => s.removeSigning(o.pattern));
+      if (!removed) throw new Error(`the SigningTable has no pattern ${o.pattern}`);
+      if (asJson()) io.stdout(json({ pattern: o.pattern, removed }));
+      else io.stdout(`${o.pattern} removed from the SigningTable\n`);
+    });
+
+  store
+    .command('rotate')
+    .description("switch a domain's signing to another selector in the store (publish its record in DNS first)")
+    .addOption(storeOption())
+    .requiredOption('-d, --domain <domain>', 'the signing domain')
+    .requiredOption('-s, --selector <name>', 'the new selector (already in the store: genkey --store)')
+    .option('--replace <selectors>', 'only replace these selectors (default: the domain\'s other keys of the same type)', listArg)
+    .option('--ttl <seconds>', 'TTL of the key records, for the wait before retiring', intArg('--ttl', 0, 10_000_000), 86_400)
+    .action(async (o) => {
+      const r = await withStore(o.store, (s, m) => m.rotateSelector(s, o.domain, o.selector, o.replace));
+      if (asJson()) {
+        io.stdout(json(r));
+        return;
+      }
+      io.stdout(
+        [
+          `${r.patterns.join(', ')} now sign${r.patterns.length === 1 ? 's' : ''} with ${r.name} (every milterd uses it within seconds).`,
+          `Replaced: ${r.replaced.join(', ')}.`,
+          `Keep the old records in DNS for at least the TTL (${o.ttl} s) plus the time mail may sit in queues, then:`,
+          ...r.replacedSelectors.map((sel) => `  inkan-keytool store retire --store URI --domain ${o.domain} --selector ${sel}`),
+          '',
+        ].join('\n'),
+      );
+    });
+
+  store
+    .command('retire')
+    .description('erase the private half of a selector no SigningTable entry uses (the row stays, marked retired)')
+    .addOption(storeOption())
+    .requiredOption('-d, --domain <domain>', 'the signing domain')
+    .requiredOption('-s, --selector <name>', 'the selector to retire')
+    .action(async (o) => {
+      const r = await withStore(o.store, (s, m) => m.retireSelector(s, o.domain, o.selector));
+      if (asJson()) io.stdout(json(r));
+      else io.stdout(`${r.name} retired: its private key is gone from the store. Revoke it in DNS: publish "v=DKIM1; p=" at ${r.name} for a while, then remove it.\n`);
+    });
+
+  store
+    .command('hosts')
+    .description('show InternalHosts in the store, or replace them with --set')
+    .addOption(storeOption())
+    .option('--set <list>', 'comma-separated addresses, CIDR blocks and host names')
+    .action(async (o) => {
+      const hosts = await withStore(o.store, async (s) => {
+        if (typeof o.set === 'string') {
+          const list = o.set
+            .split(/[,\s]+/)
+            .map((h: string) => h.trim())
+            .filter(Boolean);
+          await s.setHosts(list);
+          return list;
+        }
+        return (await s.snapshot({ privateKeys: false, hosts: true })).hosts ?? [];
+      });
+      if (asJson()) io.stdout(json({ hosts }));
+      else io.stdout(`${hosts.join('\n')}${hosts.length > 0 ? '\n' : ''}`);
+    });
 }
 
 /** The inkan-keytool command line. Returns the exit code. */
@@ -91,25 +318,26 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .option('-D, --outdir <dir>', 'where to write the files', '.')
     .option('--owner <user:group>', 'chown the private key and make it 0440 (run as root), e.g. root:mail')
     .option('--force', 'replace existing files')
+    .option('--store <uri>', 'put the key into this shared store (postgresql://... or redis://...) instead of files')
+    .option('--sign <pattern>', 'with --store: also sign mail matching this SigningTable pattern with it (repeatable; only once DNS serves the record)', (v: string, prev: string[] = []) => [...prev, v])
     .addHelpText(
       'after',
       `
 Examples:
   $ inkan-keytool genkey --domain example.org --selector hoge
   $ inkan-keytool genkey -d example.org -s ed2026 --type ed25519 -D /etc/mail --owner root:mail
-  $ inkan-keytool genkey -d example.org -s test1 --testing --bits 1024`,
+  $ inkan-keytool genkey -d example.org -s test1 --testing --bits 1024
+  $ inkan-keytool genkey -d example.org -s 202607 --store postgresql://inkan_admin@db.example.org/mail`,
     )
     .action(async (o) => {
+      if (o.store) {
+        await genkeyIntoStore(io, !!program.opts().json, o);
+        return;
+      }
+      if (o.sign) throw new InvalidArgumentError('--sign goes with --store');
       const owner = o.owner ? resolveOwner(o.owner) : undefined;
       const r = await genkey({
-        domain: o.domain,
-        selector: o.selector,
-        type: o.type,
-        bits: o.bits,
-        testing: !!o.testing,
-        subdomains: !!o.subdomains,
-        ...(o.hashAlgs ? { hashAlgorithms: o.hashAlgs } : {}),
-        ...(o.note !== undefined ? { note: o.note } : {}),
+        ...keySpec(o),
         outdir: o.outdir,
         ...(owner ? { owner } : {}),
         force: !!o.force,
@@ -234,6 +462,8 @@ Examples:
     .option('--no-testing', 'leave out t=y')
     .addHelpText('after', '\nExample:\n  $ inkan-keytool policy ssp --domain example.org')
     .action((o) => printPolicy(io, !!program.opts().json, sspRecord(o.domain, { testing: o.testing, signsAll: !!o.signsAll })));
+
+  addStoreCommands(program, io);
 
   program
     .command('rotate')

@@ -5,7 +5,8 @@ import type { Owner } from './owner.js';
 import { formatKeyRecord, formatZoneRecord } from './record.js';
 import { exists, writeFileAtomic } from './secure-file.js';
 
-export interface GenkeyOptions {
+/** What a new key is: its name and the tags of its DNS record. */
+export interface KeySpec {
   domain: string;
   selector: string;
   type?: KeyKind;
@@ -14,6 +15,9 @@ export interface GenkeyOptions {
   subdomains?: boolean;
   hashAlgorithms?: string[];
   note?: string;
+}
+
+export interface GenkeyOptions extends KeySpec {
   /** Folder for SELECTOR.private and SELECTOR.txt (default: the current folder). */
   outdir?: string;
   owner?: Owner;

@@ -20,3 +20,4 @@ export {
 export { mailDkimDomainKeysSign, mailDkimDomainKeysVerify, type DomainKeysSignOptions, type DomainKeysPeerSignature, type DomainKeysPeerVerdict } from './domainkeys-peers.js';
 export { startPostfix, startSmtpSink, sendSmtp, postfixMissing, type PostfixInstance, type PostfixOptions, type SmtpSink, type DeliveredMessage, type SmtpSendOptions, type SmtpSendResult, type SmtpServerReply } from './postfix.js';
 export { startSendmail, prepareSendmail, sendmailMissing, type SendmailInstance, type SendmailOptions, type SendmailMilter, type SendmailRole, type SendmailDistribution } from './sendmail.js';
+export { startPostgres, startRedis, postgresMissing, redisMissing, type PostgresServer, type RedisServer } from './stores.js';

@@ -1,0 +1,33 @@
+import { type StoreLocation, type StoreRole, parseStoreUri } from './location.js';
+import { PostgresKeyStore } from './postgres.js';
+import { RedisKeyStore } from './redis.js';
+import type { KeyStore, StoreClientOptions } from './types.js';
+
+export {
+  type StoreKind,
+  type StoreRole,
+  type StoreTables,
+  type StoreLocation,
+  DEFAULT_TABLES,
+  DEFAULT_CHANNEL,
+  DEFAULT_PREFIX,
+  DEFAULT_POLL_SECONDS,
+  DEFAULT_RETRY_SECONDS,
+  isStoreUri,
+  parseStoreUri,
+  sameDatabase,
+  combineLocations,
+} from './location.js';
+export type { KeyStore, StoredKey, StoredSigning, StoreProblem, StoreSnapshot, SnapshotOptions, NewStoredKey, StoreClientOptions } from './types.js';
+export { PostgresKeyStore, schemaSql } from './postgres.js';
+export { RedisKeyStore, redisKeys, redisOptions, backoffMs } from './redis.js';
+export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWith, type StoreListing, type ListedKey, type PublishOptions, type PublishResult } from './admin.js';
+
+/**
+ * Open the store a URI names. Connections are made on first use; `reconnect` keeps a Redis
+ * connection coming back with backoff (PostgreSQL connects per use through a pool).
+ */
+export function openKeyStore(where: string | StoreLocation, options: StoreClientOptions & { reconnect?: boolean; role?: StoreRole } = {}): KeyStore {
+  const location = typeof where === 'string' ? parseStoreUri(where, options.role) : where;
+  return location.kind === 'postgresql' ? new PostgresKeyStore(location, options) : new RedisKeyStore(location, options);
+}

@@ -1,0 +1,258 @@
+import { escapeIdentifier, Pool, type PoolClient } from 'pg';
+import type { StoreLocation, StoreTables } from './location.js';
+import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey, StoredSigning } from './types.js';
+
+/** "schema.table" or "table", each part quoted. */
+function qualified(name: string): string {
+  return name
+    .split('.')
+    .map((part) => escapeIdentifier(part))
+    .join('.');
+}
+
+/** The schema part of a qualified name, quoted and with its dot ("" for an unqualified one). */
+function schemaOf(name: string): string {
+  const dot = name.indexOf('.');
+  return dot < 0 ? '' : `${escapeIdentifier(name.slice(0, dot))}.`;
+}
+
+function bare(name: string): string {
+  return name.slice(name.indexOf('.') + 1);
+}
+
+/**
+ * The PostgreSQL schema for the shared tables, as SQL: the KeyTable, the SigningTable,
+ * InternalHosts, and statement triggers that NOTIFY `channel` on every change (so a change
+ * made with psql reaches every milterd too). Idempotent: running it again changes nothing.
+ * packages/keytool/sql/001_dkim_tables.sql is this with the default names.
+ */
+export function schemaSql(o: { tables: StoreTables; channel: string }): string {
+  const { keys, signing, hosts } = o.tables;
+  const notify = `${schemaOf(keys)}inkan_dkim_notify`;
+  const trigger = (table: string) =>
+    [
+      `DROP TRIGGER IF EXISTS ${escapeIdentifier(`${bare(table)}_notify`)} ON ${qualified(table)};`,
+      `CREATE TRIGGER ${escapeIdentifier(`${bare(table)}_notify`)} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${qualified(table)}`,
+      `  FOR EACH STATEMENT EXECUTE FUNCTION ${notify}('${o.channel}');`,
+    ].join('\n');
+  return `-- inkan: shared DKIM key and signing tables for many inkan-milterd hosts (migration 001).
+-- Apply once per database, as its owner:
+--   psql "postgresql://OWNER@HOST/DATABASE" -v ON_ERROR_STOP=1 -f 001_dkim_tables.sql
+-- or: inkan-keytool store init --store "postgresql://OWNER@HOST/DATABASE"
+-- Running it again changes nothing. Needs PostgreSQL 11 or later.
+BEGIN;
+
+-- The KeyTable: one row per key. inkan-keytool names keys SELECTOR._domainkey.DOMAIN.
+-- private_key is the PEM private key (PKCS#8 or PKCS#1); NULL once the key is retired.
+-- record is the TXT data to publish at SELECTOR._domainkey.DOMAIN (the public half).
+CREATE TABLE IF NOT EXISTS ${qualified(keys)} (
+  name        text PRIMARY KEY,
+  domain      text NOT NULL,
+  selector    text NOT NULL,
+  private_key text,
+  record      text,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  retired_at  timestamptz,
+  UNIQUE (domain, selector)
+);
+
+-- The SigningTable: which keys sign mail from which senders, as in OpenDKIM's SigningTable
+-- file: a pattern is user@domain, domain, .parent (with SubDomains) or *; one row per key
+-- (several rows for one pattern sign with several keys under MultipleSignatures).
+CREATE TABLE IF NOT EXISTS ${qualified(signing)} (
+  pattern  text NOT NULL,
+  key_name text NOT NULL,
+  PRIMARY KEY (pattern, key_name)
+);
+
+-- InternalHosts (optional): addresses, CIDR blocks and host names whose mail is signed.
+CREATE TABLE IF NOT EXISTS ${qualified(hosts)} (
+  host text PRIMARY KEY
+);
+
+-- Every change, by inkan-keytool or by hand, notifies the milterds listening on ${o.channel}.
+CREATE OR REPLACE FUNCTION ${notify}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify(TG_ARGV[0], TG_TABLE_NAME);
+  RETURN NULL;
+END
+$$;
+
+${trigger(keys)}
+
+${trigger(signing)}
+
+${trigger(hosts)}
+
+COMMIT;
+`;
+}
+
+function iso(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  return value instanceof Date ? value.toISOString() : String(value);
+}
+
+/** The tables in a PostgreSQL database, through a small pool (connections are made on demand). */
+export class PostgresKeyStore implements KeyStore {
+  readonly location: StoreLocation;
+  private readonly pool: Pool;
+  private readonly t: { keys: string; signing: string; hosts: string };
+  private readonly onError: ((error: Error) => void) | undefined;
+
+  constructor(location: StoreLocation, options: StoreClientOptions = {}) {
+    this.location = location;
+    this.t = { keys: qualified(location.tables.keys), signing: qualified(location.tables.signing), hosts: qualified(location.tables.hosts) };
+    this.pool = new Pool({
+      connectionString: location.connection,
+      max: 2,
+      idleTimeoutMillis: 30_000,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      query_timeout: options.queryTimeoutMs ?? 10_000,
+      keepAlive: true,
+      application_name: options.clientName ?? 'inkan',
+    });
+    // An idle connection that the server closes is reported here, not thrown: the next
+    // query simply opens a new one.
+    this.onError = options.onError;
+    this.pool.on('error', (error) => options.onError?.(error));
+  }
+
+  /** A pooled connection for `work`, with a listener for errors that arrive between its queries (without one they would crash the process). */
+  private async checkout<T>(work: (client: PoolClient, broken: () => void) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken = false;
+    const onError = (error: Error) => {
+      broken = true;
+      this.onError?.(error);
+    };
+    client.on('error', onError);
+    try {
+      return await work(client, () => {
+        broken = true;
+      });
+    } finally {
+      client.removeListener('error', onError);
+      client.release(broken);
+    }
+  }
+
+  private async transaction<T>(work: (client: PoolClient) => Promise<T>, readOnly = false): Promise<T> {
+    return this.checkout(async (client, broken) => {
+      await client.query(readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
+      try {
+        const result = await work(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(broken);
+        throw error;
+      }
+    });
+  }
+
+  async init(): Promise<void> {
+    await this.checkout(async (client, broken) => {
+      try {
+        await client.query(schemaSql(this.location));
+      } catch (error) {
+        await client.query('ROLLBACK').catch(broken);
+        throw error;
+      }
+    });
+  }
+
+  async snapshot(options: SnapshotOptions = {}): Promise<StoreSnapshot> {
+    const withPrivate = options.privateKeys !== false;
+    return this.transaction(async (client) => {
+      const keyRows = await client.query<Record<string, unknown>>(
+        `SELECT name, domain, selector, ${withPrivate ? 'private_key, ' : ''}record, created_at, retired_at FROM ${this.t.keys} ORDER BY name`,
+      );
+      const signingRows = await client.query<{ pattern: string | null; key_name: string | null }>(`SELECT pattern, key_name FROM ${this.t.signing} ORDER BY pattern, key_name`);
+      const hostRows = options.hosts ? await client.query<{ host: string | null }>(`SELECT host FROM ${this.t.hosts} ORDER BY host`) : undefined;
+      const snapshot: StoreSnapshot = { keys: [], signing: [], problems: [] };
+      for (const row of keyRows.rows) {
+        const name = row.name === null || row.name === undefined ? '' : String(row.name);
+        const key: StoredKey = {
+          name,
+          domain: (row.domain as string | null) ?? null,
+          selector: (row.selector as string | null) ?? null,
+          record: (row.record as string | null) ?? null,
+          createdAt: iso(row.created_at),
+          retiredAt: iso(row.retired_at),
+          where: `${this.location.tables.keys} name=${name}`,
+        };
+        if (withPrivate) key.privateKey = (row.private_key as string | null) ?? null;
+        snapshot.keys.push(key);
+      }
+      const byPattern = new Map<string, StoredSigning>();
+      for (const row of signingRows.rows) {
+        if (!row.pattern || !row.key_name) {
+          snapshot.problems.push({ where: `${this.location.tables.signing} pattern=${row.pattern ?? ''}`, message: 'a SigningTable row needs both a pattern and a key_name' });
+          continue;
+        }
+        const entry = byPattern.get(row.pattern) ?? { pattern: row.pattern, keyNames: [], where: `${this.location.tables.signing} pattern=${row.pattern}` };
+        entry.keyNames.push(row.key_name);
+        byPattern.set(row.pattern, entry);
+      }
+      snapshot.signing = [...byPattern.values()];
+      if (hostRows) snapshot.hosts = hostRows.rows.map((r) => r.host ?? '').filter(Boolean);
+      return snapshot;
+    }, true);
+  }
+
+  async addKey(key: NewStoredKey): Promise<void> {
+    await this.transaction(async (client) => {
+      const clash = await client.query(`SELECT name FROM ${this.t.keys} WHERE name = $1 OR (domain = $2 AND selector = $3)`, [key.name, key.domain, key.selector]);
+      if ((clash.rowCount ?? 0) > 0) throw new Error(`the store already has a key ${key.name} (selector ${key.selector} of ${key.domain}); choose another selector`);
+      await client.query(`INSERT INTO ${this.t.keys} (name, domain, selector, private_key, record) VALUES ($1, $2, $3, $4, $5)`, [
+        key.name,
+        key.domain,
+        key.selector,
+        key.privateKey,
+        key.record,
+      ]);
+    });
+  }
+
+  async setSigning(pattern: string, keyNames: string[]): Promise<void> {
+    await this.transaction(async (client) => {
+      await client.query(`DELETE FROM ${this.t.signing} WHERE pattern = $1`, [pattern]);
+      for (const name of new Set(keyNames)) await client.query(`INSERT INTO ${this.t.signing} (pattern, key_name) VALUES ($1, $2)`, [pattern, name]);
+    });
+  }
+
+  async removeSigning(pattern: string): Promise<boolean> {
+    const r = await this.pool.query(`DELETE FROM ${this.t.signing} WHERE pattern = $1`, [pattern]);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async repoint(from: string[], to: string): Promise<string[]> {
+    return this.transaction(async (client) => {
+      const affected = await client.query<{ pattern: string }>(`SELECT DISTINCT pattern FROM ${this.t.signing} WHERE key_name = ANY($1::text[]) ORDER BY pattern`, [from]);
+      const patterns = affected.rows.map((r) => r.pattern);
+      if (patterns.length === 0) return [];
+      await client.query(`DELETE FROM ${this.t.signing} WHERE key_name = ANY($1::text[]) AND pattern = ANY($2::text[])`, [from, patterns]);
+      for (const pattern of patterns) {
+        await client.query(`INSERT INTO ${this.t.signing} (pattern, key_name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [pattern, to]);
+      }
+      return patterns;
+    });
+  }
+
+  async retireKey(name: string): Promise<void> {
+    const r = await this.pool.query(`UPDATE ${this.t.keys} SET private_key = NULL, retired_at = coalesce(retired_at, now()) WHERE name = $1`, [name]);
+    if ((r.rowCount ?? 0) === 0) throw new Error(`the store has no key ${name}`);
+  }
+
+  async setHosts(hosts: string[]): Promise<void> {
+    await this.transaction(async (client) => {
+      await client.query(`DELETE FROM ${this.t.hosts}`);
+      for (const host of new Set(hosts)) await client.query(`INSERT INTO ${this.t.hosts} (host) VALUES ($1)`, [host]);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
