@@ -64,8 +64,9 @@ Examples:
     .description('print the message signed (stdin when no file is named)')
     .argument('[file]', 'the message')
     .requiredOption('-d, --domain <domain>', 'signing domain (d=)')
-    .requiredOption('-s, --selector <name>', 'selector; repeat with --key to sign more than once', collect)
-    .requiredOption('-k, --key <file>', 'private key (PEM) for the selector at the same position', collect)
+    .option('-s, --selector <name>', 'selector; repeat with --key to sign more than once', collect)
+    .option('-k, --key <file>', 'private key (PEM) for the selector at the same position', collect)
+    .option('--store <uri>', 'take the keys of the domain (or of the --selector given) from a shared store: postgresql://... or redis://...')
     .addOption(new Option('-a, --algorithm <alg>', 'rsa-sha256 or ed25519-sha256 (default: from the key)').choices(['rsa-sha256', 'ed25519-sha256']))
     .option('-c, --canonicalization <c>', 'header/body canonicalization', 'relaxed/relaxed')
     .option('--headers <list>', 'fields to sign when present (comma list)', list)
@@ -75,15 +76,17 @@ Examples:
       `
 Examples:
   $ inkan sign -d example.org -s hoge -k hoge.private message.eml > signed.eml
-  $ inkan sign -d example.org -s rsa2026 -k rsa.private -s ed2026 -k ed.private message.eml`,
+  $ inkan sign -d example.org -s rsa2026 -k rsa.private -s ed2026 -k ed.private message.eml
+  $ inkan sign -d example.org --store redis://127.0.0.1:6379/0?prefix=inkan: message.eml`,
     )
     .action(async (file: string | undefined, o) => {
       code = await signCommand(
         file,
         {
           domain: o.domain,
-          selector: o.selector,
-          key: o.key,
+          selector: o.selector ?? [],
+          key: o.key ?? [],
+          ...(o.store ? { store: o.store } : {}),
           ...(o.algorithm ? { algorithm: o.algorithm } : {}),
           canonicalization: o.canonicalization,
           ...(o.headers ? { headers: o.headers } : {}),

@@ -7,6 +7,8 @@ export interface SignCommandOptions {
   domain: string;
   selector: string[];
   key: string[];
+  /** Take the keys from a shared store (postgresql:// or redis://) instead of files. */
+  store?: string;
   algorithm?: SigningAlgorithm;
   canonicalization?: string;
   headers?: string[];
@@ -14,10 +16,48 @@ export interface SignCommandOptions {
 }
 
 /** `inkan sign`: the message with DKIM-Signature fields in front, one per --selector/--key pair. */
+/** The domain's usable keys in a shared store (all of them, or those of the given selectors). */
+async function keysFromStore(uri: string, domain: string, selectors: string[]): Promise<{ selector: string; pem: string }[]> {
+  const { openKeyStore } = await import('@inkan/keytool/store');
+  let store: ReturnType<typeof openKeyStore>;
+  try {
+    store = openKeyStore(uri);
+  } catch (error) {
+    throw new CliError(`--store: ${(error as Error).message}`);
+  }
+  try {
+    const snapshot = await store.snapshot({ privateKeys: true });
+    const wanted = domain.toLowerCase().replace(/\.$/, '');
+    const keys = snapshot.keys
+      .filter((k) => k.domain?.toLowerCase() === wanted && k.selector && k.privateKey && !k.retiredAt)
+      .filter((k) => selectors.length === 0 || selectors.includes(k.selector as string))
+      .map((k) => ({ selector: k.selector as string, pem: k.privateKey as string }));
+    if (keys.length === 0) throw new CliError(`${store.location.display} holds no usable key for ${domain}${selectors.length ? ` with selector ${selectors.join(', ')}` : ''}`);
+    return keys;
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    throw new CliError(`--store ${store.location.display}: ${(error as Error).message}`);
+  } finally {
+    await store.close();
+  }
+}
+
 export async function signCommand(file: string | undefined, o: SignCommandOptions, io: Io): Promise<number> {
-  if (o.selector.length !== o.key.length) throw new CliError(`give one --key per --selector (${o.selector.length} selectors, ${o.key.length} keys)`);
+  const fromStore = o.store ? await keysFromStore(o.store, o.domain, o.selector) : undefined;
+  if (!fromStore && o.selector.length !== o.key.length) throw new CliError(`give one --key per --selector (${o.selector.length} selectors, ${o.key.length} keys)`);
+  if (!fromStore && o.selector.length === 0) throw new CliError('give --selector and --key, or --store');
   const specs: SignatureOptions[] = [];
-  for (const [i, keyFile] of o.key.entries()) {
+  for (const { selector, pem } of fromStore ?? []) {
+    specs.push({
+      domain: o.domain,
+      selector,
+      privateKey: createPrivateKey(pem),
+      ...(o.canonicalization ? { canonicalization: o.canonicalization } : {}),
+      ...(o.headers ? { headers: o.headers } : {}),
+      ...(o.oversign ? { oversignHeaders: o.oversign } : {}),
+    });
+  }
+  for (const [i, keyFile] of (fromStore ? [] : o.key).entries()) {
     let pem: string;
     try {
       pem = await readFile(keyFile, 'utf8');
