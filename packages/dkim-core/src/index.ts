@@ -6,6 +6,7 @@ export {
   type MessageParserOptions,
   type SplitMessage,
   MessageParser,
+  HeaderCollector,
   LineEndingNormalizer,
   DEFAULT_MAX_HEADER_BYTES,
   feedMessage,

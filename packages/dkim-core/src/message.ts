@@ -146,6 +146,32 @@ export interface MessageParserOptions {
 export const DEFAULT_MAX_HEADER_BYTES = 1024 * 1024;
 
 /**
+ * The header fields of one message, as a verifier keeps them: bounded in count and bytes.
+ * Past a limit, fields are dropped and `overLimit` says which limit (the caller then
+ * reports its signatures as not verified).
+ */
+export class HeaderCollector {
+  readonly fields: HeaderField[] = [];
+  overLimit: string | undefined;
+  private bytes = 0;
+  private readonly maxFields: number;
+  private readonly maxBytes: number;
+
+  constructor(limits: { maxHeaderFields?: number; maxHeaderBytes?: number } = {}) {
+    this.maxFields = limits.maxHeaderFields ?? 1000;
+    this.maxBytes = limits.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  }
+
+  add(field: HeaderField): void {
+    if (this.overLimit) return;
+    this.bytes += field.raw.length;
+    if (this.fields.length >= this.maxFields) this.overLimit = `more than ${this.maxFields} header fields`;
+    else if (this.bytes > this.maxBytes) this.overLimit = `header section over ${this.maxBytes} bytes`;
+    else this.fields.push(field);
+  }
+}
+
+/**
  * Splits a byte stream into header fields and body chunks for a MessageSink. Only
  * the header section is buffered (up to maxHeaderBytes); body bytes pass straight
  * through as views of the input chunks.

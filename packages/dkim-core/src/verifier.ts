@@ -7,6 +7,7 @@ import { importPublicKey, parseKeyRecord, type DkimKeyRecord } from './key-recor
 import {
   DEFAULT_MAX_HEADER_BYTES,
   feedMessage,
+  HeaderCollector,
   type HeaderField,
   headerValue,
   type MessageInput,
@@ -57,27 +58,20 @@ export class Verifier implements MessageSink {
   private readonly options: VerifierOptions;
   private readonly bodyHashes: BodyHashSet;
   private readonly ownsBodyHashes: boolean;
-  private readonly headers: HeaderField[] = [];
-  private headerBytes = 0;
-  private overLimit: string | undefined;
+  private readonly collected: HeaderCollector;
   private checks: Check[] | undefined;
 
   constructor(options: VerifierOptions) {
     if (!options?.resolver) throw new DkimError('INVALID_OPTION', 'Verifier needs a resolver');
     this.options = options;
+    this.collected = new HeaderCollector(options);
     this.ownsBodyHashes = !options.bodyHashes;
     this.bodyHashes = options.bodyHashes ?? new BodyHashSet();
   }
 
   header(field: HeaderField): void {
     if (this.checks) throw new DkimError('INVALID_OPTION', 'header() after endOfHeaders()');
-    if (this.overLimit) return;
-    this.headerBytes += field.raw.length;
-    const maxFields = this.options.maxHeaderFields ?? 1000;
-    const maxBytes = this.options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
-    if (this.headers.length >= maxFields) this.overLimit = `more than ${maxFields} header fields`;
-    else if (this.headerBytes > maxBytes) this.overLimit = `header section over ${maxBytes} bytes`;
-    else this.headers.push(field);
+    this.collected.add(field);
   }
 
   /** Parse the signatures, start their key lookups and set up body hashing. */
@@ -85,7 +79,7 @@ export class Verifier implements MessageSink {
     if (this.checks) return;
     const checks: Check[] = [];
     this.checks = checks;
-    const sigFields = this.headers.filter((f) => f.name.toLowerCase() === 'dkim-signature');
+    const sigFields = this.collected.fields.filter((f) => f.name.toLowerCase() === 'dkim-signature');
     const max = this.options.maxSignatures ?? 10;
     const now = Math.floor((this.options.now ?? Date.now)() / 1000);
     const lookups = new Map<string, Promise<KeyOutcome>>();
@@ -103,8 +97,8 @@ export class Verifier implements MessageSink {
       if (b) result.headerB = b;
       const identity = parsed.ok ? parsed.signature.auid : parsed.auid;
       if (identity) result.identity = identity;
-      if (this.overLimit) {
-        checks.push({ result: { ...result, result: 'policy', reason: `not verified: ${this.overLimit}` } });
+      if (this.collected.overLimit) {
+        checks.push({ result: { ...result, result: 'policy', reason: `not verified: ${this.collected.overLimit}` } });
         continue;
       }
       if (index >= max) {
@@ -132,7 +126,7 @@ export class Verifier implements MessageSink {
         key = fetchKeyRecord(this.options.resolver, name, parseKeyRecord);
         lookups.set(name, key);
       }
-      const selected = selectSignedFields(this.headers, sig.signedHeaders);
+      const selected = selectSignedFields(this.collected.fields, sig.signedHeaders);
       const signatureField = { name: field.name, raw: removeSignatureValue(field.raw) };
       checks.push({
         result,

@@ -5,6 +5,7 @@ import {
   DEFAULT_MAX_HEADER_BYTES,
   DkimError,
   feedMessage,
+  HeaderCollector,
   type HeaderField,
   headerValue,
   importPublicKey,
@@ -65,26 +66,19 @@ interface Check {
  */
 export class DomainKeysVerifier implements MessageSink {
   private readonly options: DomainKeysVerifierOptions;
-  private readonly headers: HeaderField[] = [];
-  private headerBytes = 0;
-  private overLimit: string | undefined;
+  private readonly collected: HeaderCollector;
   private checks: Check[] | undefined;
   private readonly canonicalizers = new Map<DomainKeysCanonicalization, BodyCanonicalizer>();
 
   constructor(options: DomainKeysVerifierOptions) {
     if (!options?.resolver) throw new DkimError('INVALID_OPTION', 'DomainKeysVerifier needs a resolver');
     this.options = options;
+    this.collected = new HeaderCollector(options);
   }
 
   header(field: HeaderField): void {
     if (this.checks) throw new DkimError('INVALID_OPTION', 'header() after endOfHeaders()');
-    if (this.overLimit) return;
-    this.headerBytes += field.raw.length;
-    const maxFields = this.options.maxHeaderFields ?? 1000;
-    const maxBytes = this.options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
-    if (this.headers.length >= maxFields) this.overLimit = `more than ${maxFields} header fields`;
-    else if (this.headerBytes > maxBytes) this.overLimit = `header section over ${maxBytes} bytes`;
-    else this.headers.push(field);
+    this.collected.add(field);
   }
 
   /** Parse the signatures, start their key lookups, hash their header fields. */
@@ -95,7 +89,7 @@ export class DomainKeysVerifier implements MessageSink {
     const max = this.options.maxSignatures ?? 10;
     const lookups = new Map<string, Promise<KeyOutcome>>();
     let seen = 0;
-    for (const [position, field] of this.headers.entries()) {
+    for (const [position, field] of this.collected.fields.entries()) {
       if (field.name.toLowerCase() !== DOMAINKEY_SIGNATURE) continue;
       const index = seen++;
       const parsed = parseDomainKeySignature(headerValue(field).toString('latin1'));
@@ -109,8 +103,8 @@ export class DomainKeysVerifier implements MessageSink {
       };
       const b = parsed.ok ? parsed.signature.signatureB64 : parsed.signatureB64;
       if (b) result.headerB = b;
-      if (this.overLimit) {
-        checks.push({ result: { ...result, result: 'policy', reason: `not verified: ${this.overLimit}` } });
+      if (this.collected.overLimit) {
+        checks.push({ result: { ...result, result: 'policy', reason: `not verified: ${this.collected.overLimit}` } });
         continue;
       }
       if (index >= max) {
@@ -124,7 +118,7 @@ export class DomainKeysVerifier implements MessageSink {
       const sig = parsed.signature;
       if (sig.headersAsWritten) result.signedHeaders = sig.headersAsWritten;
       // RFC 4870 §3.4.2: only the fields below the signature are covered.
-      const signed = selectDomainKeysFields(this.headers.slice(position + 1), sig.headers);
+      const signed = selectDomainKeysFields(this.collected.fields.slice(position + 1), sig.headers);
       const sender = determineSender(signed);
       if (sender) {
         result.identity = sender.address;
