@@ -11,20 +11,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MemoryKeyResolver, signMessage, verifyMessage } from '../src/index.js';
 import { message } from './corpus.js';
+import { rate as measure } from './measure.js';
 
 const quick = process.argv.includes('--quick');
 const minMs = quick ? 150 : 1500;
 
-async function rate(fn: () => unknown, maxIterations = 1_000_000): Promise<number> {
-  await fn();
-  let n = 0;
-  const start = performance.now();
-  while (performance.now() - start < minMs && n < maxIterations) {
-    await fn();
-    n++;
-  }
-  return n / ((performance.now() - start) / 1000);
-}
+const rate = (fn: () => unknown, maxIterations?: number) => measure(fn, minMs, maxIterations);
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const ed = generateKeyPairSync('ed25519');

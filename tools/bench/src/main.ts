@@ -16,6 +16,7 @@ import { findProgram, freePort, runProgram, startPostfix, tempDir, waitFor } fro
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
+import { rate as measure } from '../../../packages/dkim-core/bench/measure.js';
 
 const quick = process.argv.includes('--quick');
 const here = dirname(fileURLToPath(import.meta.url));
@@ -36,16 +37,7 @@ function table(title: string, head: string[], rows: string[][]): void {
   for (const r of rows) console.log(line(r));
 }
 
-async function rate(fn: () => unknown, maxIterations = 100_000): Promise<number> {
-  await fn();
-  let n = 0;
-  const start = performance.now();
-  while (performance.now() - start < minMs && n < maxIterations) {
-    await fn();
-    n++;
-  }
-  return n / ((performance.now() - start) / 1000);
-}
+const rate = (fn: () => unknown, maxIterations = 100_000) => measure(fn, minMs, maxIterations);
 
 // ---------------------------------------------------------------------------------------
 // Keys, shared by every section.
