@@ -17,6 +17,8 @@ import {
 import type { Logger } from 'pino';
 import { parseCommandLine } from './cli.js';
 import { ConfigError } from './config/errors.js';
+import { readDatasetValues } from './config/tables.js';
+import { HostList } from './hosts.js';
 import type { Config } from './config/options.js';
 import { StoreRegistry } from './config/stores/store-plan.js';
 import { createFilter, type Runtime } from './filter.js';
@@ -112,6 +114,20 @@ export async function startDaemon(
   let inFlight = 0;
   const idle: (() => void)[] = [];
   const filter = createFilter(() => runtime);
+  let spec: SocketSpec = parseSocketSpec(config.socket);
+  if (spec.kind === 'unix') {
+    spec = { ...spec, mode: 0o777 & ~config.umask, ...(options.runAs ? { group: options.runAs.gid } : {}) };
+  } else if (!(spec.host.startsWith('127.') || spec.host === '::1' || spec.host === 'localhost') && !config.peerList) {
+    throw new ConfigError('Socket', `${config.socket} is not a loopback address: name the MTA hosts allowed to connect with PeerList`);
+  }
+  let peers: HostList | undefined;
+  if (config.peerList) {
+    try {
+      peers = new HostList(await readDatasetValues(config.peerList));
+    } catch (error) {
+      throw new ConfigError('PeerList', (error as Error).message);
+    }
+  }
   const server = createMilterServer({
     handler: (ctx) => {
       const h = filter(ctx);
@@ -149,13 +165,8 @@ export async function startDaemon(
       endOfMessage: ['i'],
     },
     logger: bridge(logger),
+    ...(peers ? { allowPeer: (address: string) => (peers as HostList).matches(address) } : {}),
   });
-  let spec: SocketSpec = parseSocketSpec(config.socket);
-  if (spec.kind === 'unix') {
-    spec = { ...spec, mode: 0o777 & ~config.umask, ...(options.runAs ? { group: options.runAs.gid } : {}) };
-  } else if (!(spec.host.startsWith('127.') || spec.host === '::1' || spec.host === 'localhost')) {
-    logger.warn({ socket: config.socket }, 'listening on a non-loopback address: anyone who can reach it can use this milter');
-  }
   let listener: MilterListener;
   try {
     listener = await server.listen(spec);

@@ -146,6 +146,7 @@ export function describeConfig(config: Config): string {
   put('MultipleSignatures', config.multipleSignatures);
   put('InternalHosts', config.internalHosts);
   put('ExternalIgnoreList', config.externalIgnoreList);
+  put('PeerList', config.peerList);
   put('PidFile', config.pidFile);
   put('UserID', config.userId);
   put('UMask', config.umask.toString(8).padStart(3, '0'));

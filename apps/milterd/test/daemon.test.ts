@@ -316,3 +316,45 @@ describe('On-* actions', () => {
     }
   });
 });
+
+describe('who may connect', () => {
+  it('a Socket off loopback needs PeerList (checked before anything is bound)', async () => {
+    const conf = join(dir, 'open.conf');
+    writeFileSync(conf, 'Socket inet:8899@0.0.0.0\nMode v\n');
+    const r = await runProgram(process.execPath, [join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js'), '-x', conf], { timeoutMs: 30_000 });
+    expect(r.code).toBe(EX_CONFIG);
+    expect(r.stderr).toMatch(/not a loopback address: name the MTA hosts allowed to connect with PeerList/);
+  });
+
+  it('PeerList: a listed peer is served, any other connection is closed at once', async () => {
+    const port = await freePort();
+    const conf = join(dir, 'peers.conf');
+    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nPeerList 127.0.0.2\n`);
+    const milterd = await startMilterd(['-x', conf]);
+    const { connect } = await import('node:net');
+    const { encodeCommand, PacketDecoder, decodeResponse } = await import('@inkan/milter-protocol');
+    /** Connect from `localAddress`, offer option negotiation, return the reply type or "closed". */
+    const negotiateFrom = (localAddress: string) =>
+      new Promise<string>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port, localAddress });
+        const decoder = new PacketDecoder();
+        socket.on('connect', () => socket.write(encodeCommand({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff })));
+        socket.on('data', (d: Buffer) => {
+          const [packet] = decoder.push(d);
+          if (packet) {
+            resolve(decodeResponse(packet).type);
+            socket.destroy();
+          }
+        });
+        socket.on('close', () => resolve('closed'));
+        socket.on('error', () => resolve('closed'));
+      });
+    try {
+      expect(await negotiateFrom('127.0.0.2')).toBe('negotiate');
+      expect(await negotiateFrom('127.0.0.1')).toBe('closed');
+      await milterd.waitForOutput(/refused a connection from 127\.0\.0\.1: not an allowed peer/);
+    } finally {
+      await milterd.stop();
+    }
+  });
+});

@@ -7,7 +7,13 @@ import { type SocketSpec, formatSocketSpec, toSocketSpec } from './socket-spec.j
 import { listenUnix, unlinkOwnSocket } from './unix-socket.js';
 
 /** Options of createMilterServer: the handler factory, what to negotiate, limits and logging. */
-export type MilterServerOptions = Omit<SessionOptions, 'id' | 'remoteAddress' | 'onError'>;
+export type MilterServerOptions = Omit<SessionOptions, 'id' | 'remoteAddress' | 'onError'> & {
+  /**
+   * Which TCP peers may connect (like OpenDKIM's PeerList): called with the peer's address;
+   * false closes the connection at once. Unix-socket connections are not asked about.
+   */
+  allowPeer?: (address: string) => boolean;
+};
 
 /** A socket the server listens on. */
 export interface MilterListener {
@@ -97,6 +103,11 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
 
   private accept(socket: Socket): void {
     if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    if (socket.remoteAddress !== undefined && this.options.allowPeer && !this.options.allowPeer(socket.remoteAddress)) {
+      this.logger?.('warn', `refused a connection from ${socket.remoteAddress}: not an allowed peer`);
       socket.destroy();
       return;
     }

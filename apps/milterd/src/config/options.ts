@@ -46,6 +46,8 @@ export interface Config {
   multipleSignatures: boolean;
   internalHosts: Dataset;
   externalIgnoreList?: Dataset;
+  /** MTA hosts allowed to connect over TCP; required when Socket is not on loopback. */
+  peerList?: Dataset;
   socket: string;
   pidFile?: string;
   userId?: string;
@@ -94,6 +96,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'MultipleSignatures', key: 'multipleSignatures', kind: 'boolean', description: 'sign with every matching SigningTable entry' },
   { name: 'InternalHosts', key: 'internalHosts', kind: 'dataset', description: 'clients whose mail is signed (IPs, CIDRs, host names; or the store of KeyTable)' },
   { name: 'ExternalIgnoreList', key: 'externalIgnoreList', kind: 'dataset', description: 'external hosts allowed to send for our domains, not logged' },
+  { name: 'PeerList', key: 'peerList', kind: 'dataset', description: 'MTA hosts allowed to connect over TCP (needed for a non-loopback Socket)' },
   { name: 'Socket', key: 'socket', kind: 'string', description: 'milter socket: local:/path, inet:port@host, ...' },
   { name: 'PidFile', key: 'pidFile', kind: 'string', description: 'write the process id here' },
   { name: 'UserID', key: 'userId', kind: 'string', description: 'user[:group] to run as after start' },
