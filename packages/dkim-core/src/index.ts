@@ -60,7 +60,7 @@ export {
   normalizeServer,
 } from './resolver.js';
 export { selectSignedFields, headerHashInput } from './header-hash.js';
-export type { AuthResult, VerificationResult } from './result.js';
+export { type AuthResult, type VerificationResult, uncheckedOutcome } from './result.js';
 export {
   type AuthResultEntry,
   type AuthResultProperty,

@@ -30,3 +30,19 @@ export interface VerificationResult {
   /** h= as written. */
   signedHeaders?: string[];
 }
+
+/**
+ * Why a signature is not checked at all, if it is not: the header section went over a
+ * limit or the signature is past the cap ("policy"), or it could not be parsed ("permerror").
+ */
+export function uncheckedOutcome(
+  overLimit: string | undefined,
+  index: number,
+  maxSignatures: number,
+  parseError: string | undefined,
+): Pick<VerificationResult, 'result' | 'reason'> | undefined {
+  if (overLimit) return { result: 'policy', reason: `not verified: ${overLimit}` };
+  if (index >= maxSignatures) return { result: 'policy', reason: `not verified: more than ${maxSignatures} signatures` };
+  if (parseError !== undefined) return { result: 'permerror', reason: parseError };
+  return undefined;
+}

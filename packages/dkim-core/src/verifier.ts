@@ -14,7 +14,7 @@ import {
   type MessageSink,
 } from './message.js';
 import { fetchKeyRecord, type KeyFetchResult, type KeyResolver } from './resolver.js';
-import type { VerificationResult } from './result.js';
+import { uncheckedOutcome, type VerificationResult } from './result.js';
 import { type DkimSignature, parseDkimSignature, removeSignatureValue } from './signature.js';
 
 export interface VerifierOptions {
@@ -97,16 +97,9 @@ export class Verifier implements MessageSink {
       if (b) result.headerB = b;
       const identity = parsed.ok ? parsed.signature.auid : parsed.auid;
       if (identity) result.identity = identity;
-      if (this.collected.overLimit) {
-        checks.push({ result: { ...result, result: 'policy', reason: `not verified: ${this.collected.overLimit}` } });
-        continue;
-      }
-      if (index >= max) {
-        checks.push({ result: { ...result, result: 'policy', reason: `not verified: more than ${max} signatures` } });
-        continue;
-      }
-      if (!parsed.ok) {
-        checks.push({ result: { ...result, reason: parsed.error } });
+      const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed.error);
+      if (unchecked || !parsed.ok) {
+        checks.push({ result: { ...result, ...unchecked } });
         continue;
       }
       const sig = parsed.signature;

@@ -16,6 +16,7 @@ import {
   type MessageInput,
   type MessageSink,
   type VerificationResult,
+  uncheckedOutcome,
 } from '@inkan/dkim-core';
 import {
   canonicalizeDomainKeysHeader,
@@ -103,16 +104,9 @@ export class DomainKeysVerifier implements MessageSink {
       };
       const b = parsed.ok ? parsed.signature.signatureB64 : parsed.signatureB64;
       if (b) result.headerB = b;
-      if (this.collected.overLimit) {
-        checks.push({ result: { ...result, result: 'policy', reason: `not verified: ${this.collected.overLimit}` } });
-        continue;
-      }
-      if (index >= max) {
-        checks.push({ result: { ...result, result: 'policy', reason: `not verified: more than ${max} signatures` } });
-        continue;
-      }
-      if (!parsed.ok) {
-        checks.push({ result: { ...result, reason: parsed.error } });
+      const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed.error);
+      if (unchecked || !parsed.ok) {
+        checks.push({ result: { ...result, ...unchecked } });
         continue;
       }
       const sig = parsed.signature;
