@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
 import { runTransaction } from '@inkan/milter-protocol';
 import { EX_CONFIG } from '../src/index.js';
-import { startMilterd } from './helpers.js';
+import { sendThroughOutage, startMilterd } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 let keys: TestKeys;
@@ -172,36 +172,15 @@ describe('reload and shutdown under Postfix', () => {
     const args = ['-p', `inet:${port}@127.0.0.1`, '-d', 'example.org', '-s', 'one', '-k', keyFile];
     let milterd = await startMilterd(args);
     const postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}`, milterDefaultAction: 'tempfail' });
-    const subjects = Array.from({ length: 24 }, (_, i) => `loop ${i}`);
-    const retry: string[] = [];
     try {
-      let stopped: Promise<number | null> | undefined;
-      for (const [i, subject] of subjects.entries()) {
-        if (i === 8) stopped = milterd.stop();
-        if (i % 3 === 2) {
-          // The non-SMTP path: always queued; cleanup defers it while the milter is away.
-          const r = await postfix.sendmail(message(subject), { from: 'joe@example.org', to: ['suzie@example.net'] });
-          expect(r.code, r.stderr).toBe(0);
-        } else {
-          const r = await postfix.sendSmtp({ from: 'joe@example.org', to: ['suzie@example.net'], data: message(subject) });
-          const code = r.data?.code ?? r.mail.code;
-          if (code === 250) continue;
-          expect(Math.floor((r.data?.code ?? r.rejected[0]?.reply.code ?? r.mail.code) / 100), `${subject}: ${JSON.stringify(r.data ?? r.mail)}`).toBe(4);
-          retry.push(subject); // a 4xx: the SMTP client keeps the message and tries again later
-        }
-      }
-      expect(await stopped).toBe(0);
-      milterd = await startMilterd(args);
-      for (const subject of retry) {
-        const r = await postfix.sendSmtp({ from: 'joe@example.org', to: ['suzie@example.net'], data: message(subject) });
-        expect(r.data?.code).toBe(250);
-      }
-      await runProgram('postqueue', ['-c', postfix.configDir, '-f']);
-      const delivered = await postfix.waitForDelivered(subjects.length, 600);
-      const got = delivered.map((m) => /^Subject: (.*)$/m.exec(m.data.toString('latin1'))?.[1]?.trim()).sort();
-      expect(got).toEqual([...subjects].sort());
-      for (const m of delivered) expect(m.data.toString('latin1'), m.file).toMatch(/^DKIM-Signature: /m);
-      console.log(`SIGTERM loop: ${subjects.length} messages, ${retry.length} tempfailed at SMTP and resent, all delivered once and signed`);
+      const resent = await sendThroughOutage(
+        postfix,
+        async () => expect(await milterd.stop()).toBe(0),
+        async () => {
+          milterd = await startMilterd(args);
+        },
+      );
+      console.log(`SIGTERM loop: 24 messages, ${resent} tempfailed at SMTP and resent, all delivered once and signed`);
     } finally {
       await postfix.stop();
       await milterd.stop();

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from '@inkan/testbed';
+import { expect } from 'vitest';
+import { type PostfixInstance, runProgram, waitFor } from '@inkan/testbed';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
 
@@ -68,4 +69,41 @@ export async function startMilterd(args: string[], options: { env?: NodeJS.Proce
 
 export function fixture(name: string): string {
   return join(dirname(fileURLToPath(import.meta.url)), 'fixtures', name);
+}
+
+/**
+ * Send 24 messages through a private Postfix (every third with its sendmail command, the
+ * rest over SMTP) while the milter goes away after the 8th (`outage`), then bring it back
+ * (`restart`), resend what Postfix tempfailed at SMTP (as a client would), flush the queue,
+ * and check every message arrived exactly once and signed. Returns how many were resent.
+ */
+export async function sendThroughOutage(postfix: PostfixInstance, outage: () => Promise<unknown>, restart: () => Promise<unknown>): Promise<number> {
+  const message = (subject: string) =>
+    Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@example.org>\r\n\r\nBody of ${subject}.\r\n`);
+  const envelope = { from: 'joe@example.org', to: ['suzie@example.net'] };
+  const subjects = Array.from({ length: 24 }, (_, i) => `outage ${i}`);
+  const retry: string[] = [];
+  let down: Promise<unknown> | undefined;
+  for (const [i, subject] of subjects.entries()) {
+    if (i === 8) down = outage();
+    if (i % 3 === 2) {
+      // The non-SMTP path: always queued; cleanup defers it while the milter is away.
+      const r = await postfix.sendmail(message(subject), envelope);
+      expect(r.code, r.stderr).toBe(0);
+      continue;
+    }
+    const r = await postfix.sendSmtp({ ...envelope, data: message(subject) });
+    if ((r.data?.code ?? r.mail.code) === 250) continue;
+    expect(Math.floor((r.data?.code ?? r.rejected[0]?.reply.code ?? r.mail.code) / 100), `${subject}: ${JSON.stringify(r.data ?? r.mail)}`).toBe(4);
+    retry.push(subject); // a 4xx: the SMTP client keeps the message and tries again later
+  }
+  await down;
+  await restart();
+  for (const subject of retry) expect((await postfix.sendSmtp({ ...envelope, data: message(subject) })).data?.code).toBe(250);
+  await runProgram('postqueue', ['-c', postfix.configDir, '-f']);
+  const delivered = await postfix.waitForDelivered(subjects.length, 600);
+  const got = delivered.map((m) => /^Subject: (.*)$/m.exec(m.data.toString('latin1'))?.[1]?.trim()).sort();
+  expect(got).toEqual([...subjects].sort());
+  for (const m of delivered) expect(m.data.toString('latin1'), m.file).toMatch(/^DKIM-Signature: /m);
+  return retry.length;
 }
