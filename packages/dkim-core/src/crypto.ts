@@ -22,15 +22,16 @@ export function signData(keyType: KeyType, hash: HashAlgorithm, data: Buffer, ke
   });
 }
 
-/** Check a signature over header data; false (never a throw) when it does not verify. */
-export function verifyData(keyType: KeyType, hash: HashAlgorithm, data: Buffer, key: KeyObject, signature: Buffer): Promise<boolean> {
-  return new Promise((resolve) => {
-    const cb = (error: Error | null, ok: boolean) => resolve(!error && ok);
-    try {
-      if (keyType === 'ed25519') verify(null, createHash('sha256').update(data).digest(), key, signature, cb);
-      else verify(hash, data, key, signature, cb);
-    } catch {
-      resolve(false);
-    }
-  });
+/**
+ * Check a signature over header data; false (never a throw) when it does not verify.
+ * Synchronous: an RSA-2048 verification takes about 30 µs and Ed25519 about 140 µs,
+ * less than handing the job to the thread pool and back costs.
+ */
+export function verifyData(keyType: KeyType, hash: HashAlgorithm, data: Buffer, key: KeyObject, signature: Buffer): boolean {
+  try {
+    if (keyType === 'ed25519') return verify(null, createHash('sha256').update(data).digest(), key, signature);
+    return verify(hash, data, key, signature);
+  } catch {
+    return false;
+  }
 }

@@ -4,13 +4,20 @@
  */
 export type TagListResult = { ok: true; tags: Map<string, string> } | { ok: false; error: string; tags: Map<string, string> };
 
-const FWS_EDGES = /^[ \t\r\n]+|[ \t\r\n]+$/g;
 const TAG_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
 const ALL_FWS = /[ \t\r\n]+/g;
 
 /** Remove folding whitespace from both ends (SP, HTAB, CR, LF only; never other Unicode spaces). */
 export function trimFws(text: string): string {
-  return text.replace(FWS_EDGES, '');
+  let start = 0;
+  let end = text.length;
+  while (start < end && isFws(text.charCodeAt(start))) start++;
+  while (end > start && isFws(text.charCodeAt(end - 1))) end--;
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
+
+function isFws(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 }
 
 /** Remove every folding whitespace character (for base64 values such as b=, bh=, p=). */

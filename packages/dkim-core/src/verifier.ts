@@ -180,7 +180,7 @@ export class Verifier implements MessageSink {
       result.unsignedBodyBytes = body.canonicalLength - body.hashedLength;
     }
     if (!body.hash.equals(sig.bodyHash)) return fail('fail', 'body hash did not verify');
-    const good = await verifyData(sig.keyType, sig.hashAlgorithm, headerData, imported.key, sig.signature);
+    const good = verifyData(sig.keyType, sig.hashAlgorithm, headerData, imported.key, sig.signature);
     if (!good) return fail('fail', 'signature did not verify');
     return { ...result, result: 'pass' };
   }
