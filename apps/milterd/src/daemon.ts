@@ -157,7 +157,9 @@ export async function startDaemon(
       };
     },
     actions: ActionFlags.AddHeaders | ActionFlags.ChangeHeaders | ActionFlags.Quarantine,
-    protocol: ProtocolFlags.HeaderLeadingSpace,
+    // MAIL, each header and each body chunk need no reply: the filter decides at end of
+    // headers or end of message. That spares the MTA a round trip per header field.
+    protocol: ProtocolFlags.HeaderLeadingSpace | ProtocolFlags.NoReplyMail | ProtocolFlags.NoReplyHeader | ProtocolFlags.NoReplyBody,
     macros: {
       connect: ['j', '{daemon_name}'],
       mail: ['i', '{auth_authen}', '{auth_type}'],
