@@ -23,7 +23,7 @@ import type { Config } from './config/options.js';
 import { StoreRegistry } from './config/stores/store-plan.js';
 import { createFilter, type Runtime } from './filter.js';
 import { createLogger } from './log.js';
-import { Metrics } from './metrics.js';
+import type { Metrics } from './metrics.js';
 import { dropPrivileges, nobody, type RunAs, resolveRunAs } from './privileges.js';
 import { buildRuntime, describeConfig, loadConfig } from './runtime.js';
 
@@ -101,7 +101,8 @@ export async function startDaemon(
   },
 ): Promise<Daemon> {
   const { logger } = options;
-  const metrics = config.metricsListen ? new Metrics() : undefined;
+  // prom-client is loaded only when metrics are asked for (it is megabytes of RSS otherwise).
+  const metrics: Metrics | undefined = config.metricsListen ? new (await import('./metrics.js')).Metrics() : undefined;
   // Tables in a shared store live as long as the daemon, across reloads.
   const stores = new StoreRegistry(logger, metrics);
   let runtime: Runtime;

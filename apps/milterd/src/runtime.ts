@@ -4,8 +4,8 @@ import { CachingKeyResolver, DnsKeyResolver, type KeyResolver } from '@inkan/dki
 import type { Logger } from 'pino';
 import { ConfigError } from './config/errors.js';
 import { type Config, defaults, parseConfigText, setOption } from './config/options.js';
-import type { StoreLocation } from '@inkan/keytool/store';
-import { SharedTables, type StoreRegistry, storeLocationFor } from './config/stores/store-plan.js';
+import type { StoreLocation } from '@inkan/keytool/store/location';
+import { loadDrivers, SharedTables, type StoreRegistry, storeLocationFor } from './config/stores/store-plan.js';
 import { loadSigningPlan, readDatasetValues, SigningPlan } from './config/tables.js';
 import type { Runtime } from './filter.js';
 import { HostList } from './hosts.js';
@@ -47,7 +47,7 @@ function timed(resolver: KeyResolver, metrics: Metrics | undefined): KeyResolver
 
 /** Tables in a store, read once and let go (no daemon to keep them): for --check-config. */
 async function readStoreOnce(config: Config, location: StoreLocation, hosts: boolean, logger: Logger): Promise<void> {
-  const tables = new SharedTables(config, location, { logger, hosts });
+  const tables = new SharedTables(config, location, { logger, hosts, drivers: await loadDrivers(location) });
   try {
     const r = await tables.readOnce();
     for (const problem of r.problems) logger.warn({ problem }, 'bad row in the shared tables: it would be left out');

@@ -17,10 +17,11 @@ export {
   parseStoreUri,
   sameDatabase,
   combineLocations,
+  backoffMs,
 } from './location.js';
 export type { KeyStore, StoredKey, StoredSigning, StoreProblem, StoreSnapshot, SnapshotOptions, NewStoredKey, StoreClientOptions } from './types.js';
 export { PostgresKeyStore, schemaSql } from './postgres.js';
-export { RedisKeyStore, redisKeys, redisOptions, backoffMs } from './redis.js';
+export { RedisKeyStore, redisKeys, redisOptions } from './redis.js';
 export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWith, type StoreListing, type ListedKey, type PublishOptions, type PublishResult } from './admin.js';
 
 /**

@@ -174,3 +174,8 @@ export function combineLocations(parts: { role: StoreRole; location: StoreLocati
     retrySeconds: Math.min(...parts.map((p) => p.location.retrySeconds)),
   };
 }
+
+/** How long to wait before reconnection attempt `n` (1-based): 0.5 s doubling up to `max` seconds. */
+export function backoffMs(attempt: number, maxSeconds: number): number {
+  return Math.min(500 * 2 ** Math.max(0, Math.min(attempt - 1, 20)), maxSeconds * 1000);
+}

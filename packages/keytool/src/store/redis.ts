@@ -1,5 +1,5 @@
+import { backoffMs, type StoreLocation } from './location.js';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { StoreLocation } from './location.js';
 import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey } from './types.js';
 
 /**
@@ -33,11 +33,6 @@ interface KeyMeta {
 }
 
 const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
-
-/** How long to wait before reconnection attempt `n` (1-based): 0.5 s doubling up to `max` seconds. */
-export function backoffMs(attempt: number, maxSeconds: number): number {
-  return Math.min(500 * 2 ** Math.max(0, Math.min(attempt - 1, 20)), maxSeconds * 1000);
-}
 
 /** ioredis options for a connection to this location. */
 export function redisOptions(location: StoreLocation, options: StoreClientOptions & { reconnect?: boolean }): RedisOptions {

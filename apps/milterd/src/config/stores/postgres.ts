@@ -1,4 +1,4 @@
-import { backoffMs, type StoreLocation } from '@inkan/keytool/store';
+import { backoffMs, type StoreLocation } from '@inkan/keytool/store/location';
 import { Client, escapeIdentifier } from 'pg';
 import type { StoreWatcher, WatchEvents } from './watcher.js';
 

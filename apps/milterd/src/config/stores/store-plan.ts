@@ -1,23 +1,31 @@
 import { createHash } from 'node:crypto';
-import {
-  backoffMs,
-  combineLocations,
-  type KeyStore,
-  openKeyStore,
-  parseStoreUri,
-  type StoreLocation,
-  type StoreRole,
-  type StoreSnapshot,
-} from '@inkan/keytool/store';
+import type { KeyStore, openKeyStore, StoreRole, StoreSnapshot } from '@inkan/keytool/store';
+import { backoffMs, combineLocations, parseStoreUri, type StoreLocation } from '@inkan/keytool/store/location';
 import type { Logger } from 'pino';
 import { HostList } from '../../hosts.js';
 import type { Metrics } from '../../metrics.js';
 import { ConfigError } from '../errors.js';
 import { type Config, isStoreDataset } from '../options.js';
 import { keyFromPem, planFromTables, type SigningKey, SigningPlan } from '../tables.js';
-import { PostgresWatcher } from './postgres.js';
-import { RedisWatcher } from './redis.js';
-import type { StoreWatcher } from './watcher.js';
+import type { StoreWatcher, WatchEvents } from './watcher.js';
+
+/** What a store needs that is loaded only when one is configured (pg, ioredis: megabytes a daemon without a store never needs). */
+export interface StoreDrivers {
+  openKeyStore: typeof openKeyStore;
+  watcher: (location: StoreLocation, events: WatchEvents, options: WatcherOptions) => StoreWatcher;
+}
+
+type WatcherOptions = { connectTimeoutMs: number; queryTimeoutMs: number; clientName: string; onError: (error: Error) => void };
+
+export async function loadDrivers(location: StoreLocation): Promise<StoreDrivers> {
+  const { openKeyStore } = await import('@inkan/keytool/store');
+  if (location.kind === 'postgresql') {
+    const { PostgresWatcher } = await import('./postgres.js');
+    return { openKeyStore, watcher: (l, e, o) => new PostgresWatcher(l, e, o) };
+  }
+  const { RedisWatcher } = await import('./redis.js');
+  return { openKeyStore, watcher: (l, e, o) => new RedisWatcher(l, e, o) };
+}
 
 /** Clients matching every address: InternalHosts before a store's hosts table has loaded (so that mail is held, not passed). */
 const UNKNOWN_HOSTS = new HostList(['0.0.0.0/0', '::/0']);
@@ -51,6 +59,8 @@ export interface SharedTablesOptions {
   metrics?: Metrics;
   /** Read InternalHosts from the store too. */
   hosts: boolean;
+  /** The store client and watcher (see loadDrivers). */
+  drivers: StoreDrivers;
   /** Passed to the clients (tests use short ones). */
   connectTimeoutMs?: number;
   queryTimeoutMs?: number;
@@ -108,7 +118,7 @@ export class SharedTables {
       clientName: 'inkan-milterd',
       onError: (error: Error) => this.logger.debug({ error: error.message }, 'store connection error'),
     };
-    this.store = openKeyStore(location, { ...clientOptions, reconnect: true });
+    this.store = options.drivers.openKeyStore(location, { ...clientOptions, reconnect: true });
     const events = {
       changed: (what: string) => this.refresh(`changed (${what})`),
       connected: () => this.refresh('watch connected'),
@@ -118,7 +128,7 @@ export class SharedTables {
         if (this.downSince === undefined) this.refresh('watch connection lost');
       },
     };
-    this.watcher = location.kind === 'postgresql' ? new PostgresWatcher(location, events, clientOptions) : new RedisWatcher(location, events, clientOptions);
+    this.watcher = options.drivers.watcher(location, events, clientOptions);
     this.metrics?.storeUp.set({ store: location.display }, 0);
     this.metrics?.storeLoaded.set({ store: location.display }, 0);
   }
@@ -347,7 +357,8 @@ export class StoreRegistry {
       existing.refresh('reload');
       return existing;
     }
-    const tables = new SharedTables(config, location, { logger: this.logger, hosts, ...(this.metrics ? { metrics: this.metrics } : {}) });
+    const drivers = await loadDrivers(location);
+    const tables = new SharedTables(config, location, { logger: this.logger, hosts, drivers, ...(this.metrics ? { metrics: this.metrics } : {}) });
     this.open.set(id, tables);
     await tables.start();
     return tables;
