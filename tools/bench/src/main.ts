@@ -16,7 +16,7 @@ import { findProgram, freePort, runProgram, startPostfix, tempDir, waitFor } fro
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
-import { rate as measure } from '../../../packages/dkim-core/bench/measure.js';
+import { concurrentRate, rate as measure } from '../../../packages/dkim-core/bench/measure.js';
 
 const quick = process.argv.includes('--quick');
 const here = dirname(fileURLToPath(import.meta.url));
@@ -114,8 +114,18 @@ async function library(): Promise<void> {
     }
   }
   table('dkim-core vs mailauth 7.1.0 (msgs/s, one message at a time, same messages)', ['message', 'inkan sign', 'mailauth sign', 'ratio', 'inkan verify', 'mailauth verify', 'ratio'], rows);
-  const first = rows[0];
-  console.log(`P1 check: inkan 2 KiB RSA sign / KeyObject sign/s = ${ratio(Number((first?.[1] ?? '0').split(' ')[0]?.replace(/,/g, '')), keyObjectSign)}`);
+  // P1: one message at a time against the synchronous ceiling (one core), and with four
+  // messages in flight against node:crypto's asynchronous sign with four in flight (both
+  // cores, as in a milter).
+  const small = corpusMessage(2048);
+  const p1opts = { domain: 'example.org', selector: 'bench', privateKey: rsa.privateKey, canonicalization: 'relaxed/relaxed' };
+  const oneAtATime = await rate(() => signMessage(small, p1opts));
+  const asyncCeiling = await concurrentRate(() => new Promise((r) => sign('sha256', data, rsa.privateKey, r)), 4, minMs);
+  const fourInFlight = await concurrentRate(() => signMessage(small, p1opts), 4, minMs);
+  table('2 KiB RSA-2048 relaxed signing against the node:crypto ceiling (P1)', ['how', 'inkan msgs/s', 'ceiling signs/s', 'ratio'], [
+    ['one at a time vs KeyObject sign (sync)', fmt(oneAtATime), fmt(keyObjectSign), ratio(oneAtATime, keyObjectSign)],
+    ['4 in flight vs async KeyObject sign, 4 in flight', fmt(fourInFlight), fmt(asyncCeiling), ratio(fourInFlight, asyncCeiling)],
+  ]);
 
   // dkimpy and Mail::DKIM, RSA-2048 relaxed/relaxed, keys in memory.
   const peerRows: string[][] = [];
@@ -177,6 +187,8 @@ interface Milter {
   tcp: string;
   unix: string;
   child: ChildProcess;
+  /** The instance listening on the unix socket (a separate process). */
+  unixPid: number;
   /** RSS right after start, before any mail (MiB). */
   idleMiB: number;
 }
@@ -191,9 +203,9 @@ async function startMilters(): Promise<Milter[]> {
   const unixConf = join(dir, 'milterd-unix.conf');
   writeFileSync(unixConf, `Socket local:${inkanSock}\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\nUMask 000\n`);
   const inkan = await startProcess(process.execPath, [MILTERD, '-x', conf], () => accepting('127.0.0.1', inkanPort), 'inkan-milterd');
-  await startProcess(process.execPath, [MILTERD, '-x', unixConf], async () => (await runProgram('test', ['-S', inkanSock])).code === 0, 'inkan-milterd (unix)');
+  const inkanUnix = await startProcess(process.execPath, [MILTERD, '-x', unixConf], async () => (await runProgram('test', ['-S', inkanSock])).code === 0, 'inkan-milterd (unix)');
   await new Promise((r) => setTimeout(r, 500));
-  milters.push({ name: 'inkan-milterd', tcp: `inet:${inkanPort}@127.0.0.1`, unix: `unix:${inkanSock}`, child: inkan, idleMiB: rssKiB(inkan.pid as number, 'VmRSS') / 1024 });
+  milters.push({ name: 'inkan-milterd', tcp: `inet:${inkanPort}@127.0.0.1`, unix: `unix:${inkanSock}`, child: inkan, unixPid: inkanUnix.pid as number, idleMiB: rssKiB(inkan.pid as number, 'VmRSS') / 1024 });
   const opendkim = findProgram('opendkim');
   if (opendkim) {
     const odkSock = join(dir, 'opendkim.sock');
@@ -201,43 +213,76 @@ async function startMilters(): Promise<Milter[]> {
     writeFileSync(join(dir, 'opendkim-tcp.conf'), `${base}Socket inet:${odkPort}@127.0.0.1\n`);
     writeFileSync(join(dir, 'opendkim-unix.conf'), `${base}Socket local:${odkSock}\n`);
     const odk = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-tcp.conf')], () => accepting('127.0.0.1', odkPort), 'opendkim');
-    await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-unix.conf')], async () => (await runProgram('test', ['-S', odkSock])).code === 0, 'opendkim (unix)');
-    milters.push({ name: 'OpenDKIM', tcp: `inet:${odkPort}@127.0.0.1`, unix: `unix:${odkSock}`, child: odk, idleMiB: rssKiB(odk.pid as number, 'VmRSS') / 1024 });
+    const odkUnix = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-unix.conf')], async () => (await runProgram('test', ['-S', odkSock])).code === 0, 'opendkim (unix)');
+    milters.push({ name: 'OpenDKIM', tcp: `inet:${odkPort}@127.0.0.1`, unix: `unix:${odkSock}`, child: odk, unixPid: odkUnix.pid as number, idleMiB: rssKiB(odk.pid as number, 'VmRSS') / 1024 });
   }
   return milters;
 }
 
+const MILTER_LUA = join(here, '..', 'peers', 'milter-bench.lua');
+
 /**
- * Transactions per second: `clients` workers, each running full transactions one after
- * another, a new connection each (as Postfix does per SMTP session); signing, as the
- * client is 127.0.0.1.
+ * Transactions per second: `clients` miltertest processes (the MTA simulator from OpenDKIM's
+ * tools, a C client with a Lua script), each running full signing transactions one after
+ * another on a new connection each (as Postfix opens one per SMTP session). The same client
+ * and script drive both milters. Without miltertest, inkan's own MilterClient does it.
  */
-async function milterRate(spec: string, clients: number, total: number, message: Buffer): Promise<number> {
-  const tx = { sender: 'joe@example.org', recipients: ['suzie@example.net'], message, macros: { M: { i: 'BENCH' } } };
-  const check = await runTransaction(spec, tx, { timeoutMs: 30_000 });
-  if (!check.endOfMessage?.modifications.some((m) => m.type === 'insertHeader' || m.type === 'addHeader')) throw new Error(`${spec} did not sign`);
+async function milterRate(spec: string, clients: number, total: number, file: string): Promise<number> {
   const each = Math.ceil(total / clients);
+  const miltertest = findProgram('miltertest');
   const start = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      for (let i = 0; i < each; i++) await runTransaction(spec, tx, { timeoutMs: 30_000 });
-    }),
-  );
+  if (miltertest) {
+    const runs = await Promise.all(
+      Array.from({ length: clients }, () =>
+        runProgram(miltertest, ['-D', `sock=${spec}`, '-D', `file=${file}`, '-D', `count=${each}`, '-s', MILTER_LUA], { timeoutMs: 600_000 }),
+      ),
+    );
+    const bad = runs.find((r) => r.code !== 0);
+    if (bad) throw new Error(`miltertest against ${spec} failed: ${bad.stdout.slice(-300)} ${bad.stderr.slice(-300)}`);
+  } else {
+    const tx = { sender: 'joe@example.org', recipients: ['suzie@example.net'], message: readFileSync(file), macros: { M: { i: 'BENCH' } } };
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        for (let i = 0; i < each; i++) {
+          const r = await runTransaction(spec, tx, { timeoutMs: 30_000 });
+          if (!r.endOfMessage?.modifications.some((m) => m.type === 'insertHeader' || m.type === 'addHeader')) throw new Error(`${spec} did not sign`);
+        }
+      }),
+    );
+  }
   return (each * clients) / ((performance.now() - start) / 1000);
 }
 
+/** CPU seconds a process has used so far (user + system), from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function milters(list: Milter[]): Promise<void> {
-  const message = corpusMessage(4600);
+  const file = join(dir, 'milter-4600.eml');
+  writeFileSync(file, corpusMessage(4600));
   const total = quick ? 60 : 1000;
   const rows: string[][] = [];
   for (const socket of ['unix', 'tcp'] as const) {
     for (const clients of [1, 10]) {
-      const rates = [];
-      for (const m of list) rates.push(await milterRate(socket === 'unix' ? m.unix : m.tcp, clients, total, message));
-      rows.push([`${socket}, ${clients} client${clients > 1 ? 's' : ''}`, ...rates.map((r) => fmt(r)), list.length > 1 ? ratio(rates[0] as number, rates[1] as number) : '-']);
+      const rates: number[] = [];
+      const cpu: number[] = [];
+      for (const m of list) {
+        const pids = socket === 'unix' ? m.unixPid : (m.child.pid as number);
+        const before = cpuSeconds(pids);
+        rates.push(await milterRate(socket === 'unix' ? m.unix : m.tcp, clients, total, file));
+        cpu.push(((cpuSeconds(pids) - before) * 1000) / total);
+      }
+      rows.push([
+        `${socket}, ${clients} client${clients > 1 ? 's' : ''}`,
+        ...rates.map((r, i) => `${fmt(r)} (${fmt(cpu[i] as number, 2)} ms CPU)`),
+        list.length > 1 ? ratio(rates[0] as number, rates[1] as number) : '-',
+      ]);
     }
   }
-  table(`milter signing throughput, 4.6 KB messages, same client for both (${total} transactions, msgs/s)`, ['socket', ...list.map((m) => m.name), 'ratio'], rows);
+  const driver = findProgram('miltertest') ? 'miltertest' : "inkan's MilterClient";
+  table(`milter signing throughput, 4.6 KB messages, ${driver} as the MTA for both (${total} transactions, msgs/s and milter CPU per message)`, ['socket', ...list.map((m) => m.name), 'ratio'], rows);
 }
 
 async function endToEnd(list: Milter[]): Promise<void> {
