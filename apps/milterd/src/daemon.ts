@@ -9,7 +9,7 @@ import {
   formatPostfixMilter,
   formatSendmailFilter,
   type MilterListener,
-  type MilterLogLevel,
+  type MilterLogger,
   parseSocketSpec,
   ProtocolFlags,
   type SocketSpec,
@@ -81,8 +81,10 @@ async function firstRunSetup(config: Config, print: (text: string) => void): Pro
   );
 }
 
-function bridge(logger: Logger) {
-  return (level: MilterLogLevel, message: string, details?: Record<string, unknown>) => logger[level](details ?? {}, message);
+function bridge(logger: Logger): MilterLogger {
+  const log: MilterLogger = (level, message, details) => logger[level](details ?? {}, message);
+  log.enabled = (level) => logger.isLevelEnabled(level);
+  return log;
 }
 
 export interface Daemon {

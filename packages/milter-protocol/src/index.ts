@@ -102,6 +102,7 @@ export {
   type MilterHandler,
   type MilterLogLevel,
   type MilterLogger,
+  logsAt,
   MilterSession,
   type SessionOptions,
   protocolForHandler,

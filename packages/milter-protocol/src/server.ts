@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { MilterError, errorMessage } from './errors.js';
-import { type MilterLogger, MilterSession, type SessionOptions } from './session.js';
+import { logsAt, type MilterLogger, MilterSession, type SessionOptions } from './session.js';
 import { type SocketSpec, formatSocketSpec, toSocketSpec } from './socket-spec.js';
 import { listenUnix, unlinkOwnSocket } from './unix-socket.js';
 
@@ -135,10 +135,11 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     this.sessions.add(s);
     this.streams.add(stream);
     stream.once('close', () => this.streams.delete(stream));
-    this.logger?.('debug', `connection from ${remoteAddress}`, { session: id });
+    const debug = logsAt(this.logger, 'debug') ? this.logger : undefined;
+    debug?.('debug', `connection from ${remoteAddress}`, { session: id });
     void s.closed.then(() => {
       this.sessions.delete(s);
-      this.logger?.('debug', 'connection closed', { session: id });
+      debug?.('debug', 'connection closed', { session: id });
     });
     this.emit('session', s);
     return s;

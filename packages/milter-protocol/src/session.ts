@@ -18,8 +18,18 @@ import { type SmtpReply, formatSmtpReply } from './reply.js';
 import { type MilterResponse, encodeResponse } from './responses.js';
 
 export type MilterLogLevel = 'debug' | 'info' | 'warn' | 'error';
-/** A logger callback; `details` carries the session id and similar fields. */
-export type MilterLogger = (level: MilterLogLevel, message: string, details?: Record<string, unknown>) => void;
+/**
+ * A logger callback; `details` carries the session id and similar fields. An optional
+ * `enabled(level)` lets the library skip building messages the logger would drop.
+ */
+export type MilterLogger = ((level: MilterLogLevel, message: string, details?: Record<string, unknown>) => void) & {
+  enabled?: (level: MilterLogLevel) => boolean;
+};
+
+/** Whether a message at `level` would be kept (always, for loggers that do not say). */
+export function logsAt(logger: MilterLogger | undefined, level: MilterLogLevel): logger is MilterLogger {
+  return logger !== undefined && (logger.enabled?.(level) ?? true);
+}
 
 /**
  * The decision words, as constants. In an async handler write `return Decision.reject`
@@ -223,7 +233,8 @@ export class MilterSession {
   private readonly decoder: PacketDecoder;
   private readonly macros = new MacroStore();
   private readonly queue: Packet[] = [];
-  private readonly controller = new AbortController();
+  /** Made on first use of ctx.signal: most handlers never ask, and an abort costs. */
+  private controller: AbortController | undefined;
   private readonly settings: SessionOptions;
   private readonly logger: MilterLogger | undefined;
   private running = false;
@@ -258,7 +269,11 @@ export class MilterSession {
         return session.options;
       },
       macros: this.macros,
-      signal: this.controller.signal,
+      get signal(): AbortSignal {
+        session.controller ??= new AbortController();
+        if (session.ended) session.controller.abort();
+        return session.controller.signal;
+      },
       get client() {
         return session.client;
       },
@@ -386,7 +401,7 @@ export class MilterSession {
     }
     this.ended = true;
     this.queue.length = 0;
-    this.controller.abort();
+    this.controller?.abort();
     if (!this.running) void this.finish();
   }
 
@@ -613,7 +628,7 @@ export class MilterSession {
       case 'quit':
         this.ended = true;
         this.queue.length = 0;
-        this.controller.abort();
+        this.controller?.abort();
         return;
       case 'quitNewConnection':
         // The MTA keeps the socket for a new SMTP session: end this one, start afresh.
@@ -648,9 +663,10 @@ export class MilterSession {
       macros: s.macros,
     });
     this.options = options;
-    this.log(
-      'debug',
-      `negotiate: MTA offered v${offer.version} ${describeActions(offer.actions)} / ${describeProtocol(offer.protocol)}; agreed v${options.version} ${describeActions(options.actions)} / ${describeProtocol(options.protocol)}`,
+    if (logsAt(this.logger, 'debug'))
+      this.log(
+        'debug',
+        `negotiate: MTA offered v${offer.version} ${describeActions(offer.actions)} / ${describeProtocol(offer.protocol)}; agreed v${options.version} ${describeActions(options.actions)} / ${describeProtocol(options.protocol)}`,
     );
     this.write(encodeResponse(negotiationResponse(options)));
   }
