@@ -112,12 +112,12 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
       return;
     }
     if (socket.remoteAddress !== undefined) socket.setNoDelay(true);
-    const remote = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
-    this.handle(socket, remote);
+    const tcp = socket.remoteAddress !== undefined;
+    this.handle(socket, tcp ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix', tcp ? 'tcp' : 'stream');
   }
 
-  /** Serve an already connected stream (socket activation, tests). */
-  handle(stream: Duplex, remoteAddress = 'stream'): MilterSession {
+  /** Serve an already connected stream (socket activation, tests); 'tcp' limits the NR_* bits asked for. */
+  handle(stream: Duplex, remoteAddress = 'stream', transport: 'tcp' | 'stream' = 'stream'): MilterSession {
     const id = this.nextId++;
     let session: MilterSession | undefined;
     const pendingErrors: MilterError[] = [];
@@ -125,6 +125,7 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
       ...this.options,
       id,
       remoteAddress,
+      transport,
       onError: (error) => {
         if (session) this.emit('sessionError', error, session);
         else pendingErrors.push(error);

@@ -155,6 +155,12 @@ export interface SessionOptions extends FilterRequirements {
    * headers, body and unknown commands. Default true.
    */
   deriveProtocol?: boolean;
+  /**
+   * What carries the connection. Over 'tcp' the session asks for no reply only to header
+   * fields and does not skip DATA (see TCP_DROPPED), whatever `protocol` and deriveProtocol say. Default 'stream'
+   * (unix sockets and the like: every NR_* bit as configured).
+   */
+  transport?: 'tcp' | 'stream';
   /** Largest packet accepted from the MTA. Default 4 MiB. */
   maxPacketSize?: number;
   /** Close a connection with no command for this long (ms) while no handler runs. Default 7210 s (libmilter's); 0 disables. */
@@ -175,6 +181,32 @@ interface MessageState extends MessageInfo {
   failed: boolean;
   skipBody: boolean;
 }
+
+/** Every SMFIP_NR_* bit. */
+const ALL_NO_REPLY =
+  ProtocolFlags.NoReplyConnect |
+  ProtocolFlags.NoReplyHelo |
+  ProtocolFlags.NoReplyMail |
+  ProtocolFlags.NoReplyRcpt |
+  ProtocolFlags.NoReplyData |
+  ProtocolFlags.NoReplyUnknown |
+  ProtocolFlags.NoReplyHeader |
+  ProtocolFlags.NoReplyEndOfHeaders |
+  ProtocolFlags.NoReplyBody;
+
+/**
+ * The NR_* bits worth asking for over TCP. MTAs leave Nagle's algorithm on (Postfix and
+ * miltertest do), so a packet we do not answer stays unacknowledged until our delayed ACK
+ * (40 ms on Linux), and the MTA's next small write waits for it: a stall per message. Header
+ * fields are the exception: Postfix writes them in one go with end of headers, which we answer.
+ */
+const TCP_NO_REPLY = ProtocolFlags.NoReplyHeader;
+
+/**
+ * Over TCP, SMFIP_NODATA is not asked for either: Postfix still sends the DATA macros
+ * when the DATA command is left out, and that lone packet would wait the same way.
+ */
+const TCP_DROPPED = (ALL_NO_REPLY & ~TCP_NO_REPLY) | ProtocolFlags.NoData;
 
 const DEFAULT_IDLE_TIMEOUT = 7210_000;
 const DEFAULT_PROGRESS_INTERVAL = 5000;
@@ -658,7 +690,7 @@ export class MilterSession {
       maxVersion: s.maxVersion,
       actions: s.actions,
       requiredActions: s.requiredActions,
-      protocol: ((s.protocol ?? 0) | derived) >>> 0,
+      protocol: (((s.protocol ?? 0) | derived) & (s.transport === 'tcp' ? ~TCP_DROPPED : ~0)) >>> 0,
       requiredProtocol: s.requiredProtocol,
       macros: s.macros,
     });

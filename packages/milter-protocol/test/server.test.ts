@@ -124,6 +124,30 @@ describe('TCP sockets', () => {
     await server.close();
     await expect(server.listen('inet:0@127.0.0.1')).rejects.toThrow(/^listen: the server is closed/);
   });
+
+  it('over TCP asks for no reply only to header fields, and does not skip DATA (Nagle on the MTA side)', async () => {
+    // The handler lacks connect, helo, rcpt and data, so the session would derive NR_* and NODATA for them.
+    const options = {
+      handler: () => ({ mail: () => undefined, header: () => undefined, body: () => undefined, endOfMessage: () => 'accept' as const }),
+      protocol: P.NoReplyMail | P.NoReplyHeader | P.NoReplyBody,
+    };
+    const agreed: Record<string, number> = {};
+    for (const kind of ['unix', 'inet'] as const) {
+      const s = await startServer(options, kind);
+      try {
+        const client = await MilterClient.open(s.spec);
+        agreed[kind] = client.options.protocol;
+        await client.quit();
+      } finally {
+        await s.close();
+      }
+    }
+    const noReply = P.NoReplyConnect | P.NoReplyHelo | P.NoReplyMail | P.NoReplyRcpt | P.NoReplyBody;
+    expect((agreed.unix as number) & noReply).toBe(noReply);
+    expect((agreed.unix as number) & P.NoData).toBe(P.NoData);
+    expect((agreed.inet as number) & (noReply | P.NoData)).toBe(0);
+    expect((agreed.inet as number) & P.NoReplyHeader).toBe(P.NoReplyHeader);
+  });
 });
 
 describe('robustness', () => {
