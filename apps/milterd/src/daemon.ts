@@ -87,6 +87,16 @@ function bridge(logger: Logger): MilterLogger {
   return log;
 }
 
+/** The MTA hosts allowed to connect over TCP (PeerList), if any. */
+async function readPeerList(config: Config): Promise<HostList | undefined> {
+  if (!config.peerList) return undefined;
+  try {
+    return new HostList(await readDatasetValues(config.peerList));
+  } catch (error) {
+    throw new ConfigError('PeerList', (error as Error).message);
+  }
+}
+
 export interface Daemon {
   listener: MilterListener;
   /** Re-read configuration, tables and keys; keeps the old ones on error. */
@@ -123,14 +133,7 @@ export async function startDaemon(
   } else if (!(spec.host.startsWith('127.') || spec.host === '::1' || spec.host === 'localhost') && !config.peerList) {
     throw new ConfigError('Socket', `${config.socket} is not a loopback address: name the MTA hosts allowed to connect with PeerList`);
   }
-  let peers: HostList | undefined;
-  if (config.peerList) {
-    try {
-      peers = new HostList(await readDatasetValues(config.peerList));
-    } catch (error) {
-      throw new ConfigError('PeerList', (error as Error).message);
-    }
-  }
+  const peers = await readPeerList(config);
   const server = createMilterServer({
     handler: (ctx) => {
       const h = filter(ctx);
@@ -160,8 +163,9 @@ export async function startDaemon(
       };
     },
     actions: ActionFlags.AddHeaders | ActionFlags.ChangeHeaders | ActionFlags.Quarantine,
-    // MAIL, each header and each body chunk need no reply: the filter decides at end of
-    // headers or end of message. That spares the MTA a round trip per header field.
+    // The filter decides at end of headers and end of message: MAIL, header fields and body
+    // chunks need no reply, which spares the MTA a round trip per field (over TCP the
+    // server keeps only the header one: see milter-protocol's TCP_NO_REPLY).
     protocol: ProtocolFlags.HeaderLeadingSpace | ProtocolFlags.NoReplyMail | ProtocolFlags.NoReplyHeader | ProtocolFlags.NoReplyBody,
     macros: {
       connect: ['j', '{daemon_name}'],
@@ -169,6 +173,9 @@ export async function startDaemon(
       endOfHeaders: ['i', '{auth_authen}'],
       endOfMessage: ['i'],
     },
+    // A silent connection (no command, or a packet left half sent) is closed; a busy handler is not silence.
+    idleTimeoutMs: config.milterIdleTimeout * 1000,
+    progressIntervalMs: config.milterProgressInterval * 1000,
     logger: bridge(logger),
     ...(peers ? { allowPeer: (address: string) => (peers as HostList).matches(address) } : {}),
   });
@@ -246,6 +253,7 @@ export async function main(argv: string[]): Promise<number> {
     if (inv.firstRun) await firstRunSetup(config, print);
     if (inv.checkConfig) {
       await buildRuntime(config, logger);
+      await readPeerList(config);
       print(describeConfig(config));
       return 0;
     }

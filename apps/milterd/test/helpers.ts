@@ -1,7 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { type EndOfMessageResult, MilterClient, type Modification, ProtocolFlags, splitMessage } from '@inkan/milter-protocol';
 import { type PostfixInstance, runProgram, waitFor } from '@inkan/testbed';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
@@ -106,4 +108,73 @@ export async function sendThroughOutage(postfix: PostfixInstance, outage: () => 
   expect(got).toEqual([...subjects].sort());
   for (const m of delivered) expect(m.data.toString('latin1'), m.file).toMatch(/^DKIM-Signature: /m);
   return retry.length;
+}
+
+/** One transaction driven stage by stage, with the times that matter for stalls. */
+export interface TimedTransaction {
+  endOfMessage: EndOfMessageResult;
+  /** From end of headers (where key lookups start) to the final reply, ms. */
+  afterHeadersMs: number;
+  /** From connecting to the final reply, ms. */
+  totalMs: number;
+}
+
+/**
+ * Drive one message through a milter as Postfix does (connect ... end of message) with the
+ * milter client, timing it. `client` is the SMTP client the MTA reports (default: outside).
+ */
+export async function timedTransaction(
+  spec: string,
+  message: Buffer,
+  options: { client?: { address: string; hostname: string }; sender?: string; timeoutMs?: number } = {},
+): Promise<TimedTransaction> {
+  const started = performance.now();
+  const client = await MilterClient.open(spec, { timeoutMs: options.timeoutMs ?? 30_000 });
+  try {
+    const peer = options.client ?? { address: '192.0.2.7', hostname: 'outside.example' };
+    await client.connect({ hostname: peer.hostname, family: 'inet', address: peer.address, port: 40000 });
+    await client.helo(peer.hostname);
+    await client.mail(`<${options.sender ?? 'a@sender.example'}>`);
+    await client.rcpt('<b@example.org>');
+    await client.data();
+    const { headers, body } = splitMessage(message);
+    const leadingSpace = (client.options.protocol & ProtocolFlags.HeaderLeadingSpace) !== 0;
+    for (const h of headers) await client.header(h.name, !leadingSpace && h.value[0] === 0x20 ? h.value.subarray(1) : h.value);
+    await client.endOfHeaders();
+    const afterHeaders = performance.now();
+    if (body.length > 0) await client.body(body);
+    const endOfMessage = await client.endOfMessage();
+    const done = performance.now();
+    return { endOfMessage, afterHeadersMs: done - afterHeaders, totalMs: done - started };
+  } finally {
+    await client.quit().catch(() => client.destroy());
+  }
+}
+
+/** The DKIM-Signature fields a milter inserted, as field text (CRLF folding), in the order the MTA leaves them on top. */
+export function insertedSignatures(modifications: readonly Modification[]): string[] {
+  const fields: string[] = [];
+  for (const m of modifications) {
+    if (m.type !== 'insertHeader' || m.name !== 'DKIM-Signature') continue;
+    fields.splice(Math.min(m.index, fields.length), 0, `DKIM-Signature:${m.value.toString('latin1').replace(/\r?\n/g, '\r\n')}\r\n`);
+  }
+  return fields;
+}
+
+/** The message as the MTA would send it on: the inserted signatures on top. */
+export function withSignatures(message: Buffer, modifications: readonly Modification[]): Buffer {
+  return Buffer.concat([Buffer.from(insertedSignatures(modifications).join(''), 'latin1'), message]);
+}
+
+/** VmRSS of a process, in KiB (from /proc/<pid>/status). */
+export function rssKiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
+  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? Number.NaN);
+}
+
+/** Open file descriptors of a process (entries of /proc/<pid>/fd). */
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
 }

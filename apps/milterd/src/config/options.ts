@@ -13,6 +13,9 @@ interface OptionSpec {
   key: keyof Config;
   kind: Kind;
   description: string;
+  /** Smallest and largest value of an integer option. */
+  min?: number;
+  max?: number;
 }
 
 /**
@@ -83,6 +86,10 @@ export interface Config {
   metricsListen?: string;
   /** Where the no-argument first run keeps its development key. */
   stateDirectory?: string;
+  /** Seconds an MTA connection may stay silent (no command, or a packet left half sent) before it is closed. */
+  milterIdleTimeout: number;
+  /** Seconds between SMFIR_PROGRESS keepalives while a message's end is being worked on (0: none). */
+  milterProgressInterval: number;
 }
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -113,7 +120,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'AuthservID', key: 'authservId', kind: 'string', description: 'authserv-id in Authentication-Results (default: host name)' },
   { name: 'AlwaysAddARHeader', key: 'alwaysAddArHeader', kind: 'boolean', description: 'add dkim=none when there is no signature' },
   { name: 'Nameservers', key: 'nameservers', kind: 'list', description: 'DNS servers for key lookups (host, host:port, host@port)' },
-  { name: 'DNSTimeout', key: 'dnsTimeout', kind: 'integer', description: 'seconds per DNS try' },
+  { name: 'DNSTimeout', key: 'dnsTimeout', kind: 'integer', min: 1, max: 3600, description: 'seconds a key lookup may take, retries included; then temperror' },
   { name: 'QueryCache', key: 'queryCache', kind: 'boolean', description: 'keep key records a few minutes (default yes)' },
   { name: 'RequireSafeKeys', key: 'requireSafeKeys', kind: 'boolean', description: 'refuse keys that others can read or write' },
   { name: 'On-BadSignature', key: 'onBadSignature', kind: 'action', description: 'a signature failed' },
@@ -128,6 +135,22 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'Background', key: 'background', kind: 'boolean', description: 'accepted for compatibility; inkan always stays in the foreground (use systemd)' },
   { name: 'MetricsListen', key: 'metricsListen', kind: 'string', description: 'Prometheus metrics on this loopback host:port' },
   { name: 'StateDirectory', key: 'stateDirectory', kind: 'string', description: 'where the first-run development key is kept' },
+  {
+    name: 'MilterIdleTimeout',
+    key: 'milterIdleTimeout',
+    kind: 'integer',
+    min: 1,
+    max: 86_400,
+    description: 'seconds an MTA connection may stay silent (also mid-packet) before it is closed (default 7210; read at start)',
+  },
+  {
+    name: 'MilterProgressInterval',
+    key: 'milterProgressInterval',
+    kind: 'integer',
+    min: 0,
+    max: 3600,
+    description: 'seconds between progress keepalives to the MTA while a message is finished (default 5, 0 none; read at start)',
+  },
 ];
 
 const BY_NAME = new Map(OPTIONS.map((o) => [o.name.toLowerCase(), o]));
@@ -161,6 +184,8 @@ export function defaults(): Config {
     maximumSignaturesToVerify: 10,
     logWhy: false,
     background: false,
+    milterIdleTimeout: 7210,
+    milterProgressInterval: 5,
   };
 }
 
@@ -208,6 +233,8 @@ export function setOption(config: Config, name: string, value: string, where: st
       return;
     case 'integer':
       if (!/^\d+$/.test(v)) throw new ConfigError(where, `${spec.name} takes a whole number, not "${v}"`);
+      if (spec.min !== undefined && Number(v) < spec.min) throw new ConfigError(where, `${spec.name} must be at least ${spec.min}, not ${v}`);
+      if (spec.max !== undefined && Number(v) > spec.max) throw new ConfigError(where, `${spec.name} must be at most ${spec.max}, not ${v}`);
       target[spec.key] = Number(v);
       return;
     case 'octal':
@@ -244,8 +271,15 @@ export function setOption(config: Config, name: string, value: string, where: st
   }
 }
 
+/** Does this text hold a PEM private key (any kind, encrypted or not)? */
+export function holdsPrivateKey(text: string): boolean {
+  return /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text);
+}
+
 /** Parse opendkim.conf syntax: "Name value" lines, "#" comments. Errors name file and line. */
 export function parseConfigText(text: string, fileName: string, into: Config = defaults()): Config {
+  // Never echo a line of it: errors would carry key material to the log and the terminal.
+  if (holdsPrivateKey(text)) throw new ConfigError(fileName, 'holds a private key, not a configuration: keep keys in their own files (KeyFile, KeyTable)');
   const lines = text.split(/\r?\n/);
   lines.forEach((raw, index) => {
     const line = raw.replace(/(^|\s)#.*$/, '').trim();

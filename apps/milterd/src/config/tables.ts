@@ -1,7 +1,7 @@
 import { type KeyObject, createPrivateKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { ConfigError } from './errors.js';
-import { type Config, type Dataset, isStoreDataset } from './options.js';
+import { type Config, type Dataset, holdsPrivateKey, isStoreDataset } from './options.js';
 
 /** One key ready to sign with. */
 export interface SigningKey {
@@ -32,6 +32,8 @@ export async function readDatasetLines(dataset: Dataset): Promise<TableLine[]> {
   } catch (error) {
     throw new ConfigError(dataset.path, `cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+  // A key file named where a table or list belongs: say so without echoing any of it.
+  if (holdsPrivateKey(text)) throw new ConfigError(dataset.path, 'holds a private key, not a table or list: check the file name');
   const out: TableLine[] = [];
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.replace(/(^|\s)#.*$/, '').trim();

@@ -1,0 +1,218 @@
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { freePort } from './process.js';
+
+/** How long the forwarder holds each answer: milliseconds, or 'never' (the query is swallowed). */
+export type DnsDelay = number | 'never';
+
+export interface SlowDnsOptions {
+  /** The real server to ask (a dnsmasq from startDnsmasq), on 127.0.0.1 unless `host` says otherwise. */
+  upstream: { port: number; host?: string };
+  /** Initial delay. Default 0. */
+  delayMs?: DnsDelay;
+  /** Most queries held at once; more are dropped (and counted). Default 1000. */
+  maxPending?: number;
+}
+
+export interface SlowDns {
+  port: number;
+  /** "127.0.0.1:port", as node:dns and DnsKeyResolver take it. */
+  server: string;
+  /** The delay for queries that arrive from now on (those already held keep theirs). */
+  setDelay(delay: DnsDelay): void;
+  readonly delay: DnsDelay;
+  /** Queries received (UDP and TCP). */
+  readonly queries: number;
+  /** Answers sent back. */
+  readonly answered: number;
+  /** Queries dropped: swallowed ('never'), over maxPending, or the upstream did not answer. */
+  readonly dropped: number;
+  stop(): Promise<void>;
+}
+
+/** How long the forwarder waits for the upstream server before it drops a query. */
+const UPSTREAM_TIMEOUT_MS = 5000;
+
+/**
+ * A tiny DNS forwarder on 127.0.0.1 that answers slowly: every query (UDP, or TCP with its
+ * two-byte length prefix) is passed to the upstream server at once, and its answer is held
+ * until `delay` ms after the query arrived; with 'never' the query is swallowed and no answer
+ * ever comes. The delay can be changed while it runs. Everything it holds (timers, sockets)
+ * is bounded by maxPending and released by stop().
+ */
+export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
+  const upstreamHost = options.upstream.host ?? '127.0.0.1';
+  const upstreamPort = options.upstream.port;
+  const maxPending = options.maxPending ?? 1000;
+  let delay: DnsDelay = options.delayMs ?? 0;
+  let queries = 0;
+  let answered = 0;
+  let dropped = 0;
+  let stopped = false;
+  const timers = new Set<NodeJS.Timeout>();
+  const upstreamSockets = new Set<UdpSocket | Socket>();
+  const clients = new Set<Socket>();
+
+  const later = (ms: number, f: () => void) => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      f();
+    }, ms);
+    timers.add(t);
+  };
+  const pending = () => timers.size;
+  /** Decide what to do with a new query: undefined drops it, a number is when to answer. */
+  const admit = (): number | undefined => {
+    queries++;
+    if (stopped || delay === 'never' || pending() + upstreamSockets.size >= maxPending) {
+      dropped++;
+      return undefined;
+    }
+    return Date.now() + delay;
+  };
+
+  /** One query to the upstream over UDP; calls back with its answer, or nothing on timeout. */
+  const askUdp = (query: Buffer, done: (answer: Buffer | undefined) => void) => {
+    const socket = createSocket('udp4');
+    upstreamSockets.add(socket);
+    let finished = false;
+    const finish = (answer: Buffer | undefined) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      upstreamSockets.delete(socket);
+      socket.close();
+      done(answer);
+    };
+    const timer = setTimeout(() => finish(undefined), UPSTREAM_TIMEOUT_MS);
+    socket.on('error', () => finish(undefined));
+    socket.on('message', (answer) => finish(answer));
+    socket.send(query, upstreamPort, upstreamHost, (error) => {
+      if (error) finish(undefined);
+    });
+  };
+
+  /** One query to the upstream over TCP (framed); calls back with its framed answer. */
+  const askTcp = (framed: Buffer, done: (answer: Buffer | undefined) => void) => {
+    const socket = connect({ host: upstreamHost, port: upstreamPort });
+    upstreamSockets.add(socket);
+    const parts: Buffer[] = [];
+    let length = 0;
+    let finished = false;
+    const finish = (answer: Buffer | undefined) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      upstreamSockets.delete(socket);
+      socket.destroy();
+      done(answer);
+    };
+    const timer = setTimeout(() => finish(undefined), UPSTREAM_TIMEOUT_MS);
+    socket.on('error', () => finish(undefined));
+    socket.on('close', () => finish(undefined));
+    socket.on('data', (chunk: Buffer) => {
+      parts.push(chunk);
+      length += chunk.length;
+      const all = Buffer.concat(parts, length);
+      if (all.length >= 2 && all.length >= 2 + all.readUInt16BE(0)) finish(all.subarray(0, 2 + all.readUInt16BE(0)));
+    });
+    socket.write(framed);
+  };
+
+  const port = await freePort();
+
+  const udp = createSocket('udp4');
+  udp.on('error', () => {});
+  udp.on('message', (query, from) => {
+    const due = admit();
+    if (due === undefined) return;
+    askUdp(query, (answer) => {
+      if (!answer) {
+        dropped++;
+        return;
+      }
+      later(Math.max(0, due - Date.now()), () => {
+        if (stopped) return;
+        answered++;
+        udp.send(answer, from.port, from.address);
+      });
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(port, '127.0.0.1', () => {
+      udp.off('error', reject);
+      resolve();
+    });
+  });
+
+  const tcp: Server = createServer((client) => {
+    clients.add(client);
+    client.on('close', () => clients.delete(client));
+    client.on('error', () => {});
+    let buffered = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      // A query is bounded by its 16-bit length; take every complete one.
+      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+        const framed = buffered.subarray(0, 2 + buffered.readUInt16BE(0));
+        buffered = buffered.subarray(framed.length);
+        const due = admit();
+        if (due === undefined) continue; // swallowed: the client waits for its own timeout
+        askTcp(Buffer.from(framed), (answer) => {
+          if (!answer) {
+            dropped++;
+            return;
+          }
+          later(Math.max(0, due - Date.now()), () => {
+            if (stopped || client.destroyed) return;
+            answered++;
+            client.write(answer);
+          });
+        });
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen(port, '127.0.0.1', () => {
+      tcp.off('error', reject);
+      resolve();
+    });
+  });
+
+  return {
+    port,
+    server: `127.0.0.1:${port}`,
+    setDelay(next) {
+      if (next !== 'never' && (!Number.isFinite(next) || next < 0)) throw new RangeError(`delay must be 'never' or a number of ms >= 0, not ${next}`);
+      delay = next;
+    },
+    get delay() {
+      return delay;
+    },
+    get queries() {
+      return queries;
+    },
+    get answered() {
+      return answered;
+    },
+    get dropped() {
+      return dropped;
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      for (const s of upstreamSockets) {
+        if ('destroy' in s) s.destroy();
+        else s.close();
+      }
+      upstreamSockets.clear();
+      for (const c of clients) c.destroy();
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+      await new Promise<void>((resolve) => udp.close(() => resolve()));
+    },
+  };
+}
