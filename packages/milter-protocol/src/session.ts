@@ -280,6 +280,9 @@ export class MilterSession {
   private connectionFailed = false;
   private handlerOk = true;
   private received = 0;
+  /** When the packet being assembled began to arrive (a trickle of bytes is not activity). */
+  private partialSince: number | undefined;
+  private readonly idleMs: number;
 
   constructor(
     private readonly socket: Duplex,
@@ -330,6 +333,7 @@ export class MilterSession {
       this.terminate();
     });
     const idle = settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT;
+    this.idleMs = idle;
     const net = socket as Duplex & { setTimeout?: (ms: number) => void };
     if (idle > 0 && typeof net.setTimeout === 'function') {
       net.setTimeout(idle);
@@ -398,6 +402,16 @@ export class MilterSession {
       return;
     }
     for (const packet of packets) this.queue.push(packet);
+    // The idle timer restarts with every byte, so a peer that trickles a packet a byte at a
+    // time would never be idle: one packet may take no longer than the idle timeout either.
+    if (!this.decoder.hasPartialPacket) this.partialSince = undefined;
+    else if (this.partialSince === undefined || packets.length > 0) this.partialSince = Date.now();
+    else if (this.idleMs > 0 && Date.now() - this.partialSince > this.idleMs) {
+      this.log('warn', `idle: one packet has been arriving for over ${this.idleMs} ms; closing the connection`);
+      this.socket.destroy();
+      this.terminate();
+      return;
+    }
     if (!this.running && this.queue.length > 0) void this.drain();
     if (this.running) this.socket.pause();
   }

@@ -497,6 +497,27 @@ describe('errors stay inside their connection', () => {
     await until(() => events.includes('close'), 'close');
     expect(s.logs.some((l) => l.startsWith('warn idle: no command for 20 ms'))).toBe(true);
   });
+
+  it('closes a connection that trickles one packet a byte at a time for longer than the idle timeout', async () => {
+    const events: string[] = [];
+    const s = await serve({ idleTimeoutMs: 300, handler: recorder(events) });
+    const socket = connect((s.spec as { path: string }).path);
+    socket.on('error', () => {});
+    socket.on('data', () => {});
+    const closed = new Promise((r) => socket.once('close', r));
+    const wire = encodeCommand({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff });
+    const started = Date.now();
+    // one byte every 50 ms: never silent for 300 ms, but the packet never ends in time
+    for (let i = 0; i < wire.length - 1 && !socket.destroyed && Date.now() - started < 5000; i++) {
+      socket.write(wire.subarray(i, i + 1));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await closed;
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(300);
+    expect(took).toBeLessThan(1500);
+    expect(s.logs.some((l) => l.startsWith('warn idle: one packet has been arriving for over 300 ms'))).toBe(true);
+  });
 });
 
 describe('what real MTAs do', () => {
