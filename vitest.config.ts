@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 // One run over every package and app; each keeps its tests in its own test/ folder.
+// tools/fuzz replays the fuzzers' seeds and every input that once crashed them.
 export default defineConfig({
   test: {
-    projects: ['packages/*', 'apps/*'],
+    projects: ['packages/*', 'apps/*', 'tools/fuzz'],
   },
 });

@@ -47,6 +47,14 @@ else
   echo "benchmark smoke run: FAILED"
   exit 1
 fi
+# A short coverage-guided fuzzing pass, 4 s per target (pnpm fuzz is the long run); a crash fails.
+if pnpm --filter @inkan/fuzz fuzz -- --quick > .fuzz-quick.log 2>&1; then
+  echo "fuzzing quick pass: no crashes (figures in .fuzz-quick.log)"
+else
+  tail -n 40 .fuzz-quick.log
+  echo "fuzzing quick pass: FAILED (inputs in tools/fuzz/crashes/)"
+  exit 1
+fi
 rc=0
 pnpm exec vitest run --reporter=default --reporter=json --outputFile=.vitest-results.json || rc=$?
 node scripts/test-summary.mjs .vitest-results.json || rc=${rc:-1}

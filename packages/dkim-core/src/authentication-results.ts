@@ -218,6 +218,13 @@ class Scanner {
 
 const KEYWORD = /[A-Za-z0-9_-]/;
 
+/** A version number; one too large to hold exactly does not parse (it could not be written back). */
+function versionNumber(digits: string): number {
+  const n = Number(digits);
+  if (!Number.isSafeInteger(n)) throw new Error(`version ${digits.slice(0, 20)} is too large`);
+  return n;
+}
+
 /**
  * Parse the value of an Authentication-Results field (RFC 8601). Returns null when
  * the value does not follow the grammar.
@@ -231,7 +238,7 @@ export function parseAuthenticationResults(value: string): AuthenticationResults
     const out: AuthenticationResults = { authservId, results: [] };
     const version = s.run(/[0-9]/);
     if (version !== '') {
-      out.version = Number(version);
+      out.version = versionNumber(version);
       s.skipCfws();
     }
     s.takeComments();
@@ -248,7 +255,7 @@ export function parseAuthenticationResults(value: string): AuthenticationResults
       if (s.peek() === '/') {
         s.pos++;
         s.skipCfws();
-        entry.methodVersion = Number(s.run(/[0-9]/));
+        entry.methodVersion = versionNumber(s.run(/[0-9]/));
         s.skipCfws();
       }
       s.expect('=');

@@ -53,6 +53,11 @@ export type SignatureParseResult =
   | { ok: false; error: string; sdid: string; selector: string; algorithm: string; signatureB64: string; auid?: string };
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** Base64 of at least one octet; 4n+1 characters are not base64 (a last character alone encodes nothing). */
+function isBase64Value(text: string): boolean {
+  const data = text.replace(/=+$/, '').length;
+  return BASE64.test(text) && data > 0 && data % 4 !== 1;
+}
 const DOMAIN = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.?$/;
 const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 const DIGITS = /^[0-9]{1,12}$/;
@@ -109,9 +114,9 @@ export function parseDkimSignature(value: string): SignatureParseResult {
   if (!(algorithm in ALGORITHMS)) return fail(`unknown algorithm a=${clip(algorithm)}`);
   const alg = ALGORITHMS[algorithm as SignatureAlgorithm];
 
-  if (!BASE64.test(signatureB64) || signatureB64.length === 0) return fail('b= is not valid base64');
+  if (!isBase64Value(signatureB64)) return fail('b= is not valid base64');
   const bodyHashB64 = stripFws(tags.get('bh') ?? '');
-  if (!BASE64.test(bodyHashB64) || bodyHashB64.length === 0) return fail('bh= is not valid base64');
+  if (!isBase64Value(bodyHashB64)) return fail('bh= is not valid base64');
 
   let headerCanonicalization: Canonicalization = 'simple';
   let bodyCanonicalization: Canonicalization = 'simple';

@@ -56,7 +56,9 @@ export function parseDomainKeySignature(value: string): DomainKeySignatureParseR
 
   if (!tags.has('b')) return fail('DomainKey-Signature has no b= tag (RFC 4870 3.3: b= is required)');
   if (signatureB64 === '') return fail('DomainKey-Signature b= is empty');
-  if (!BASE64.test(signatureB64)) return fail('DomainKey-Signature b= is not valid base64');
+  // 4n+1 characters are not base64 either (a last character alone encodes nothing).
+  const data = signatureB64.replace(/=+$/, '').length;
+  if (!BASE64.test(signatureB64) || data === 0 || data % 4 === 1) return fail('DomainKey-Signature b= is not valid base64');
 
   const cTag = trimFws(tags.get('c') ?? '').toLowerCase();
   const canonicalization = cTag === '' ? 'simple' : cTag;
