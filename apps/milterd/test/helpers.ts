@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { type EndOfMessageResult, MilterClient, type Modification, ProtocolFlags, splitMessage } from '@inkan/milter-protocol';
-import { type PostfixInstance, runProgram, waitFor } from '@inkan/testbed';
+import { type PostfixInstance, runProgram, subjectOf, waitFor } from '@inkan/testbed';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
 
@@ -104,7 +104,7 @@ export async function sendThroughOutage(postfix: PostfixInstance, outage: () => 
   for (const subject of retry) expect((await postfix.sendSmtp({ ...envelope, data: message(subject) })).data?.code).toBe(250);
   await runProgram('postqueue', ['-c', postfix.configDir, '-f']);
   const delivered = await postfix.waitForDelivered(subjects.length, 600);
-  const got = delivered.map((m) => /^Subject: (.*)$/m.exec(m.data.toString('latin1'))?.[1]?.trim()).sort();
+  const got = delivered.map((m) => subjectOf(m.data)).sort();
   expect(got).toEqual([...subjects].sort());
   for (const m of delivered) expect(m.data.toString('latin1'), m.file).toMatch(/^DKIM-Signature: /m);
   return retry.length;

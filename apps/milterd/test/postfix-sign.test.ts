@@ -16,6 +16,7 @@ import {
   type PostfixInstance,
   startDnsmasq,
   startPostfix,
+  subjectOf,
   tempDir,
   type TestKeys,
 } from '@inkan/testbed';
@@ -79,7 +80,7 @@ describe('signing under Postfix, inet socket', () => {
     const local = await postfix.sendmail(message('through sendmail'), { from: 'joe@example.org', to: ['suzie@example.net'] });
     expect(local.code).toBe(0);
     const delivered = await verifyDelivered(postfix, 2, ['rsa-sha256']);
-    expect(delivered.map((m) => /^Subject: (.*)$/m.exec(m.data.toString('latin1'))?.[1]?.trim()).sort()).toEqual(['over SMTP', 'through sendmail']);
+    expect(delivered.map((m) => subjectOf(m.data)).sort()).toEqual(['over SMTP', 'through sendmail']);
     expect(milterd.output()).toMatch(/"msg":"signed"/);
   });
 

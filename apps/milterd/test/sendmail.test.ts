@@ -14,16 +14,19 @@ import { type Socket, connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  authenticationResults,
   dkimKeyRecord,
   dkimpySign,
   dkimpyVerify,
   type DeliveredMessage,
   type DnsServer,
   freePort,
+  headerValues,
   makeKeys,
   type SendmailInstance,
   startDnsmasq,
   startSendmail,
+  subjectOf,
   tempDir,
   type TestKeys,
   waitFor,
@@ -43,8 +46,7 @@ const running: { stop(): Promise<unknown> }[] = [];
 const message = (subject: string, from = 'Joe <joe@example.org>', to = 'Suzie <suzie@example.net>') =>
   `From: ${from}\nTo: ${to}\nSubject: ${subject}\nDate: Sat, 28 Nov 2026 05:00:00 +0000\nMessage-ID: <${subject.replace(/\W/g, '')}.${Date.now()}@example.org>\n\nHello  from inkan under Sendmail.\n\n`;
 
-const subjectOf = (m: DeliveredMessage) => /^Subject: (.*)$/m.exec(m.data.toString('latin1'))?.[1]?.trim();
-const withSubject = (messages: readonly DeliveredMessage[], subject: string) => messages.filter((m) => subjectOf(m) === subject);
+const withSubject = (messages: readonly DeliveredMessage[], subject: string) => messages.filter((m) => subjectOf(m.data) === subject);
 
 beforeAll(async () => {
   keys = makeKeys();
@@ -241,15 +243,13 @@ describe('verifying under Sendmail, S=inet:port@127.0.0.1', () => {
       expect(r.data?.code, r.data?.text).toBe(250);
     }
     const delivered = (await sendmail.waitForDelivered(before + 4)).slice(before);
+    /** The results in the one Authentication-Results field of the one message with this subject, which must be ours. */
     const results = (subject: string) => {
       const m = withSubject(delivered, subject);
       expect(m, subject).toHaveLength(1);
-      const text = (m[0] as DeliveredMessage).data.toString('latin1');
-      const fields = [...text.matchAll(/^Authentication-Results:((?:.*)(?:\r\n[ \t].*)*)/gim)].map((x) => (x[1] as string).replace(/\r\n[ \t]/g, ' ').trim());
-      expect(fields, subject).toHaveLength(1);
-      const ar = parseAuthenticationResults(fields[0] as string);
-      expect(ar?.authservId).toBe(AUTHSERV);
-      return ar?.results ?? [];
+      const ar = authenticationResults((m[0] as DeliveredMessage).data, parseAuthenticationResults);
+      expect(ar.map((a) => a.authservId), subject).toEqual([AUTHSERV]);
+      return ar[0]?.results ?? [];
     };
     expect(results('valid')).toEqual([
       expect.objectContaining({ method: 'dkim', result: 'pass', properties: expect.arrayContaining([{ ptype: 'header', property: 'd', value: 'sender.example' }]) }),
@@ -257,8 +257,8 @@ describe('verifying under Sendmail, S=inet:port@127.0.0.1', () => {
     expect(results('tampered body')).toEqual([expect.objectContaining({ method: 'dkim', result: 'fail', reason: 'body hash did not verify' })]);
     expect(results('tampered header')).toEqual([expect.objectContaining({ method: 'dkim', result: 'fail', reason: 'signature did not verify' })]);
     expect(results('unsigned')).toEqual([{ method: 'dkim', result: 'none', properties: [] }]);
-    const sample = withSubject(delivered, 'valid')[0]?.data.toString('latin1');
-    console.log(`sample: ${/^Authentication-Results:.*(\r\n[ \t].*)*/m.exec(sample ?? '')?.[0]}`);
+    const sample = withSubject(delivered, 'valid')[0]?.data ?? '';
+    console.log(`sample: Authentication-Results: ${headerValues(sample, 'Authentication-Results')[0]}`);
     expect(milterd.output()).toMatch(/negotiate: MTA offered v6/);
   });
 });

@@ -41,7 +41,6 @@ import {
 import { Checker } from './soak/checker.js';
 import { addresses, bodyBlock, buildMessage, type Kind, OUTSIDE_DOMAIN, type PlannedMessage, type PlannedSession, planSessions, tamper } from './soak/corpus.js';
 import { describeFds, type MetricValues, metricSum, type ProcSample, sampleProcess, scrapeMetrics } from './soak/probe.js';
-import { type Sink, startSink } from './soak/sink.js';
 import { SmtpSession } from './soak/smtp-client.js';
 
 // ---------------------------------------------------------------------------------------
@@ -468,16 +467,15 @@ async function main(): Promise<Results> {
     },
     now,
   );
-  const sink: Sink = await startSink(SINK, 0, (m) => checker.take(m.data));
-  cleanups.push({ what: 'the sink', run: () => sink.stop() });
-
+  // Postfix relays to its sink, here on 127.0.0.3: it keeps nothing and hands each message to the checker.
   const postfix: PostfixInstance = await startPostfix({
     smtpdMilters: `inet:127.0.0.1:${milterPort}`,
     milterDefaultAction: 'tempfail',
-    mainCf: { relayhost: `[${SINK}]:${sink.port}`, non_smtpd_milters: '', message_size_limit: String(20 * 1024 * 1024) },
+    mainCf: { non_smtpd_milters: '', message_size_limit: String(20 * 1024 * 1024) },
+    sink: { host: SINK, keep: false, maxMessageBytes: 64 * 1024 * 1024, onMessage: (m) => checker.take(m.data) },
   });
-  cleanups.push({ what: 'Postfix', run: () => postfix.stop() });
-  log(`Postfix ${postfix.version} on 127.0.0.1:${postfix.smtpPort}, relaying to the sink on ${SINK}:${sink.port}`);
+  cleanups.push({ what: 'Postfix and its sink', run: () => postfix.stop() });
+  log(`Postfix ${postfix.version} on 127.0.0.1:${postfix.smtpPort}, relaying to the sink on ${postfix.sink.host}:${postfix.sink.port}`);
 
   // Baseline: the idle daemon, after one metrics request (so the HTTP side is warm too).
   const metricsBaseline = await scrapeMetrics(metricsAt);

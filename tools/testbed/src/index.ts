@@ -19,6 +19,8 @@ export {
   type PeerSignOptions,
 } from './peers.js';
 export { mailDkimDomainKeysSign, mailDkimDomainKeysVerify, type DomainKeysSignOptions, type DomainKeysPeerSignature, type DomainKeysPeerVerdict } from './domainkeys-peers.js';
-export { startPostfix, startSmtpSink, sendSmtp, postfixMissing, type PostfixInstance, type PostfixOptions, type SmtpSink, type DeliveredMessage, type SmtpSendOptions, type SmtpSendResult, type SmtpServerReply } from './postfix.js';
+export { startPostfix, sendSmtp, postfixMissing, type PostfixInstance, type PostfixOptions, type SmtpSendOptions, type SmtpSendResult, type SmtpServerReply } from './postfix.js';
+export { startSmtpSink, type SmtpSink, type SmtpSinkOptions, type SinkMessage, type DeliveredMessage } from './smtp-sink.js';
+export { headerFields, headerValues, subjectOf, authenticationResults, type HeaderField, type ParsedAuthenticationResults } from './message.js';
 export { startSendmail, prepareSendmail, sendmailMissing, type SendmailInstance, type SendmailOptions, type SendmailMilter, type SendmailRole, type SendmailDistribution } from './sendmail.js';
 export { startPostgres, startRedis, postgresMissing, redisMissing, type PostgresServer, type RedisServer } from './stores.js';

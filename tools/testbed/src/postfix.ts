@@ -1,14 +1,15 @@
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { type Server, type Socket, connect, createServer } from 'node:net';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
-import { findProgram, freePort, runProgram, tempDir, waitFor } from './process.js';
+import { findProcesses, findProgram, freePort, pidAlive, readUser, runProgram, signalAll, tempDir, waitFor } from './process.js';
+import { type DeliveredMessage, type SmtpSink, type SmtpSinkOptions, startSmtpSink } from './smtp-sink.js';
 
 /**
  * A private Postfix instance for tests: its own config, queue and data directories under a
  * temp dir, no chroot, smtpd on 127.0.0.1 at a free port, milters configurable, every
- * message relayed to an in-process SMTP sink that records it. Needs root (Postfix's master
- * runs as root) and the Debian package postfix. Nothing here reads outside the repository
- * and the temp dir; stop() takes everything down and removes the temp dir.
+ * message relayed to an in-process SMTP sink (./smtp-sink.ts) that records it. Needs root
+ * (Postfix's master runs as root) and the Debian package postfix. Nothing here reads outside
+ * the repository and the temp dir; stop() takes everything down and removes the temp dir.
  */
 
 /**
@@ -21,156 +22,6 @@ export function postfixMissing(): string | undefined {
   if (process.getuid?.() !== 0) return 'a private Postfix instance needs root';
   if (!readUser('postfix')) return 'there is no postfix user';
   return undefined;
-}
-
-function readUser(name: string): { uid: number; gid: number } | undefined {
-  try {
-    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
-    }
-  } catch {
-    // no passwd file
-  }
-  return undefined;
-}
-
-// ---------------------------------------------------------------------------------------
-// SMTP sink
-
-/** A message the sink received. */
-export interface DeliveredMessage {
-  /** 1-based arrival number. */
-  id: number;
-  /** The file holding the message (exactly the DATA bytes, dot-unstuffed). */
-  file: string;
-  helo: string;
-  /** MAIL FROM address, without brackets. */
-  sender: string;
-  /** RCPT TO addresses, without brackets. */
-  recipients: string[];
-  data: Buffer;
-}
-
-export interface SmtpSink {
-  host: string;
-  port: number;
-  /** Where the message files go. */
-  dir: string;
-  readonly messages: readonly DeliveredMessage[];
-  /** Wait (bounded: tries × 50 ms) until at least `count` messages arrived; returns them all. */
-  waitForMessages(count: number, tries?: number): Promise<DeliveredMessage[]>;
-  stop(): Promise<void>;
-}
-
-function address(arg: string): string {
-  const m = /<([^>]*)>/.exec(arg);
-  return (m ? (m[1] as string) : (arg.split(/\s+/)[0] ?? '')).trim();
-}
-
-/** An SMTP server on 127.0.0.1 (free port) that accepts every message and records it. */
-export async function startSmtpSink(options: { dir?: string } = {}): Promise<SmtpSink> {
-  const dir = options.dir ?? tempDir('inkan-sink-');
-  mkdirSync(dir, { recursive: true });
-  const messages: DeliveredMessage[] = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    let pending: Buffer = Buffer.alloc(0);
-    let inData = false;
-    let helo = '';
-    let sender = '';
-    let recipients: string[] = [];
-    let parts: Buffer[] = [];
-    const reply = (text: string) => {
-      if (!socket.destroyed) socket.write(`${text}\r\n`);
-    };
-    const reset = () => {
-      sender = '';
-      recipients = [];
-      parts = [];
-    };
-    socket.write('220 inkan-sink ESMTP\r\n');
-    socket.on('data', (chunk: Buffer) => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      for (let eol = pending.indexOf('\r\n'); eol !== -1; eol = pending.indexOf('\r\n')) {
-        const line = pending.subarray(0, eol);
-        pending = pending.subarray(eol + 2);
-        if (inData) {
-          if (line.length === 1 && line[0] === 0x2e) {
-            inData = false;
-            const id = messages.length + 1;
-            const file = join(dir, `${String(id).padStart(4, '0')}.eml`);
-            const data = Buffer.concat(parts);
-            writeFileSync(file, data);
-            messages.push({ id, file, helo, sender, recipients, data });
-            reply(`250 2.0.0 Ok: queued as SINK${id}`);
-            reset();
-          } else {
-            parts.push(line[0] === 0x2e ? line.subarray(1) : line, Buffer.from('\r\n'));
-          }
-          continue;
-        }
-        const text = line.toString('latin1');
-        const verb = text.slice(0, 4).toUpperCase();
-        if (verb === 'EHLO') {
-          helo = text.slice(5).trim();
-          reply('250-inkan-sink\r\n250-8BITMIME\r\n250 SIZE 268435456');
-        } else if (verb === 'HELO') {
-          helo = text.slice(5).trim();
-          reply('250 inkan-sink');
-        } else if (verb === 'MAIL') {
-          reset();
-          sender = address(text.slice(text.indexOf(':') + 1));
-          reply('250 2.1.0 Ok');
-        } else if (verb === 'RCPT') {
-          recipients.push(address(text.slice(text.indexOf(':') + 1)));
-          reply('250 2.1.5 Ok');
-        } else if (verb === 'DATA') {
-          if (recipients.length === 0) reply('503 5.5.1 No recipients');
-          else {
-            inData = true;
-            reply('354 End data with <CR><LF>.<CR><LF>');
-          }
-        } else if (verb === 'RSET') {
-          reset();
-          reply('250 2.0.0 Ok');
-        } else if (verb === 'NOOP') {
-          reply('250 2.0.0 Ok');
-        } else if (verb === 'QUIT') {
-          reply('221 2.0.0 Bye');
-          socket.end();
-        } else {
-          reply('502 5.5.2 Command not recognized');
-        }
-      }
-    });
-  });
-  const port = await freePort();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    host: '127.0.0.1',
-    port,
-    dir,
-    messages,
-    async waitForMessages(count, tries = 400) {
-      await waitFor(() => messages.length >= count, `${count} message(s) at the SMTP sink (got ${messages.length})`, tries, 50);
-      return [...messages];
-    },
-    async stop() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      if (!options.dir) rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -310,6 +161,11 @@ export interface PostfixOptions {
   milterProtocol?: string;
   /** More main.cf parameters (override the defaults). */
   mainCf?: Record<string, string>;
+  /**
+   * How the sink that every message is relayed to runs; default: on 127.0.0.1, recording
+   * every message. Its folder is always the instance's.
+   */
+  sink?: Omit<SmtpSinkOptions, 'dir'>;
 }
 
 export interface PostfixInstance {
@@ -329,7 +185,7 @@ export interface PostfixInstance {
   sendSmtp(options: Omit<SmtpSendOptions, 'port' | 'host'>): Promise<SmtpSendResult>;
   /** Submit a message with this instance's sendmail(1): `sendmail -C dir -i -f from -- to...`. */
   sendmail(message: Buffer | string, options: { from: string; to: string[] }): Promise<{ code: number | null; stderr: string }>;
-  /** Wait (bounded) until the sink holds at least `count` messages. */
+  /** Wait (bounded) until the sink has taken at least `count` messages; returns those it recorded. */
   waitForDelivered(count: number, tries?: number): Promise<DeliveredMessage[]>;
   /** The instance's log so far. */
   maillog(): string;
@@ -339,32 +195,7 @@ export interface PostfixInstance {
 /** Live processes whose environment has MAIL_CONFIG=configDir: every process of one instance. */
 function instanceProcesses(configDir: string): number[] {
   const needle = Buffer.from(`MAIL_CONFIG=${configDir}\0`);
-  const out: number[] = [];
-  let entries: string[] = [];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/environ`).includes(needle) && pidAlive(Number(entry))) out.push(Number(entry));
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return out;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // field 3 is the state; a zombie (Z) is gone for our purposes
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
+  return findProcesses((pid) => readFileSync(`/proc/${pid}/environ`).includes(needle));
 }
 
 const MASTER_CF = `# service  type  private unpriv chroot wakeup maxproc command
@@ -408,7 +239,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   const maillogFile = join(dir, 'maillog');
   for (const d of [configDir, queueDir, dataDir]) mkdirSync(d, { recursive: true });
   chownSync(dataDir, owner.uid, owner.gid);
-  const sink = await startSmtpSink({ dir: join(dir, 'sink') });
+  const sink = await startSmtpSink({ ...options.sink, dir: join(dir, 'sink') });
   const smtpPort = await freePort();
   const id = dir.slice(dir.lastIndexOf('-') + 1).toLowerCase().replace(/[^a-z0-9]/g, 'x');
   const hostname = `mta-${id}.inkan.test`;
@@ -428,7 +259,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     relay_domains: '',
     alias_maps: '',
     alias_database: '',
-    relayhost: `[127.0.0.1]:${sink.port}`,
+    relayhost: `[${sink.host}]:${sink.port}`,
     inet_interfaces: '127.0.0.1',
     inet_protocols: 'ipv4',
     mynetworks: '127.0.0.0/8',
@@ -468,24 +299,14 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
       try {
         await waitFor(() => !pidAlive(pid), `Postfix master ${pid} to exit`, 200, 50);
       } catch {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
+        signalAll([pid], 'SIGKILL');
       }
     }
     // The master does not wait for its children; wait (bounded) until they are gone too.
     try {
       await waitFor(() => instanceProcesses(configDir).length === 0, 'Postfix processes to exit', 100, 50);
     } catch {
-      for (const child of instanceProcesses(configDir)) {
-        try {
-          process.kill(child, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+      signalAll(instanceProcesses(configDir), 'SIGKILL');
     }
     await sink.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -495,18 +316,9 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   const started = await runProgram(postfix, ['-c', configDir, 'start'], { timeoutMs: 60_000 });
   try {
     if (started.code !== 0) throw new Error(`postfix start exited with ${started.code}: ${started.stderr}`);
-    await waitFor(
-      async () => {
-        const banner = await smtpBanner(smtpPort);
-        if (!banner.includes(hostname)) throw new Error(`port ${smtpPort} answers with "${banner}", not this instance`);
-        return true;
-      },
-      `Postfix smtpd on 127.0.0.1:${smtpPort}`,
-      200,
-      50,
-    );
+    await waitForBanner(smtpPort, hostname, 'Postfix smtpd');
   } catch (error) {
-    const log = maillog().split('\n').slice(-15).join('\n');
+    const log = logTail(maillog(), 15);
     await stop();
     throw new Error(`${(error as Error).message}\n--- maillog ---\n${log}`);
   }
@@ -524,17 +336,46 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
       const r = await runProgram(sendmailPath, ['-C', configDir, '-i', '-f', o.from, '--', ...o.to], { input: message, timeoutMs: 60_000 });
       return { code: r.code, stderr: r.stderr };
     },
-    async waitForDelivered(count, tries = 400) {
-      try {
-        return await sink.waitForMessages(count, tries);
-      } catch (error) {
-        const log = maillog().split('\n').slice(-20).join('\n');
-        throw new Error(`${(error as Error).message}\n--- maillog ---\n${log}`);
-      }
-    },
+    waitForDelivered: (count, tries = 400) => waitForDelivery(sink, count, tries, maillog, 20),
     maillog,
     stop,
   };
+}
+
+// ---------------------------------------------------------------------------------------
+// For every test MTA (Postfix here, Sendmail)
+
+/** The last `count` lines of a log, to go with an error. */
+export function logTail(log: string, count: number): string {
+  return log.split('\n').slice(-count).join('\n');
+}
+
+/**
+ * Wait (bounded) until the MTA instance of this unique host name answers on 127.0.0.1:port:
+ * its banner must show the name, so a stray server on the same port cannot be mistaken for
+ * it. `gone` ends the wait early (the server exited; the caller says so).
+ */
+export async function waitForBanner(port: number, hostname: string, what: string, gone: () => boolean = () => false): Promise<void> {
+  await waitFor(
+    async () => {
+      if (gone()) return true;
+      const banner = await smtpBanner(port);
+      if (!banner.includes(hostname)) throw new Error(`port ${port} answers with "${banner}", not this instance`);
+      return true;
+    },
+    `${what} on 127.0.0.1:${port}`,
+    200,
+    50,
+  );
+}
+
+/** Wait (bounded) until the MTA's sink has taken `count` messages; on time-out the error ends with the MTA's log. */
+export async function waitForDelivery(sink: SmtpSink, count: number, tries: number, maillog: () => string, logLines: number): Promise<DeliveredMessage[]> {
+  try {
+    return await sink.waitForMessages(count, tries);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n--- maillog ---\n${logTail(maillog(), logLines)}`);
+  }
 }
 
 /** The first line a server sends on connect (bounded). */

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
@@ -95,4 +95,78 @@ export function runProgram(
     child.stdin.on('error', () => {});
     child.stdin.end(options.input ?? '');
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes of a server under test, seen through /proc (Linux)
+
+/** The uid and gid of a user in /etc/passwd, or undefined when there is no such user. */
+export function readUser(name: string): { uid: number; gid: number } | undefined {
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
+    }
+  } catch {
+    // no passwd file
+  }
+  return undefined;
+}
+
+/** The fields of /proc/PID/stat after the command name: state, parent, ...; undefined once it is gone. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) is in parentheses and may itself hold spaces and ')'
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process that runs: neither gone nor a zombie (waiting for a parent that may never reap it). */
+export function pidAlive(pid: number): boolean {
+  const state = statFields(pid)?.[0];
+  return state !== undefined && state !== 'Z' && state !== 'X';
+}
+
+/** The parent of a process, or undefined once it is gone. */
+export function parentOf(pid: number): number | undefined {
+  const parent = statFields(pid)?.[1];
+  return parent === undefined ? undefined : Number(parent);
+}
+
+/**
+ * Live processes (not this one) for which `belongs(pid)` is true, e.g. every process of one
+ * server instance. A process that goes away or cannot be read while `belongs` looks at it is left out.
+ */
+export function findProcesses(belongs: (pid: number) => boolean): number[] {
+  const out: number[] = [];
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const pid = Number(entry);
+    try {
+      if (belongs(pid) && pidAlive(pid)) out.push(pid);
+    } catch {
+      // gone, not ours to read, or a kernel thread
+    }
+  }
+  return out;
+}
+
+/** Send `signal` to each process; one already gone is no error. */
+export function signalAll(pids: readonly number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
 }

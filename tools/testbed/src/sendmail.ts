@@ -17,8 +17,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type DeliveredMessage, type SmtpSendOptions, type SmtpSendResult, type SmtpSink, sendSmtp, smtpBanner, startSmtpSink } from './postfix.js';
-import { type RunResult, findProgram, freePort, runProgram, tempDir, waitFor } from './process.js';
+import { type SmtpSendOptions, type SmtpSendResult, logTail, sendSmtp, waitForBanner, waitForDelivery } from './postfix.js';
+import { type RunResult, findProcesses, findProgram, freePort, parentOf, readUser, runProgram, signalAll, tempDir, waitFor } from './process.js';
+import { type DeliveredMessage, type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
 /**
  * A private Sendmail 8.17 for tests, taken from Debian's own packages without installing them
@@ -446,63 +447,13 @@ export interface SendmailInstance {
   stop(): Promise<void>;
 }
 
-function readUser(name: string): { uid: number; gid: number } | undefined {
-  try {
-    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
-    }
-  } catch {
-    // no passwd file
-  }
-  return undefined;
-}
-
-function processState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return undefined;
-  }
-}
-
-/** A process that runs (a zombie waiting for a parent that never reaps it does not). */
-function running(pid: number): boolean {
-  const state = processState(pid);
-  return state !== undefined && state !== 'Z' && state !== 'X';
-}
-
-function parentOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
-}
-
 /** Live sendmail processes of one instance: our binary, working in the instance's folder. */
 function instanceProcesses(binary: string, dir: string): number[] {
-  const out: number[] = [];
-  let entries: string[] = [];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    try {
-      if (readlinkSync(`/proc/${pid}/exe`) !== binary) continue;
-      const cwd = readlinkSync(`/proc/${pid}/cwd`);
-      if ((cwd === dir || cwd.startsWith(`${dir}/`)) && running(pid)) out.push(pid);
-    } catch {
-      // gone, or a kernel thread
-    }
-  }
-  return out;
+  return findProcesses((pid) => {
+    if (readlinkSync(`/proc/${pid}/exe`) !== binary) return false;
+    const cwd = readlinkSync(`/proc/${pid}/cwd`);
+    return cwd === dir || cwd.startsWith(`${dir}/`);
+  });
 }
 
 const q = (s: string) => `\`${s}'`;
@@ -678,13 +629,7 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
       const left = instanceProcesses(binary, dir);
       if (left.length === 0) break;
-      for (const p of left) {
-        try {
-          process.kill(p, signal);
-        } catch {
-          // already gone
-        }
-      }
+      signalAll(left, signal);
       await waitFor(() => instanceProcesses(binary, dir).length === 0, 'sendmail processes to exit', 100, 50).catch(() => undefined);
     }
     const survivors = instanceProcesses(binary, dir);
@@ -694,20 +639,10 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
   };
 
   try {
-    await waitFor(
-      async () => {
-        if (exited) return true; // reported below
-        const banner = await smtpBanner(smtpPort);
-        if (!banner.includes(hostname)) throw new Error(`port ${smtpPort} answers with "${banner}", not this instance`);
-        return true;
-      },
-      `Sendmail on 127.0.0.1:${smtpPort}`,
-      200,
-      50,
-    );
+    await waitForBanner(smtpPort, hostname, 'Sendmail', () => exited);
     if (exited) throw new Error('the Sendmail daemon exited');
   } catch (error) {
-    const log = maillog().split('\n').slice(-15).join('\n');
+    const log = logTail(maillog(), 15);
     await stop();
     throw new Error(`${(error as Error).message}\n--- output ---\n${output}\n--- maillog ---\n${log}`);
   }
@@ -738,14 +673,7 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
     },
     queueSize: (role) => readdirSync(queueDir[role]).filter((f) => f.startsWith('qf')).length,
     compileInfo,
-    async waitForDelivered(count, tries = 400) {
-      try {
-        return await sink.waitForMessages(count, tries);
-      } catch (error) {
-        const log = maillog().split('\n').slice(-25).join('\n');
-        throw new Error(`${(error as Error).message}\n--- maillog ---\n${log}`);
-      }
-    },
+    waitForDelivered: (count, tries = 400) => waitForDelivery(sink, count, tries, maillog, 25),
     maillog,
     daemonOutput: () => output,
     stop,

@@ -8,6 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type KeyResolver, parseAuthenticationResults, verifyMessage } from '@inkan/dkim-core';
+import { authenticationResults, headerFields } from '@inkan/testbed';
 import { indexOfMessageId, type Kind, KINDS, OUR_DOMAIN, OUTSIDE_DOMAIN } from './corpus.js';
 
 export interface CheckerOptions {
@@ -28,24 +29,6 @@ export interface CheckerOptions {
 export type CountsByKind = Record<Kind, number>;
 
 const zero = (): CountsByKind => ({ sign: 0, good: 0, tampered: 0, unsigned: 0 });
-
-interface Field {
-  name: string;
-  value: string;
-}
-
-/** The header fields of a message, unfolded (CRLF before white space removed). */
-export function headerFields(message: Buffer): Field[] {
-  const end = message.indexOf('\r\n\r\n');
-  const header = message.subarray(0, end === -1 ? message.length : end).toString('latin1');
-  const out: Field[] = [];
-  for (const raw of header.split(/\r\n(?![ \t])/)) {
-    const colon = raw.indexOf(':');
-    if (colon <= 0) continue;
-    out.push({ name: raw.slice(0, colon).trim(), value: raw.slice(colon + 1).replace(/\r\n/g, '') });
-  }
-  return out;
-}
 
 function signatureDomain(value: string): string | undefined {
   const m = /(?:^|;)d=([^;]+)/.exec(value.replace(/\s+/g, ''));
@@ -117,10 +100,7 @@ export class Checker {
       return;
     }
     const ours = fields.filter((f) => f.name.toLowerCase() === 'dkim-signature' && signatureDomain(f.value) === OUR_DOMAIN);
-    const ar = fields
-      .filter((f) => f.name.toLowerCase() === 'authentication-results')
-      .map((f) => parseAuthenticationResults(f.value))
-      .filter((a) => a?.authservId.toLowerCase() === this.options.authservId.toLowerCase());
+    const ar = authenticationResults(message, parseAuthenticationResults, this.options.authservId);
     if (this.options.sampled(index, kind)) {
       const file = join(this.options.dir, `sample-${index}.eml`);
       writeFileSync(file, message);
@@ -166,7 +146,7 @@ export class Checker {
     if (ok) this.verdictOk[kind]++;
     else {
       this.verdictWrong[kind]++;
-      const said = ar.map((a) => (a?.results ?? []).map((r) => `${r.method}=${r.result}${r.reason ? ` (${r.reason})` : ''}`).join('; ')).join(' | ');
+      const said = ar.map((a) => a.results.map((r) => `${r.method}=${r.result}${r.reason ? ` (${r.reason})` : ''}`).join('; ')).join(' | ');
       this.problem(`outside message ${index} (${kind}): expected dkim=${expected}, got ${ar.length} Authentication-Results of ours: ${said || '-'}`, index, message);
     }
   }
