@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
 import { runTransaction } from '@inkan/milter-protocol';
 import { EX_CONFIG } from '../src/index.js';
-import { sendThroughOutage, startMilterd } from './helpers.js';
+import { OUTAGE_MESSAGES, sendThroughOutage, startMilterd } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 let keys: TestKeys;
@@ -165,7 +165,7 @@ describe('reload and shutdown under Postfix', () => {
     }
   });
 
-  it('SIGTERM during a send loop loses nothing: Postfix tempfails or defers, then delivers after restart', async () => {
+  it('SIGTERM during a send loop loses nothing: Postfix tempfails or defers, then delivers after restart', { timeout: 900_000 }, async () => {
     const keyFile = join(dir, 'term.private');
     writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
     const port = await freePort();
@@ -173,14 +173,17 @@ describe('reload and shutdown under Postfix', () => {
     let milterd = await startMilterd(args);
     const postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}`, milterDefaultAction: 'tempfail' });
     try {
-      const resent = await sendThroughOutage(
+      const run = await sendThroughOutage(
         postfix,
         async () => expect(await milterd.stop()).toBe(0),
         async () => {
           milterd = await startMilterd(args);
         },
+        { count: OUTAGE_MESSAGES, concurrency: 8 },
       );
-      console.log(`SIGTERM loop: 24 messages, ${resent} tempfailed at SMTP and resent, all delivered once and signed`);
+      console.log(
+        `SIGTERM under load: ${run.sent} messages in ${run.seconds.toFixed(1)} s, ${run.resent} tempfailed at SMTP and resent, ${run.queued} queued while it was down; all delivered once and signed`,
+      );
     } finally {
       await postfix.stop();
       await milterd.stop();

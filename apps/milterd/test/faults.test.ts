@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
 import { dkimKeyRecord, type DnsServer, freePort, makeKeys, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
-import { sendThroughOutage, startMilterd } from './helpers.js';
+import { OUTAGE_MESSAGES, sendThroughOutage, startMilterd } from './helpers.js';
 
 let keys: TestKeys;
 let dir: string;
@@ -48,8 +48,8 @@ describe('DNS server stopped mid-run', () => {
   });
 });
 
-describe('inkan-milterd killed (SIGKILL) while Postfix sends', () => {
-  it('every message is delivered exactly once and signed after a restart', async () => {
+describe('inkan-milterd killed (SIGKILL) while Postfix sends 2,000 messages', () => {
+  it('every message is delivered exactly once and signed after a restart', { timeout: 900_000 }, async () => {
     const keyFile = join(dir, 'kill.private');
     writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
     const port = await freePort();
@@ -57,7 +57,7 @@ describe('inkan-milterd killed (SIGKILL) while Postfix sends', () => {
     let milterd = await startMilterd(args);
     const postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}`, milterDefaultAction: 'tempfail' });
     try {
-      const resent = await sendThroughOutage(
+      const run = await sendThroughOutage(
         postfix,
         async () => {
           milterd.child.kill('SIGKILL');
@@ -66,8 +66,11 @@ describe('inkan-milterd killed (SIGKILL) while Postfix sends', () => {
         async () => {
           milterd = await startMilterd(args);
         },
+        { count: OUTAGE_MESSAGES, concurrency: 8 },
       );
-      console.log(`SIGKILL loop: 24 messages, ${resent} tempfailed at SMTP and resent, all delivered once and signed`);
+      console.log(
+        `SIGKILL under load: ${run.sent} messages in ${run.seconds.toFixed(1)} s, ${run.resent} tempfailed at SMTP and resent, ${run.queued} queued while it was down; all delivered once and signed`,
+      );
     } finally {
       await postfix.stop();
       await milterd.stop();

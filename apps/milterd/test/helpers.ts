@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { type EndOfMessageResult, MilterClient, type Modification, ProtocolFlags, splitMessage } from '@inkan/milter-protocol';
-import { type PostfixInstance, runProgram, subjectOf, waitFor } from '@inkan/testbed';
+import { type PostfixInstance, runProgram, waitFor } from '@inkan/testbed';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
 
@@ -73,41 +73,79 @@ export function fixture(name: string): string {
   return join(dirname(fileURLToPath(import.meta.url)), 'fixtures', name);
 }
 
+/** Messages sent through each outage under Postfix (SIGKILL, SIGTERM): the reliability issue's figure. */
+export const OUTAGE_MESSAGES = 2000;
+
+/** What sendThroughOutage did. */
+export interface OutageRun {
+  sent: number;
+  /** Tempfailed at SMTP while the milter was away, and sent again (as an SMTP client would). */
+  resent: number;
+  /** Submitted with sendmail(1) while the milter was away: kept in Postfix's queue, flushed later. */
+  queued: number;
+  seconds: number;
+}
+
 /**
- * Send 24 messages through a private Postfix (every third with its sendmail command, the
- * rest over SMTP) while the milter goes away after the 8th (`outage`), then bring it back
- * (`restart`), resend what Postfix tempfailed at SMTP (as a client would), flush the queue,
- * and check every message arrived exactly once and signed. Returns how many were resent.
+ * Send `count` messages through Postfix from `concurrency` senders at once, every third with
+ * sendmail(1) (the non-SMTP path: always queued) and the rest over SMTP. The milter goes
+ * away (`outage`) once 40 % have been sent and comes back (`restart`) at 70 %, while the
+ * senders keep going; then what Postfix tempfailed at SMTP is sent again, the queue is
+ * flushed, and every Message-ID must have arrived exactly once, signed.
  */
-export async function sendThroughOutage(postfix: PostfixInstance, outage: () => Promise<unknown>, restart: () => Promise<unknown>): Promise<number> {
-  const message = (subject: string) =>
-    Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@example.org>\r\n\r\nBody of ${subject}.\r\n`);
+export async function sendThroughOutage(
+  postfix: PostfixInstance,
+  outage: () => Promise<unknown>,
+  restart: () => Promise<unknown>,
+  options: { count?: number; concurrency?: number } = {},
+): Promise<OutageRun> {
+  const count = options.count ?? 24;
+  const concurrency = Math.max(1, Math.min(options.concurrency ?? 1, count));
+  const started = performance.now();
+  const id = (i: number) => `outage-${i}@example.org`;
+  const message = (i: number) =>
+    Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: outage ${i}\r\nMessage-ID: <${id(i)}>\r\n\r\nBody of message ${i}.\r\n`);
   const envelope = { from: 'joe@example.org', to: ['suzie@example.net'] };
-  const subjects = Array.from({ length: 24 }, (_, i) => `outage ${i}`);
-  const retry: string[] = [];
-  let down: Promise<unknown> | undefined;
-  for (const [i, subject] of subjects.entries()) {
-    if (i === 8) down = outage();
-    if (i % 3 === 2) {
-      // The non-SMTP path: always queued; cleanup defers it while the milter is away.
-      const r = await postfix.sendmail(message(subject), envelope);
-      expect(r.code, r.stderr).toBe(0);
-      continue;
+  const down = Math.floor(count * 0.4);
+  const up = Math.floor(count * 0.7);
+  let next = 0;
+  let outageDone: Promise<unknown> | undefined;
+  let restartDone: Promise<unknown> | undefined;
+  let away = false;
+  let queued = 0;
+  const retry: number[] = [];
+  const sender = async () => {
+    while (next < count) {
+      const i = next++;
+      if (i === down) outageDone = outage().then(() => (away = true));
+      if (i >= down) await outageDone;
+      if (i === up) restartDone = restart().then(() => (away = false));
+      if (i >= up) await restartDone;
+      if (i % 3 === 2) {
+        const r = await postfix.sendmail(message(i), envelope);
+        expect(r.code, r.stderr).toBe(0);
+        if (away) queued++;
+        continue;
+      }
+      const r = await postfix.sendSmtp({ ...envelope, data: message(i) });
+      if ((r.data?.code ?? r.mail.code) === 250) continue;
+      expect(Math.floor((r.data?.code ?? r.rejected[0]?.reply.code ?? r.mail.code) / 100), `message ${i}: ${JSON.stringify(r.data ?? r.mail)}`).toBe(4);
+      retry.push(i); // a 4xx: the SMTP client keeps the message and tries again later
     }
-    const r = await postfix.sendSmtp({ ...envelope, data: message(subject) });
-    if ((r.data?.code ?? r.mail.code) === 250) continue;
-    expect(Math.floor((r.data?.code ?? r.rejected[0]?.reply.code ?? r.mail.code) / 100), `${subject}: ${JSON.stringify(r.data ?? r.mail)}`).toBe(4);
-    retry.push(subject); // a 4xx: the SMTP client keeps the message and tries again later
-  }
-  await down;
-  await restart();
-  for (const subject of retry) expect((await postfix.sendSmtp({ ...envelope, data: message(subject) })).data?.code).toBe(250);
+  };
+  await Promise.all(Array.from({ length: concurrency }, sender));
+  await outageDone;
+  await restartDone;
+  for (const i of retry) expect((await postfix.sendSmtp({ ...envelope, data: message(i) })).data?.code, `resending message ${i}`).toBe(250);
   await runProgram('postqueue', ['-c', postfix.configDir, '-f']);
-  const delivered = await postfix.waitForDelivered(subjects.length, 600);
-  const got = delivered.map((m) => subjectOf(m.data)).sort();
-  expect(got).toEqual([...subjects].sort());
-  for (const m of delivered) expect(m.data.toString('latin1'), m.file).toMatch(/^DKIM-Signature: /m);
-  return retry.length;
+  const delivered = await postfix.waitForDelivered(count, Math.max(600, count * 2));
+  const ids = delivered.map((m) => /^Message-ID:\s*<([^>]+)>/im.exec(m.data.toString('latin1'))?.[1] ?? `(none in ${m.file})`);
+  expect(ids.length).toBe(count);
+  expect(new Set(ids).size).toBe(count);
+  expect([...ids].sort()).toEqual(Array.from({ length: count }, (_, i) => id(i)).sort());
+  const unsigned = delivered.filter((m) => !/^DKIM-Signature: /m.test(m.data.toString('latin1')));
+  expect(unsigned.map((m) => m.file)).toEqual([]);
+  return { sent: count, resent: retry.length, queued, seconds: (performance.now() - started) / 1000 };
 }
 
 /** One transaction driven stage by stage, with the times that matter for stalls. */
