@@ -10,6 +10,7 @@ import {
   KeyLookupError,
   MemoryKeyResolver,
   Signer,
+  makeHeaderField,
   Verifier,
   signMessage,
   splitMessage,
@@ -62,6 +63,16 @@ describe('sign then verify', () => {
       });
     }
   }
+
+  it('RSA signatures are good whether made alone (on the main thread) or with others in progress (on the thread pool)', async () => {
+    const alone = await signed(rsa());
+    const together = await Promise.all(Array.from({ length: 6 }, (_, i) => signed(rsa(), Buffer.concat([MESSAGE, Buffer.from(`line ${i}\r\n`)]))));
+    // a Signer left unfinished (an aborted message) must not stop the others from signing
+    const abandoned = new Signer(rsa());
+    abandoned.header(makeHeaderField('From', ' a@example.org'));
+    const afterwards = await signed(rsa());
+    for (const msg of [alone, ...together, afterwards]) expect((await verifyMessage(msg, { resolver }))[0]?.result).toBe('pass');
+  });
 
   it('signs RSA and Ed25519 in one pass with one body hash', async () => {
     const bodyHashes = new BodyHashSet();
