@@ -183,9 +183,10 @@ function prepare(options: SignatureOptions): PreparedSignature {
 }
 
 /**
- * Signers constructed and not finished yet, in this process: with only one, a small RSA
- * signature is made at once instead of on the thread pool (see signData). A Signer dropped
- * without finish() (an aborted message) leaves the count when it is garbage-collected.
+ * Signers constructed and not done yet (finish() not settled) in this process. With only
+ * one, a small RSA signature is made at once instead of on the thread pool (see signData).
+ * A Signer dropped without finish() (an aborted message) leaves the count when it is
+ * garbage-collected.
  */
 let unfinished = 0;
 const dropped = new FinalizationRegistry<undefined>(() => {
@@ -247,8 +248,12 @@ export class Signer implements MessageSink {
     if (!this.ended) this.endOfHeaders();
     const now = Math.floor(this.now() / 1000);
     const alone = unfinished === 1 && this.prepared.length === 1;
-    if (dropped.unregister(this)) unfinished--;
-    return Promise.all(this.prepared.map((p) => this.sign(p, now, alone)));
+    try {
+      return await Promise.all(this.prepared.map((p) => this.sign(p, now, alone)));
+    } finally {
+      // Only now: a message whose signature is still on the pool is still in progress.
+      if (dropped.unregister(this)) unfinished--;
+    }
   }
 
   private signedNames(p: PreparedSignature): string[] {
