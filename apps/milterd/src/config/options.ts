@@ -233,6 +233,7 @@ export function setOption(config: Config, name: string, value: string, where: st
       return;
     case 'integer':
       if (!/^\d+$/.test(v)) throw new ConfigError(where, `${spec.name} takes a whole number, not "${v}"`);
+      if (!Number.isSafeInteger(Number(v))) throw new ConfigError(where, `${spec.name}: ${v.slice(0, 24)}${v.length > 24 ? '...' : ''} is too large`);
       if (spec.min !== undefined && Number(v) < spec.min) throw new ConfigError(where, `${spec.name} must be at least ${spec.min}, not ${v}`);
       if (spec.max !== undefined && Number(v) > spec.max) throw new ConfigError(where, `${spec.name} must be at most ${spec.max}, not ${v}`);
       target[spec.key] = Number(v);
