@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { type EndOfMessageResult, MilterClient, type Modification, ProtocolFlags, splitMessage } from '@inkan/milter-protocol';
-import { type PostfixInstance, runProgram, waitFor } from '@inkan/testbed';
+import { freePort, type PostfixInstance, runProgram, waitFor } from '@inkan/testbed';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
 
@@ -71,6 +71,36 @@ export async function startMilterd(args: string[], options: { env?: NodeJS.Proce
 
 export function fixture(name: string): string {
   return join(dirname(fileURLToPath(import.meta.url)), 'fixtures', name);
+}
+
+/**
+ * An inkan-milterd that only verifies, for the MTA tests: 127.0.0.1 is the outside world for
+ * it, keys come from `dnsPort`, and it always adds Authentication-Results with our authserv-id.
+ */
+export async function startVerifyingMilterd(
+  dir: string,
+  dnsPort: number,
+  authservId: string,
+  options: { env?: NodeJS.ProcessEnv } = {},
+): Promise<{ milterd: MilterdProcess; port: number }> {
+  const port = await freePort();
+  const conf = join(dir, 'verify.conf');
+  writeFileSync(
+    conf,
+    [
+      `Socket inet:${port}@127.0.0.1`,
+      'Mode v',
+      '# 127.0.0.1 is the outside world for this instance',
+      'InternalHosts 192.0.2.1',
+      `AuthservID ${authservId}`,
+      'AlwaysAddARHeader yes',
+      `Nameservers 127.0.0.1@${dnsPort}`,
+      'DNSTimeout 2',
+      'LogWhy yes',
+      '',
+    ].join('\n'),
+  );
+  return { milterd: await startMilterd(['-x', conf], options), port };
 }
 
 /** Messages sent through each outage under Postfix (SIGKILL, SIGTERM): the reliability issue's figure. */

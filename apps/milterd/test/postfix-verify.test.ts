@@ -4,15 +4,12 @@
  * Authentication-Results; forged A-R fields claiming our authserv-id are all removed.
  */
 import { Buffer } from 'node:buffer';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   authenticationResults,
   dkimKeyRecord,
   dkimpySign,
   type DnsServer,
-  freePort,
   headerValues,
   mailDkimDomainKeysSign,
   makeKeys,
@@ -24,7 +21,7 @@ import {
   tempDir,
 } from '@inkan/testbed';
 import { parseAuthenticationResults, signMessage } from '@inkan/dkim-core';
-import { type MilterdProcess, startMilterd } from './helpers.js';
+import { type MilterdProcess, startVerifyingMilterd } from './helpers.js';
 
 const AUTHSERV = 'mx.inkan.test';
 let keys: TestKeys;
@@ -45,25 +42,9 @@ beforeAll(async () => {
     'testing._domainkey.sender.example': dkimKeyRecord(keys.ed25519, 't=y'),
     'dk._domainkey.sender.example': `k=rsa; p=${keys.rsa1024.p}`,
   });
-  const port = await freePort();
   const dir = tempDir('inkan-milterd-verify-');
-  const conf = join(dir, 'milterd.conf');
-  writeFileSync(
-    conf,
-    [
-      `Socket inet:${port}@127.0.0.1`,
-      'Mode v',
-      '# 127.0.0.1 is the outside world for this instance',
-      'InternalHosts 192.0.2.1',
-      `AuthservID ${AUTHSERV}`,
-      'AlwaysAddARHeader yes',
-      `Nameservers 127.0.0.1@${dns.port}`,
-      'DNSTimeout 2',
-      'LogWhy yes',
-      '',
-    ].join('\n'),
-  );
-  milterd = await startMilterd(['-x', conf]);
+  let port: number;
+  ({ milterd, port } = await startVerifyingMilterd(dir, dns.port, AUTHSERV));
   postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}` });
 }, 120_000);
 

@@ -33,7 +33,7 @@ import {
 } from '@inkan/testbed';
 import { parseAuthenticationResults } from '@inkan/dkim-core';
 import { describeActions, describeProtocol, formatSendmailFilter } from '@inkan/milter-protocol';
-import { type MilterdProcess, startMilterd } from './helpers.js';
+import { type MilterdProcess, startMilterd, startVerifyingMilterd } from './helpers.js';
 
 const AUTHSERV = 'mx.inkan.test';
 let keys: TestKeys;
@@ -202,24 +202,8 @@ describe('verifying under Sendmail, S=inet:port@127.0.0.1', () => {
   let milterd: MilterdProcess;
 
   beforeAll(async () => {
-    const port = await freePort();
-    const conf = join(dir, 'verify.conf');
-    writeFileSync(
-      conf,
-      [
-        `Socket inet:${port}@127.0.0.1`,
-        'Mode v',
-        '# 127.0.0.1 is the outside world for this instance',
-        'InternalHosts 192.0.2.1',
-        `AuthservID ${AUTHSERV}`,
-        'AlwaysAddARHeader yes',
-        `Nameservers 127.0.0.1@${dns.port}`,
-        'DNSTimeout 2',
-        'LogWhy yes',
-        '',
-      ].join('\n'),
-    );
-    milterd = await startMilterd(['-x', conf], { env: { INKAN_LOG_LEVEL: 'debug' } });
+    let port: number;
+    ({ milterd, port } = await startVerifyingMilterd(dir, dns.port, AUTHSERV, { env: { INKAN_LOG_LEVEL: 'debug' } }));
     running.push(milterd);
     sendmail = await startSendmail({ milter: { socket: `inet:${port}@127.0.0.1` } });
     running.push(sendmail);

@@ -71,9 +71,11 @@ export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
     return Date.now() + delay;
   };
 
-  /** One query to the upstream over UDP; calls back with its answer, or nothing on timeout. */
-  const askUdp = (query: Buffer, done: (answer: Buffer | undefined) => void) => {
-    const socket = createSocket('udp4');
+  /**
+   * One exchange with the upstream on its own socket: `finish` (once) stops the timer, lets
+   * the socket go and calls back; no answer within UPSTREAM_TIMEOUT_MS is no answer.
+   */
+  const exchange = <S extends UdpSocket | Socket>(socket: S, release: (s: S) => void, done: (answer: Buffer | undefined) => void) => {
     upstreamSockets.add(socket);
     let finished = false;
     const finish = (answer: Buffer | undefined) => {
@@ -81,11 +83,18 @@ export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
       finished = true;
       clearTimeout(timer);
       upstreamSockets.delete(socket);
-      socket.close();
+      release(socket);
       done(answer);
     };
     const timer = setTimeout(() => finish(undefined), UPSTREAM_TIMEOUT_MS);
     socket.on('error', () => finish(undefined));
+    return finish;
+  };
+
+  /** One query to the upstream over UDP; calls back with its answer, or nothing on timeout. */
+  const askUdp = (query: Buffer, done: (answer: Buffer | undefined) => void) => {
+    const socket = createSocket('udp4');
+    const finish = exchange(socket, (s) => s.close(), done);
     socket.on('message', (answer) => finish(answer));
     socket.send(query, upstreamPort, upstreamHost, (error) => {
       if (error) finish(undefined);
@@ -95,20 +104,9 @@ export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
   /** One query to the upstream over TCP (framed); calls back with its framed answer. */
   const askTcp = (framed: Buffer, done: (answer: Buffer | undefined) => void) => {
     const socket = connect({ host: upstreamHost, port: upstreamPort });
-    upstreamSockets.add(socket);
+    const finish = exchange(socket, (s) => s.destroy(), done);
     const parts: Buffer[] = [];
     let length = 0;
-    let finished = false;
-    const finish = (answer: Buffer | undefined) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      upstreamSockets.delete(socket);
-      socket.destroy();
-      done(answer);
-    };
-    const timer = setTimeout(() => finish(undefined), UPSTREAM_TIMEOUT_MS);
-    socket.on('error', () => finish(undefined));
     socket.on('close', () => finish(undefined));
     socket.on('data', (chunk: Buffer) => {
       parts.push(chunk);
