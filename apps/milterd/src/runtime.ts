@@ -223,5 +223,12 @@ export function describeConfig(config: Config): string {
   put('MetricsListen', config.metricsListen);
   put('MilterIdleTimeout', config.milterIdleTimeout);
   put('MilterProgressInterval', config.milterProgressInterval);
+  put('MaximumHeaders', config.maximumHeaders);
+  put('MaximumHeaderBytes', config.maximumHeaderBytes);
+  put('MaximumConnections', config.maximumConnections);
+  put('MaximumPacketSize', config.maximumPacketSize);
+  put('MaximumBufferedBytes', config.maximumBufferedBytes);
+  put('MaximumKeyBits', config.maximumKeyBits);
+  put('UnixClientsInternal', config.unixClientsInternal);
   return `${lines.join('\n')}\n`;
 }

@@ -90,6 +90,20 @@ export interface Config {
   milterIdleTimeout: number;
   /** Seconds between SMFIR_PROGRESS keepalives while a message's end is being worked on (0: none). */
   milterProgressInterval: number;
+  /** Header fields one message may have; past it the message gets On-Security (counted while they arrive). */
+  maximumHeaders: number;
+  /** Bytes one message's header section may take; past it the message gets On-Security. */
+  maximumHeaderBytes: number;
+  /** MTA connections open at once; more are closed at once (the MTA applies its default action). */
+  maximumConnections: number;
+  /** Largest milter packet accepted from the MTA; a larger one closes that connection. */
+  maximumPacketSize: number;
+  /** Bytes held in partly received packets across all connections; past it the connection that asks for more is closed. */
+  maximumBufferedBytes: number;
+  /** RSA keys larger than this never pass (policy): they cost too much to check. */
+  maximumKeyBits: number;
+  /** Clients the MTA reports on a unix socket count as internal (signed); otherwise InternalHosts decides. */
+  unixClientsInternal: boolean;
 }
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -151,6 +165,34 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 3600,
     description: 'seconds between progress keepalives to the MTA while a message is finished (default 5, 0 none; read at start)',
   },
+  { name: 'MaximumHeaders', key: 'maximumHeaders', kind: 'integer', min: 1, max: 1_000_000, description: 'header fields per message (default 1000); more: On-Security' },
+  {
+    name: 'MaximumHeaderBytes',
+    key: 'maximumHeaderBytes',
+    kind: 'integer',
+    min: 1024,
+    max: 268_435_456,
+    description: 'bytes of one header section (default 1048576); more: On-Security',
+  },
+  { name: 'MaximumConnections', key: 'maximumConnections', kind: 'integer', min: 1, max: 1_000_000, description: 'MTA connections at once (default 1024); more are closed' },
+  {
+    name: 'MaximumPacketSize',
+    key: 'maximumPacketSize',
+    kind: 'integer',
+    min: 65_536,
+    max: 268_435_456,
+    description: 'largest milter packet from the MTA (default 1048576); larger closes the connection',
+  },
+  {
+    name: 'MaximumBufferedBytes',
+    key: 'maximumBufferedBytes',
+    kind: 'integer',
+    min: 1_048_576,
+    max: 17_179_869_184,
+    description: 'bytes of partly received packets held across all connections (default 67108864)',
+  },
+  { name: 'MaximumKeyBits', key: 'maximumKeyBits', kind: 'integer', min: 1024, max: 16_384, description: 'larger RSA keys never pass (policy; default 4096)' },
+  { name: 'UnixClientsInternal', key: 'unixClientsInternal', kind: 'boolean', description: 'clients on a unix socket count as internal (default no: InternalHosts decides)' },
 ];
 
 const BY_NAME = new Map(OPTIONS.map((o) => [o.name.toLowerCase(), o]));
@@ -180,12 +222,20 @@ export function defaults(): Config {
     onInternalError: 'tempfail',
     onNoSignature: 'accept',
     onSignatureError: 'accept',
-    onSecurity: 'accept',
+    // OpenDKIM's documented default: a message with several From fields is held, not passed.
+    onSecurity: 'tempfail',
     maximumSignaturesToVerify: 10,
     logWhy: false,
     background: false,
     milterIdleTimeout: 7210,
     milterProgressInterval: 5,
+    maximumHeaders: 1000,
+    maximumHeaderBytes: 1024 * 1024,
+    maximumConnections: 1024,
+    maximumPacketSize: 1024 * 1024,
+    maximumBufferedBytes: 64 * 1024 * 1024,
+    maximumKeyBits: 4096,
+    unixClientsInternal: false,
   };
 }
 
