@@ -5,6 +5,7 @@
  *   pnpm fuzz                      every target, 60 s each
  *   pnpm fuzz --quick              every target, 4 s each (the CI pass in scripts/test.sh)
  *   pnpm fuzz --time 600 --target milter-session
+ *   pnpm fuzz --executions 1000000 --time 3600 --target key-record
  *
  * Exit status: 0 no crash, 1 a crash (inputs in tools/fuzz/crashes/<target>/), 2 usage.
  */
@@ -16,8 +17,11 @@ import type { FuzzStats } from './engine/fuzzer.js';
 import { TARGET_NAMES } from './targets/index.js';
 import type { WorkerData, WorkerMessage } from './worker.js';
 
-const USAGE = `usage: pnpm fuzz [--time S | --quick] [--target NAME]... [--seed N] [--timeout-ms MS] [--fresh] [--list]
-  --time S         fuzz each target for S seconds after its seeds (default 60)
+const USAGE = `usage: pnpm fuzz [--time S | --quick] [--executions N] [--target NAME]... [--seed N] [--timeout-ms MS] [--fresh] [--list]
+  --time S         fuzz each target for S seconds after its seeds (default 60, or no
+                   time bound with --executions)
+  --executions N   stop each target after N executions (seeds included); with --time,
+                   whichever comes first
   --quick          4 s per target: the short pass CI runs
   --target NAME    only this target (repeat, or give a comma list)
   --seed N         seed of the mutator (default: random, printed)
@@ -27,6 +31,8 @@ const USAGE = `usage: pnpm fuzz [--time S | --quick] [--target NAME]... [--seed 
 
 interface Options {
   timeMs: number;
+  /** Executions per target (Infinity: the time alone bounds a run). */
+  maxExecs: number;
   targets: string[];
   seed: number;
   timeoutMs: number;
@@ -34,7 +40,8 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options | string {
-  const o: Options = { timeMs: 60_000, targets: [], seed: (Math.random() * 0xffffffff) >>> 0, timeoutMs: 10_000, resume: true };
+  let time: number | undefined;
+  const o: Options = { timeMs: 60_000, maxExecs: Number.POSITIVE_INFINITY, targets: [], seed: (Math.random() * 0xffffffff) >>> 0, timeoutMs: 10_000, resume: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const value = () => {
@@ -49,8 +56,12 @@ function parseArgs(argv: string[]): Options | string {
     };
     try {
       if (arg === '--') continue;
-      if (arg === '--time') o.timeMs = number(value(), 0) * 1000;
-      else if (arg === '--quick') o.timeMs = 4000;
+      if (arg === '--time') time = number(value(), 0) * 1000;
+      else if (arg === '--quick') time = 4000;
+      else if (arg === '--executions') {
+        o.maxExecs = number(value(), 1);
+        if (!Number.isSafeInteger(o.maxExecs)) throw new Error(`--executions takes a whole number, not "${argv[i]}"`);
+      }
       else if (arg === '--target') o.targets.push(...value().split(',').filter(Boolean));
       else if (arg === '--seed') o.seed = number(value(), 0) >>> 0;
       else if (arg === '--timeout-ms') o.timeoutMs = number(value(), 100);
@@ -62,6 +73,7 @@ function parseArgs(argv: string[]): Options | string {
       return `error: ${(error as Error).message}`;
     }
   }
+  o.timeMs = time ?? (Number.isFinite(o.maxExecs) ? Number.POSITIVE_INFINITY : 60_000);
   for (const t of o.targets) if (!TARGET_NAMES.includes(t)) return `error: no target "${t}" (targets: ${TARGET_NAMES.join(', ')})`;
   if (o.targets.length === 0) o.targets = [...TARGET_NAMES];
   return o;
@@ -80,7 +92,8 @@ const SHARED_INPUT_BYTES = 1 << 20;
 function runTarget(name: string, o: Options): Promise<Outcome> {
   const shared = new SharedArrayBuffer(8 + SHARED_INPUT_BYTES);
   const header = new Int32Array(shared, 0, 2);
-  const data: WorkerData = { target: name, timeMs: o.timeMs, seed: o.seed, maxCrashes: 10, resume: o.resume, progressMs: o.timeMs >= 120_000 ? 60_000 : 0, shared };
+  const long = o.timeMs >= 120_000 || o.maxExecs >= 100_000;
+  const data: WorkerData = { target: name, timeMs: o.timeMs, maxExecs: o.maxExecs, seed: o.seed, maxCrashes: 10, resume: o.resume, progressMs: long ? 60_000 : 0, shared };
   const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: data, resourceLimits: { maxOldGenerationSizeMb: 2048 } });
   const outcome: Outcome = { crashes: [] };
   const currentInput = () => Buffer.from(new Uint8Array(shared, 8, Atomics.load(header, 1)));
@@ -150,7 +163,7 @@ function describe(s: FuzzStats): string {
 }
 
 function printTable(rows: string[][]): void {
-  const head = ['target', 'execs', 'exec/s', 'blocks', 'functions', 'features', 'corpus', 'slowest ms', 'crashes'];
+  const head = ['target', 'execs', 'seconds', 'exec/s', 'blocks', 'functions', 'features', 'corpus', 'slowest ms', 'crashes'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
   console.log(`\n${line(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);
@@ -165,7 +178,10 @@ if (options === 'help' || options === 'list' || typeof options === 'string') {
   process.exit(options === 'help' || options === 'list' ? 0 : 2);
 }
 
-console.log(`fuzzing ${options.targets.length} target(s), ${options.timeMs / 1000} s each, seed ${options.seed}${options.resume ? '' : ', committed seeds only'}`);
+const bound = [Number.isFinite(options.timeMs) ? `${options.timeMs / 1000} s` : '', Number.isFinite(options.maxExecs) ? `${fmt(options.maxExecs)} executions` : '']
+  .filter(Boolean)
+  .join(' or ');
+console.log(`fuzzing ${options.targets.length} target(s), ${bound} each, seed ${options.seed}${options.resume ? '' : ', committed seeds only'}`);
 const rows: string[][] = [];
 let crashed = 0;
 const began = performance.now();
@@ -175,8 +191,8 @@ for (const name of options.targets) {
   crashed += outcome.crashes.length;
   rows.push(
     s
-      ? [name, fmt(s.execs), fmt(s.execs / Math.max(s.seconds, 0.001)), fmt(s.blocks), fmt(s.functions), fmt(s.features), fmt(s.corpus), s.slowestMs.toFixed(1), String(outcome.crashes.length)]
-      : [name, '-', '-', '-', '-', '-', '-', '-', `${outcome.crashes.length} (${outcome.failure ?? 'stopped'})`],
+      ? [name, fmt(s.execs), fmt(s.seconds), fmt(s.execs / Math.max(s.seconds, 0.001)), fmt(s.blocks), fmt(s.functions), fmt(s.features), fmt(s.corpus), s.slowestMs.toFixed(1), String(outcome.crashes.length)]
+      : [name, '-', '-', '-', '-', '-', '-', '-', '-', `${outcome.crashes.length} (${outcome.failure ?? 'stopped'})`],
   );
 }
 printTable(rows);

@@ -14,6 +14,8 @@ import { loadTarget } from './targets/index.js';
 export interface WorkerData {
   target: string;
   timeMs: number;
+  /** Stop after this many executions (Infinity: only the time bounds the run). */
+  maxExecs: number;
   seed: number;
   maxCrashes: number;
   /** Also start from the corpus grown by earlier runs (work/). */
@@ -62,6 +64,7 @@ post({ type: 'ready', seeds: seeds.length });
 
 const fuzzer = new Fuzzer(target, {
   timeMs: data.timeMs,
+  maxExecs: data.maxExecs,
   seed: data.seed,
   maxCrashes: data.maxCrashes,
   seeds,

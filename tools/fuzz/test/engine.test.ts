@@ -97,6 +97,18 @@ describe('Fuzzer', () => {
     expect(stats.corpus).toBeGreaterThanOrEqual(4);
   }, 60_000);
 
+  it('stops after maxExecs executions, seeds included, before the time is up', async () => {
+    let calls = 0;
+    const fuzzer = new Fuzzer(
+      { name: 'counted', description: 'counts its inputs', dictionary: [], maxLength: 16, fuzz: () => void calls++ },
+      { timeMs: Number.POSITIVE_INFINITY, maxExecs: 1000, seed: 5, maxCrashes: 1, seeds: [Buffer.from('a'), Buffer.from('b')] },
+    );
+    const stats = await fuzzer.run();
+    expect(stats.execs).toBe(1000);
+    // Inputs of a batch that found something run again alone: those are not executions.
+    expect(calls).toBeGreaterThanOrEqual(1000);
+  }, 30_000);
+
   it('reports an invariant that does not hold, with a minimized input', async () => {
     const crashes: { signature: string; input: Buffer }[] = [];
     const fuzzer = new Fuzzer(
@@ -124,9 +136,27 @@ describe('pnpm fuzz', () => {
   it.skipIf(!existsSync(main))('runs one target for a second and prints the table', () => {
     const run = spawnSync(process.execPath, [main, '--time', '1', '--target', 'milterd-config', '--fresh', '--seed', '1'], { encoding: 'utf8', timeout: 60_000 });
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/^target\s+execs\s+exec\/s\s+blocks/m);
+    expect(run.stdout).toMatch(/^target\s+execs\s+seconds\s+exec\/s\s+blocks/m);
     expect(run.stdout).toMatch(/^milterd-config\s+[\d,]+\s+[\d,]+\s+[\d,]+/m);
     expect(run.stdout).toMatch(/no crashes/);
+  });
+
+  it.skipIf(!existsSync(main))('stops a target after --executions N, even with a longer --time', () => {
+    const run = spawnSync(process.execPath, [main, '--executions', '300', '--time', '600', '--target', 'milterd-config', '--fresh', '--seed', '1'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/600 s or 300 executions each/);
+    expect(run.stdout).toMatch(/^milterd-config\s+300\s/m);
+  });
+
+  it.skipIf(!existsSync(main))('refuses --executions that is not a whole number above zero', () => {
+    for (const bad of ['0', '1.5', 'many']) {
+      const run = spawnSync(process.execPath, [main, '--executions', bad, '--target', 'milterd-config'], { encoding: 'utf8', timeout: 30_000 });
+      expect(run.status).toBe(2);
+      expect(run.stderr).toMatch(/--executions takes/);
+    }
   });
 
   it.skipIf(!existsSync(main))('refuses an unknown target with status 2', () => {

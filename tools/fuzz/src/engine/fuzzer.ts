@@ -11,8 +11,13 @@ import { CoverageTracker } from './coverage.js';
 import { Mutator, Random } from './mutator.js';
 
 export interface FuzzOptions {
-  /** How long to mutate, after the seeds (ms). */
+  /** How long to mutate, after the seeds (ms); Infinity when only `maxExecs` bounds the run. */
   timeMs: number;
+  /**
+   * Stop after this many executions (seeds included; minimizing a crash and re-running a
+   * batch to find what was new do not count). Default: no bound but the time.
+   */
+  maxExecs?: number;
   seed: number;
   /** Stop after this many distinct crashes. */
   maxCrashes: number;
@@ -133,17 +138,18 @@ export class Fuzzer {
       if (this.corpus.length === 0) this.corpus.push(Buffer.alloc(0));
       const seedsDone = performance.now();
       const deadline = seedsDone + this.options.timeMs;
+      const maxExecs = this.options.maxExecs ?? Number.POSITIVE_INFINITY;
       const progressMs = this.options.progressMs ?? 0;
       let nextProgress = progressMs > 0 ? seedsDone + progressMs : Number.POSITIVE_INFINITY;
-      // Bounded by the clock; a hanging input is the watchdog's business.
+      // Bounded by the clock and/or the count; a hanging input is the watchdog's business.
       for (;;) {
         const now = performance.now();
-        if (now >= deadline || this.crashes.size >= this.options.maxCrashes) break;
+        if (now >= deadline || this.execs >= maxExecs || this.crashes.size >= this.options.maxCrashes) break;
         if (now >= nextProgress) {
           this.options.onProgress?.(this.stats());
           nextProgress = now + progressMs;
         }
-        await this.executeBatch();
+        await this.executeBatch(maxExecs - this.execs);
       }
       return this.stats();
     } finally {
@@ -180,9 +186,10 @@ export class Fuzzer {
    * together, each runs again alone to find which to keep. Batches shrink while the corpus
    * still grows quickly and grow (up to 32) while nothing new turns up.
    */
-  private async executeBatch(): Promise<void> {
+  private async executeBatch(left: number): Promise<void> {
     const batch: Buffer[] = [];
-    for (let i = 0; i < this.batchSize; i++) {
+    const size = Math.min(this.batchSize, left);
+    for (let i = 0; i < size; i++) {
       const input = this.mutator.mutate(this.choose());
       this.execs++;
       const error = await this.timed(input);
