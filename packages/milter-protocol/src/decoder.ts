@@ -1,6 +1,11 @@
 import { DEFAULT_MAX_PACKET_SIZE } from './constants.js';
 import { MilterProtocolError } from './errors.js';
 
+/** Leftovers smaller than this are gathered into blocks; larger reads are kept as they are. */
+const SMALL_CHUNK = 4096;
+/** The largest block small leftovers are gathered into. */
+const BLOCK_SIZE = 16 * 1024;
+
 /** One framed packet: the command or response code and its data. */
 export interface Packet {
   code: number;
@@ -20,6 +25,12 @@ export interface PacketDecoderOptions {
  * Payloads that arrive inside one read are zero-copy views of that read's buffer; packets
  * spread over several reads are copied once. A length of 0 or above the cap is a protocol
  * error, raised before any of that packet's data is buffered; the decoder is then unusable.
+ *
+ * Memory: nothing is allocated for the announced length before its bytes have arrived (a
+ * peer announcing 4 MiB and sending 10 bytes costs 10 bytes), and the small pieces of a
+ * packet that trickles in (each socket read is its own allocation, a few hundred bytes of
+ * bookkeeping even for one byte) are copied together into blocks of at most 16 KiB, so what
+ * is held stays close to bufferedBytes.
  */
 export class PacketDecoder {
   readonly maxPacketSize: number;
@@ -28,6 +39,9 @@ export class PacketDecoder {
   /** Length of the packet being assembled, or -1 while its prefix is incomplete. */
   private needed = -1;
   private failed: MilterProtocolError | undefined;
+  /** Where small leftovers are gathered (see compactTail), and how much of it is used. */
+  private block: Buffer | undefined;
+  private blockUsed = 0;
 
   constructor(options: PacketDecoderOptions = {}) {
     this.maxPacketSize = options.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE;
@@ -71,7 +85,37 @@ export class PacketDecoder {
       this.needed = -1;
       packets.push({ code: body[0] as number, payload: body.subarray(1) });
     }
+    if (this.buffered > 0) this.compactTail();
     return packets;
+  }
+
+  /**
+   * A small piece left over for the packet in progress is copied into the current block
+   * (appended when the block ends the buffered data and has room), instead of keeping the
+   * read's own allocation. Only bytes already received are copied; a block is never larger
+   * than what the packet still lacks, so this is no preallocation either. Bytes already handed
+   * out as payloads are never written again: the block only grows past blockUsed.
+   */
+  private compactTail(): void {
+    const n = this.chunks.length;
+    const last = this.chunks[n - 1] as Buffer;
+    if (last.length >= SMALL_CHUNK || (this.block !== undefined && last.buffer === this.block.buffer)) return;
+    const prev = n > 1 ? (this.chunks[n - 2] as Buffer) : undefined;
+    const block = this.block;
+    if (block && prev && prev.buffer === block.buffer && prev.byteOffset + prev.length === this.blockUsed && this.blockUsed + last.length <= block.length) {
+      last.copy(block, this.blockUsed);
+      this.blockUsed += last.length;
+      this.chunks.pop();
+      this.chunks[n - 2] = block.subarray(prev.byteOffset, this.blockUsed);
+      return;
+    }
+    // What the packet still lacks beyond the bytes held (the rest of the prefix while it is incomplete).
+    const missing = this.needed >= 0 ? this.needed - this.buffered : 4 - this.buffered;
+    const fresh = Buffer.allocUnsafeSlow(Math.min(BLOCK_SIZE, Math.max(last.length, last.length + missing)));
+    last.copy(fresh, 0);
+    this.block = fresh;
+    this.blockUsed = last.length;
+    this.chunks[n - 1] = fresh.subarray(0, last.length);
   }
 
   private readPrefix(): number {

@@ -21,6 +21,23 @@ export class MilterProtocolError extends MilterError {
   }
 }
 
+/**
+ * A header field a filter asked to add or change is not valid (a bad name, or a value with
+ * NUL, a bare CR or a line break that would start a new field). Thrown by the Modifier call
+ * itself, before anything is sent.
+ */
+export class MilterHeaderError extends MilterError {
+  constructor(
+    stage: string,
+    message: string,
+    /** The field name as given. */
+    readonly field: string,
+  ) {
+    super(stage, message);
+    this.name = 'MilterHeaderError';
+  }
+}
+
 /** The text of any thrown value, for logs. */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

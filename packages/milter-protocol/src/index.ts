@@ -33,7 +33,7 @@ export {
   describeActions,
   describeProtocol,
 } from './constants.js';
-export { MilterError, MilterProtocolError } from './errors.js';
+export { MilterError, MilterHeaderError, MilterProtocolError } from './errors.js';
 export type { Bytes } from './wire.js';
 export { type Packet, type PacketDecoderOptions, PacketDecoder, decodePackets } from './decoder.js';
 export { encodePacket } from './encoder.js';
@@ -107,7 +107,9 @@ export {
   type SessionOptions,
   protocolForHandler,
 } from './session.js';
+export { type BudgetHolder, BufferBudget } from './budget.js';
 export {
+  DEFAULT_MAX_BUFFERED_BYTES,
   type MilterListener,
   MilterServer,
   type MilterServerEvents,

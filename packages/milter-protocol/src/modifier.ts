@@ -1,5 +1,5 @@
 import { ActionFlags, describeActions } from './constants.js';
-import { MilterError } from './errors.js';
+import { MilterError, MilterHeaderError } from './errors.js';
 import type { NegotiatedOptions } from './negotiation.js';
 import { type Modification, encodeResponse } from './responses.js';
 import { type Bytes, toBuffer } from './wire.js';
@@ -7,15 +7,35 @@ import { type Bytes, toBuffer } from './wire.js';
 const stage = 'endOfMessage';
 const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 
-/** Header value bytes: CRLF folds become LF (the MTA adds the CR back; CRLF would double it). */
-function headerValue(value: Bytes): Buffer {
+/**
+ * Header value bytes: CRLF folds become LF (the MTA adds the CR back; CRLF would double it).
+ * Refused (MilterHeaderError), because the MTA would write them into the message as they
+ * are: a NUL (it ends the value on the wire), a CR that is not part of CRLF, and a line break
+ * not followed by a space or tab, which would start a new header field (header injection).
+ */
+function headerValue(value: Bytes, name: string, what: string): Buffer {
   const bytes = toBuffer(value);
-  if (!bytes.includes('\r\n')) return bytes;
-  return Buffer.from(bytes.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+  const v = bytes.includes('\r\n') ? Buffer.from(bytes.toString('latin1').replace(/\r\n/g, '\n'), 'latin1') : bytes;
+  const refuse = (why: string) => {
+    throw new MilterHeaderError(stage, `${what}: the value of ${name} ${why}; refusing to send it`, name);
+  };
+  if (v.includes(0)) refuse('contains a NUL byte');
+  if (v.includes(0x0d)) refuse('contains a CR that is not part of a CRLF line break');
+  for (let i = v.indexOf(0x0a); i >= 0; i = v.indexOf(0x0a, i + 1)) {
+    const next = v[i + 1];
+    if (next !== 0x20 && next !== 0x09) refuse('contains a line break not followed by a space or tab (it would start a new header field)');
+  }
+  return v;
 }
 
 function checkName(name: string, what: string): void {
-  if (!HEADER_NAME.test(name)) throw new MilterError(stage, `${what}: "${name}" is not a valid header field name`);
+  if (typeof name !== 'string' || !HEADER_NAME.test(name)) {
+    throw new MilterHeaderError(
+      stage,
+      `${what}: ${JSON.stringify(name)} is not a valid header field name (printable US-ASCII without space or colon)`,
+      String(name),
+    );
+  }
 }
 
 function checkIndex(index: number, what: string): void {
@@ -31,6 +51,10 @@ function checkText(text: string, what: string): void {
  * and throw (stage "endOfMessage") otherwise; everything gathered is written by the session
  * together with the final reply, in one socket write. Body replacement chunks are written
  * consecutively after the other actions, because Postfix refuses them interleaved.
+ *
+ * Header names must be printable US-ASCII without space or colon; header values must not
+ * contain NUL, a bare CR or a line break that is not a fold (followed by space or tab). Such
+ * calls throw a MilterHeaderError at once, so the handler can catch it.
  *
  * Header values: folding must use LF + white space (CRLF is turned into LF here). With
  * SMFIP_HDR_LEADSPC negotiated the MTA inserts no space after the colon, so start the value
@@ -65,7 +89,7 @@ export class Modifier {
   addHeader(name: string, value: Bytes): this {
     this.need(ActionFlags.AddHeaders, 'addHeader');
     checkName(name, 'addHeader');
-    const v = headerValue(value);
+    const v = headerValue(value, name, 'addHeader');
     this.checkSize(name.length + v.length + 2, 'addHeader');
     this.actions.push({ type: 'addHeader', name, value: v });
     return this;
@@ -80,7 +104,7 @@ export class Modifier {
     this.need(ActionFlags.AddHeaders, 'insertHeader');
     checkIndex(index, 'insertHeader');
     checkName(name, 'insertHeader');
-    const v = headerValue(value);
+    const v = headerValue(value, name, 'insertHeader');
     this.checkSize(name.length + v.length + 6, 'insertHeader');
     this.actions.push({ type: 'insertHeader', index, name, value: v });
     return this;
@@ -94,7 +118,7 @@ export class Modifier {
     this.need(ActionFlags.ChangeHeaders, 'changeHeader');
     checkIndex(index, 'changeHeader');
     checkName(name, 'changeHeader');
-    const v = headerValue(value);
+    const v = headerValue(value, name, 'changeHeader');
     this.checkSize(name.length + v.length + 6, 'changeHeader');
     this.actions.push({ type: 'changeHeader', index, name, value: v });
     return this;

@@ -1,18 +1,39 @@
 import { EventEmitter } from 'node:events';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { BufferBudget } from './budget.js';
 import { MilterError, errorMessage } from './errors.js';
 import { logsAt, type MilterLogger, MilterSession, type SessionOptions } from './session.js';
 import { type SocketSpec, formatSocketSpec, toSocketSpec } from './socket-spec.js';
 import { listenUnix, unlinkOwnSocket } from './unix-socket.js';
 
+/** Default of MilterServerOptions.maxBufferedBytes: 64 MiB. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+
+/** How often refused connections are summed up in the log (the first of a burst is logged at once). */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
 /** Options of createMilterServer: the handler factory, what to negotiate, limits and logging. */
-export type MilterServerOptions = Omit<SessionOptions, 'id' | 'remoteAddress' | 'onError'> & {
+export type MilterServerOptions = Omit<SessionOptions, 'id' | 'remoteAddress' | 'onError' | 'budget'> & {
   /**
    * Which TCP peers may connect (like OpenDKIM's PeerList): called with the peer's address;
    * false closes the connection at once. Unix-socket connections are not asked about.
    */
   allowPeer?: (address: string) => boolean;
+  /**
+   * Connections served at once (all listeners together). A connection past it is closed as
+   * soon as it is accepted, before anything is read; the MTA applies its milter default
+   * action (Postfix milter_default_action, sendmail's F= flags). Refusals are logged at most
+   * once per 10 s, with a count. Default: no limit.
+   */
+  maxConnections?: number;
+  /**
+   * Bytes all connections together may hold in partly received packets and packets waiting
+   * for their handler. When a read would pass it, the connection holding the most is closed
+   * (see BufferBudget); with maxPacketSize this bounds what a flood of connections announcing
+   * big packets can cost. Default 64 MiB (DEFAULT_MAX_BUFFERED_BYTES).
+   */
+  maxBufferedBytes?: number;
 };
 
 /** A socket the server listens on. */
@@ -46,11 +67,31 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
   private nextId = 1;
   private closing = false;
   private readonly logger: MilterLogger | undefined;
+  private readonly budget: BufferBudget;
+  private readonly maxConnections: number;
+  /** Refusals not logged yet, by reason, and the timer that sums them up. */
+  private readonly refusals = new Map<string, { count: number; message: string }>();
+  private refusalTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly options: MilterServerOptions) {
     super();
     if (typeof options.handler !== 'function') throw new MilterError('server', 'options.handler must be a function that returns a handler');
     this.logger = options.logger;
+    const max = options.maxConnections ?? Number.POSITIVE_INFINITY;
+    if (!(max === Number.POSITIVE_INFINITY || (Number.isSafeInteger(max) && max >= 1))) {
+      throw new MilterError('server', `maxConnections must be a positive integer, not ${max}`);
+    }
+    this.maxConnections = max;
+    try {
+      this.budget = new BufferBudget(options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
+    } catch (error) {
+      throw new MilterError('server', errorMessage(error).replace('the buffered-bytes limit', 'maxBufferedBytes'));
+    }
+  }
+
+  /** Bytes all connections hold in partly received or waiting packets (see maxBufferedBytes). */
+  get bufferedBytes(): number {
+    return this.budget.used;
   }
 
   /** Connections currently open. */
@@ -107,8 +148,14 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
       return;
     }
     if (socket.remoteAddress !== undefined && this.options.allowPeer && !this.options.allowPeer(socket.remoteAddress)) {
-      this.logger?.('warn', `refused a connection from ${socket.remoteAddress}: not an allowed peer`);
       socket.destroy();
+      this.refused('peer', `refused a connection from ${socket.remoteAddress}: not an allowed peer`);
+      return;
+    }
+    if (this.sessions.size >= this.maxConnections) {
+      socket.destroy();
+      const from = socket.remoteAddress === undefined ? 'the unix socket' : socket.remoteAddress;
+      this.refused('maxConnections', `refused a connection from ${from}: ${this.maxConnections} connections are open, the maximum`);
       return;
     }
     if (socket.remoteAddress !== undefined) socket.setNoDelay(true);
@@ -116,13 +163,47 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     this.handle(socket, tcp ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix', tcp ? 'tcp' : 'stream');
   }
 
-  /** Serve an already connected stream (socket activation, tests); 'tcp' limits the NR_* bits asked for. */
+  /**
+   * Log a refused connection without letting a flood of them flood the log: the first one of
+   * a kind is logged at once, later ones are counted and summed up every 10 s while they go on.
+   */
+  private refused(kind: string, message: string): void {
+    const pending = this.refusals.get(kind);
+    if (pending) {
+      pending.count++;
+      pending.message = message;
+      return;
+    }
+    this.logger?.('warn', message);
+    this.refusals.set(kind, { count: 0, message });
+    this.refusalTimer ??= setInterval(() => {
+      for (const [k, p] of this.refusals) {
+        if (p.count === 0) {
+          this.refusals.delete(k);
+          continue;
+        }
+        this.logger?.('warn', `${p.message} (and ${p.count} more refused like it in the last ${REFUSAL_LOG_INTERVAL_MS / 1000} s)`, { refused: p.count });
+        p.count = 0;
+      }
+      if (this.refusals.size === 0) {
+        clearInterval(this.refusalTimer);
+        this.refusalTimer = undefined;
+      }
+    }, REFUSAL_LOG_INTERVAL_MS).unref();
+  }
+
+  /**
+   * Serve an already connected stream (socket activation, tests); 'tcp' limits the NR_* bits
+   * asked for. maxConnections is not applied here (the caller chose to hand it over); the
+   * buffered-bytes budget is.
+   */
   handle(stream: Duplex, remoteAddress = 'stream', transport: 'tcp' | 'stream' = 'stream'): MilterSession {
     const id = this.nextId++;
     let session: MilterSession | undefined;
     const pendingErrors: MilterError[] = [];
     session = new MilterSession(stream, {
       ...this.options,
+      budget: this.budget,
       id,
       remoteAddress,
       transport,
@@ -153,6 +234,8 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
    */
   async close(options: { graceMs?: number } = {}): Promise<void> {
     this.closing = true;
+    if (this.refusalTimer) clearInterval(this.refusalTimer);
+    this.refusalTimer = undefined;
     // net.Server.close() resolves only when its connections are gone, so await it last
     const listenersClosed = Promise.all([...this.openListeners].map((l) => l.close()));
     this.openListeners.clear();

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { BudgetHolder, BufferBudget } from './budget.js';
 import { type ConnectFamily, type MilterCommand, commandStage, decodeCommand, normalizeAddress } from './commands.js';
 import { ProtocolFlags, describeActions, describeProtocol } from './constants.js';
 import { type Packet, PacketDecoder } from './decoder.js';
@@ -161,8 +162,19 @@ export interface SessionOptions extends FilterRequirements {
    * (unix sockets and the like: every NR_* bit as configured).
    */
   transport?: 'tcp' | 'stream';
-  /** Largest packet accepted from the MTA. Default 4 MiB. */
+  /**
+   * Largest packet accepted from the MTA (its announced length, code byte included). A longer
+   * one is a protocol error that closes the connection before any of its data is kept.
+   * Default 4 MiB (DEFAULT_MAX_PACKET_SIZE); Postfix and sendmail send at most 64 KiB of data
+   * per packet unless a larger size is negotiated (at most 1 MiB).
+   */
   maxPacketSize?: number;
+  /**
+   * A byte budget shared with other sessions (MilterServer makes one from maxBufferedBytes):
+   * bytes of partly received packets and of packets waiting for the handler count against it.
+   * When the total would pass its limit the connection holding the most is closed (see BufferBudget).
+   */
+  budget?: BufferBudget;
   /** Close a connection with no command for this long (ms) while no handler runs. Default 7210 s (libmilter's); 0 disables. */
   idleTimeoutMs?: number;
   /** Send SMFIR_PROGRESS this often (ms) while an end-of-message handler runs. Default 5000; 0 disables. */
@@ -265,6 +277,10 @@ export class MilterSession {
   private readonly decoder: PacketDecoder;
   private readonly macros = new MacroStore();
   private readonly queue: Packet[] = [];
+  /** Bytes of the packets in `queue` (framing included). */
+  private queuedBytes = 0;
+  private readonly budget: BufferBudget | undefined;
+  private readonly holder: BudgetHolder = { evict: (reason) => this.evict(reason) };
   /** Made on first use of ctx.signal: most handlers never ask, and an abort costs. */
   private controller: AbortController | undefined;
   private readonly settings: SessionOptions;
@@ -292,6 +308,7 @@ export class MilterSession {
     this.id = settings.id ?? 0;
     this.logger = settings.logger;
     this.decoder = new PacketDecoder({ maxPacketSize: settings.maxPacketSize });
+    this.budget = settings.budget;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -401,7 +418,15 @@ export class MilterSession {
       this.fail(error);
       return;
     }
-    for (const packet of packets) this.queue.push(packet);
+    for (const packet of packets) {
+      this.queue.push(packet);
+      this.queuedBytes += packet.payload.length + 5;
+    }
+    const held = this.decoder.bufferedBytes + this.queuedBytes;
+    if (this.budget && !this.budget.claim(this.holder, held)) {
+      this.evict(`all connections together would hold over ${this.budget.limit} bytes; this one holds the most (${held} bytes)`);
+      return;
+    }
     // The idle timer restarts with every byte, so a peer that trickles a packet a byte at a
     // time would never be idle: one packet may take no longer than the idle timeout either.
     if (!this.decoder.hasPartialPacket) this.partialSince = undefined;
@@ -420,7 +445,10 @@ export class MilterSession {
     this.running = true;
     try {
       while (this.queue.length > 0 && !this.ended) {
-        await this.handle(this.queue.shift() as Packet);
+        const packet = this.queue.shift() as Packet;
+        this.queuedBytes -= packet.payload.length + 5;
+        this.budget?.claim(this.holder, this.decoder.bufferedBytes + this.queuedBytes);
+        await this.handle(packet);
       }
     } catch (error) {
       this.fail(error);
@@ -447,8 +475,18 @@ export class MilterSession {
     }
     this.ended = true;
     this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.budget?.release(this.holder);
     this.controller?.abort();
     if (!this.running) void this.finish();
+  }
+
+  /** Closed to keep the shared buffer budget (see BufferBudget). */
+  private evict(reason: string): void {
+    if (this.ended) return;
+    this.log('warn', `buffered bytes: ${reason}; closing the connection`);
+    this.socket.destroy();
+    this.terminate();
   }
 
   private async finish(): Promise<void> {
@@ -674,6 +712,8 @@ export class MilterSession {
       case 'quit':
         this.ended = true;
         this.queue.length = 0;
+        this.queuedBytes = 0;
+        this.budget?.release(this.holder);
         this.controller?.abort();
         return;
       case 'quitNewConnection':

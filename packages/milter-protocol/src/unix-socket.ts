@@ -1,4 +1,5 @@
-import { chmod, chown, lstat, readFile, unlink } from 'node:fs/promises';
+import { chmod, lchown, lstat, readFile, stat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { type Server, connect } from 'node:net';
 import { MilterError, errorMessage } from './errors.js';
 
@@ -74,41 +75,110 @@ export async function resolveGroup(group: string | number): Promise<number> {
 }
 
 /**
- * Listen on a unix socket with exactly `mode` (the process umask is narrowed around the
- * bind, so the socket never exists with wider permissions) and optionally `group`.
- * Returns the socket file's inode, so that close can remove only its own file.
+ * Is `dir` a directory only root or we can change entries of? Then acting on a path in it
+ * by name cannot be redirected by someone else planting a symbolic link there.
+ */
+async function trustedDirectory(dir: string): Promise<boolean> {
+  try {
+    const st = await stat(dir);
+    const euid = process.geteuid?.();
+    return st.isDirectory() && (st.uid === 0 || st.uid === euid) && (st.mode & 0o022) === 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Listen on a unix socket with exactly `mode` and optionally `group`. Returns the socket
+ * file's inode, so that close can remove only its own file.
+ *
+ * The socket file is given its mode and group as bind() creates it, never by name afterwards:
+ * the directory is often writable by the milter's own (unprivileged) user, who could swap the
+ * new socket for a symbolic link (or a hard link) to any file between bind() and a chmod() or
+ * chown() by path, and a daemon still running as root would then change that file. (Binding
+ * in a private temporary directory does not close this: its owner can still rename that
+ * directory and plant another one by the same name.) So, around the synchronous bind inside
+ * listen(): the umask is narrowed to `~mode` (the kernel creates the socket with exactly
+ * `mode`), and the effective group id is switched to `group` (a new file takes the creator's
+ * effective group, unless the directory is set-group-id); both are restored at once.
+ * Node has no fchmodat()/fchown() on a socket path, so this is the way to do it atomically.
+ *
+ * Only when that could not be done (worker threads cannot change the umask; an unprivileged
+ * process may not switch to a supplementary group; a set-group-id directory imposes its own
+ * group) are the mode and group set by name, and then only in a directory that no one but
+ * root or this user can change; elsewhere listening fails with a clear error.
  */
 export async function listenUnix(server: Server, path: string, mode = 0o660, group?: string | number): Promise<number> {
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw new MilterError(stage, `invalid socket mode ${mode}`);
   await removeStaleSocket(path);
   const gid = group === undefined ? undefined : await resolveGroup(group);
+  let restoreError: unknown;
   await new Promise<void>((resolve, reject) => {
     const onError = (error: Error) => reject(new MilterError(stage, `cannot listen on unix:${path}: ${errorMessage(error)}`, { cause: error }));
     server.once('error', onError);
-    let previous: number | undefined;
+    let previousUmask: number | undefined;
+    let previousEgid: number | undefined;
     try {
-      previous = process.umask(~mode & 0o777);
+      previousUmask = process.umask(~mode & 0o777);
     } catch {
-      // worker threads cannot change the umask; chmod below still sets the mode
+      // worker threads cannot change the umask: the mode is checked (and set, if safe) below
+    }
+    if (gid !== undefined && typeof process.getegid === 'function' && typeof process.setegid === 'function' && process.getegid() !== gid) {
+      try {
+        const egid = process.getegid();
+        process.setegid(gid);
+        previousEgid = egid;
+      } catch {
+        // not allowed (an unprivileged process and a supplementary group): checked below
+      }
     }
     try {
-      // The bind happens synchronously inside listen(), so the umask is restored right after it.
+      // The bind happens synchronously inside listen(), so umask and group are restored right after it.
       server.listen(path, () => {
         server.off('error', onError);
         resolve();
       });
     } finally {
-      if (previous !== undefined) process.umask(previous);
+      try {
+        if (previousEgid !== undefined) process.setegid?.(previousEgid);
+      } catch (error) {
+        restoreError = error;
+      }
+      if (previousUmask !== undefined) process.umask(previousUmask);
     }
   });
-  try {
-    await chmod(path, mode);
-    if (gid !== undefined) await chown(path, -1, gid);
-  } catch (error) {
+  const fail = (message: string, cause?: unknown): never => {
     server.close();
-    throw new MilterError(stage, `cannot set permissions of unix:${path}: ${errorMessage(error)}`, { cause: error });
+    throw new MilterError(stage, message, cause === undefined ? undefined : { cause });
+  };
+  if (restoreError !== undefined) fail(`cannot switch the effective group back after binding unix:${path}: ${errorMessage(restoreError)}`, restoreError);
+  let stats: Awaited<ReturnType<typeof lstat>>;
+  try {
+    stats = await lstat(path);
+  } catch (error) {
+    return fail(`unix:${path} is gone right after binding it: ${errorMessage(error)}`, error);
   }
-  return (await lstat(path)).ino;
+  if (!stats.isSocket()) fail(`unix:${path} was replaced right after binding it; refusing to go on`);
+  const wrongMode = (stats.mode & 0o777) !== mode;
+  const wrongGroup = gid !== undefined && stats.gid !== gid;
+  if (wrongMode || wrongGroup) {
+    const what = [wrongMode ? `mode ${(stats.mode & 0o777).toString(8)} instead of ${mode.toString(8)}` : '', wrongGroup ? `group ${stats.gid} instead of ${gid}` : '']
+      .filter(Boolean)
+      .join(' and ');
+    if (!(await trustedDirectory(dirname(path)))) {
+      fail(
+        `unix:${path} was created with ${what}, and its directory is writable by others, so fixing that by name is not safe; ` +
+          'use a directory only root (or this user) can write to, or run as root',
+      );
+    }
+    try {
+      if (wrongMode) await chmod(path, mode);
+      if (wrongGroup) await lchown(path, -1, gid as number);
+    } catch (error) {
+      fail(`cannot set permissions of unix:${path}: ${errorMessage(error)}`, error);
+    }
+  }
+  return stats.ino;
 }
 
 /** Remove a socket file we created, unless another process has replaced it since. */
