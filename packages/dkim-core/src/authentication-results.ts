@@ -30,8 +30,19 @@ const TOKEN = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/;
 /** [local-part] "@" domain-name, as RFC 8601 allows unquoted. */
 const ADDRESS = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+)?@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
 
+/** Control characters (RFC 5234 CTL): CR, LF, NUL and the rest never go into a header field we write. */
+const CTL = /[\x00-\x1f\x7f]/;
+const CTLS = /[\x00-\x1f\x7f]/g;
+/** A method, result, ptype or property name (RFC 8601 Keyword, with "." for property). */
+const KEYWORD_TEXT = /^[A-Za-z0-9_.-]+$/;
+
+/** Free text (reason, comments, authserv-id) with each control character made a "?". */
+function sanitize(text: string): string {
+  return text.replace(CTLS, '?');
+}
+
 function quote(value: string): string {
-  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  return `"${sanitize(value).replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
 function formatValue(value: string): string {
@@ -39,7 +50,12 @@ function formatValue(value: string): string {
 }
 
 function formatComment(text: string): string {
-  return `(${text.replace(/[\\()]/g, (c) => `\\${c}`)})`;
+  return `(${sanitize(text).replace(/[\\()]/g, (c) => `\\${c}`)})`;
+}
+
+/** A keyword as given, or "?"-sanitized text in place of one that is not (never a CTL). */
+function keyword(text: string): string {
+  return KEYWORD_TEXT.test(text) ? text : sanitize(text).replace(/[^A-Za-z0-9_.-]/g, '-') || 'unknown';
 }
 
 /** The shortest prefix of each b= (at least 8 characters) that tells them apart. */
@@ -97,6 +113,9 @@ export interface FormatOptions {
 /**
  * Format the value of an Authentication-Results field (RFC 8601), folded at 78
  * columns. Takes verification results or ready entries; with none: "id; none".
+ * Never writes a control character (CR, LF, NUL, ...) except the folds themselves: a
+ * property value holding one is left out, and reason, comments and authserv-id get "?"
+ * in its place, so no value can end the field or start a forged one.
  */
 export function formatAuthenticationResults(
   authservId: string,
@@ -109,17 +128,22 @@ export function formatAuthenticationResults(
     ? results.map((r) => (isEntry(r) ? r : (toAuthResultEntries([r])[0] as AuthResultEntry)))
     : toAuthResultEntries(results as VerificationResult[]);
   const words: string[] = [];
-  const head = formatValue(authservId) + (options.version && options.version !== 1 ? ` ${options.version}` : '');
+  const head = formatValue(sanitize(authservId)) + (options.version && options.version !== 1 ? ` ${options.version}` : '');
   if (entries.length === 0) {
     words.push(`${head};`, 'none');
   } else {
     words.push(`${head};`);
     entries.forEach((entry, index) => {
       const part: string[] = [];
-      part.push(`${entry.method}${entry.methodVersion ? `/${entry.methodVersion}` : ''}=${entry.result}`);
+      part.push(`${keyword(entry.method)}${entry.methodVersion ? `/${entry.methodVersion}` : ''}=${keyword(entry.result)}`);
       for (const comment of entry.comments ?? []) part.push(formatComment(comment));
       if (entry.reason !== undefined) part.push(`reason=${quote(entry.reason)}`);
-      for (const p of entry.properties) part.push(`${p.ptype}.${p.property}=${formatValue(p.value)}`);
+      for (const p of entry.properties) {
+        // A value with a control character in it (an identity decoded from =0A or =00)
+        // is left out rather than changed: A-R must not name what the message did not.
+        if (CTL.test(p.value)) continue;
+        part.push(`${keyword(p.ptype)}.${keyword(p.property)}=${formatValue(p.value)}`);
+      }
       if (index < entries.length - 1) part[part.length - 1] += ';';
       words.push(...part);
     });

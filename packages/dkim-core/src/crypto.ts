@@ -37,3 +37,12 @@ export function verifyData(keyType: KeyType, hash: HashAlgorithm, data: Buffer, 
     return false;
   }
 }
+
+/**
+ * Resolves on a later turn of the event loop (after pending I/O). Verifiers await it
+ * before each signature check, so that a message with many signatures never holds the
+ * loop for more than one check while other sessions wait.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -43,7 +43,21 @@ export {
   encodeDkimQuotedPrintable,
   decodeDkimQuotedPrintable,
 } from './signature.js';
-export { type DkimKeyRecord, type ImportedKey, type KeyRecordParseResult, parseKeyRecord, importPublicKey } from './key-record.js';
+export {
+  type DkimKeyRecord,
+  type ImportedKey,
+  type KeyLimits,
+  type KeyRecordParseResult,
+  type KeyRefusal,
+  DEFAULT_MAX_KEY_BITS,
+  DEFAULT_MIN_KEY_BITS,
+  MAX_RSA_PUBLIC_EXPONENT,
+  checkImportedKey,
+  checkKeyRecordSize,
+  parseKeyRecord,
+  importPublicKey,
+} from './key-record.js';
+export { yieldToEventLoop } from './crypto.js';
 export {
   type KeyResolver,
   type KeyLookupErrorCode,

@@ -74,7 +74,63 @@ export function parseKeyRecord(text: string): KeyRecordParseResult {
 }
 
 /** A key ready for node:crypto, or why it cannot be used. */
-export type ImportedKey = { ok: true; key: KeyObject; bits?: number } | { ok: false; error: string };
+export type ImportedKey = { ok: true; key: KeyObject; bits?: number; publicExponent?: bigint } | { ok: false; error: string };
+
+/** RSA keys smaller than this never pass (RFC 8301). */
+export const DEFAULT_MIN_KEY_BITS = 1024;
+/** RSA keys larger than this are not used (local policy; RFC 6376 §3.3.3 asks for up to 2048). */
+export const DEFAULT_MAX_KEY_BITS = 4096;
+/** The largest RSA public exponent used: 2^32 - 1 (65537 in practice; Windows and Go cap it near here too). */
+export const MAX_RSA_PUBLIC_EXPONENT = 2n ** 32n - 1n;
+/** Bytes of SubjectPublicKeyInfo around the modulus and a 32-bit exponent, with room to spare. */
+const SPKI_OVERHEAD = 64;
+
+/** Limits on the public keys a verifier uses. */
+export interface KeyLimits {
+  /** RSA keys smaller than this never pass: permerror (default 1024, RFC 8301). */
+  minKeyBits?: number;
+  /** RSA keys larger than this are never used: policy (default 4096). */
+  maxKeyBits?: number;
+}
+
+/** Why a key is refused, as a result: "policy" for local limits, "permerror" for what is no valid RSA key. */
+export interface KeyRefusal {
+  result: 'policy' | 'permerror';
+  reason: string;
+}
+
+/**
+ * Before importing: a p= longer than any RSA key within maxKeyBits can be (modulus plus a
+ * 32-bit exponent) is refused unread, so that no time or import-cache memory goes to it.
+ */
+export function checkKeyRecordSize(keyType: string, publicKeyB64: string, limits: KeyLimits = {}): KeyRefusal | undefined {
+  if (keyType !== 'rsa') return undefined;
+  const maxBits = limits.maxKeyBits ?? DEFAULT_MAX_KEY_BITS;
+  const octets = Math.floor((publicKeyB64.replace(/=+$/, '').length * 3) / 4);
+  const most = Math.ceil(maxBits / 8) + SPKI_OVERHEAD;
+  if (octets <= most) return undefined;
+  return { result: 'policy', reason: `key too large (p= holds ${octets} octets; the limit is a ${maxBits}-bit RSA key with a 32-bit exponent)` };
+}
+
+/**
+ * After importing, before any use: an RSA key must be within [minKeyBits, maxKeyBits] and
+ * have an odd public exponent from 3 to 2^32 - 1. A huge exponent makes every verification
+ * cost as much as a private-key operation (a 3071-bit one: about 100 times a normal one).
+ */
+export function checkImportedKey(keyType: string, imported: { bits?: number; publicExponent?: bigint }, limits: KeyLimits = {}): KeyRefusal | undefined {
+  if (keyType !== 'rsa') return undefined;
+  const { bits, publicExponent: e } = imported;
+  const minBits = limits.minKeyBits ?? DEFAULT_MIN_KEY_BITS;
+  const maxBits = limits.maxKeyBits ?? DEFAULT_MAX_KEY_BITS;
+  if (bits !== undefined && bits < minBits) return { result: 'permerror', reason: `key too small (${bits} bits, minimum ${minBits})` };
+  if (bits !== undefined && bits > maxBits) return { result: 'policy', reason: `key too large (${bits} bits, maximum ${maxBits})` };
+  if (e !== undefined) {
+    // RFC 8017 §3.1: 3 <= e, and e is odd (coprime to the even lambda(n)).
+    if (e < 3n || e % 2n === 0n) return { result: 'permerror', reason: 'not a valid RSA key (the public exponent must be odd and at least 3)' };
+    if (e > MAX_RSA_PUBLIC_EXPONENT) return { result: 'policy', reason: `RSA public exponent too large (${e.toString(2).length} bits, maximum 32)` };
+  }
+  return undefined;
+}
 
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw 32-byte key follows it. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
@@ -124,8 +180,11 @@ function importUncached(keyType: string, der: Buffer): ImportedKey {
     try {
       const key = createPublicKey({ key: der, format: 'der', type });
       if (key.asymmetricKeyType !== 'rsa') return { ok: false, error: `p= holds a ${key.asymmetricKeyType} key, not rsa` };
-      const bits = key.asymmetricKeyDetails?.modulusLength;
-      return bits === undefined ? { ok: true, key } : { ok: true, key, bits };
+      const details = key.asymmetricKeyDetails;
+      const imported: ImportedKey = { ok: true, key };
+      if (details?.modulusLength !== undefined) imported.bits = details.modulusLength;
+      if (details?.publicExponent !== undefined) imported.publicExponent = details.publicExponent;
+      return imported;
     } catch {
       // try the next encoding
     }

@@ -8,11 +8,20 @@ export type SigningAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
 export type SignatureAlgorithm = SigningAlgorithm | 'rsa-sha1';
 export type KeyType = 'rsa' | 'ed25519';
 
-export const ALGORITHMS: Record<SignatureAlgorithm, { keyType: KeyType; hash: HashAlgorithm }> = {
-  'rsa-sha256': { keyType: 'rsa', hash: 'sha256' },
-  'rsa-sha1': { keyType: 'rsa', hash: 'sha1' },
-  'ed25519-sha256': { keyType: 'ed25519', hash: 'sha256' },
-};
+/**
+ * What each a= value means. A Map, so that a= is looked up among own entries only: an a= of
+ * "constructor" or "__proto__" is an unknown algorithm, not a property every object inherits.
+ */
+export const ALGORITHMS: ReadonlyMap<string, { keyType: KeyType; hash: HashAlgorithm }> = new Map([
+  ['rsa-sha256', { keyType: 'rsa', hash: 'sha256' }],
+  ['rsa-sha1', { keyType: 'rsa', hash: 'sha1' }],
+  ['ed25519-sha256', { keyType: 'ed25519', hash: 'sha256' }],
+]);
+
+/** Key type and hash of an algorithm this library knows (for the signer, whose a= is its own). */
+export function algorithmParts(name: SignatureAlgorithm): { keyType: KeyType; hash: HashAlgorithm } {
+  return ALGORITHMS.get(name) as { keyType: KeyType; hash: HashAlgorithm };
+}
 
 /** A parsed DKIM-Signature (RFC 6376 §3.5), names as in the RFC where it has them. */
 export interface DkimSignature {
@@ -60,6 +69,32 @@ function isBase64Value(text: string): boolean {
 }
 const DOMAIN = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.?$/;
 const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+/** Control characters (RFC 5234 CTL): never part of an identity, never let into a result. */
+const CTL = /[\x00-\x1f\x7f]/;
+/** A dot-atom local part (RFC 5322 atext and dots; UTF-8 octets too, RFC 6532), leniently: dots anywhere. */
+const LOCAL_ATOMS = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.\x80-\xff]*$/;
+/** A quoted-string local part: printable characters and SP, or quoted-pairs of them. */
+const LOCAL_QUOTED = /^"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\x20-\x7e\x80-\xff])*"$/;
+
+/** Characters that must not reach a result, made visible ("?"), for values of unusable signatures. */
+function printable(text: string): string {
+  return CTL.test(text) ? text.replace(/[\x00-\x1f\x7f]/g, '?') : text;
+}
+
+/**
+ * Why a decoded i= is not "[ Local-part ] @ domain-name" (RFC 6376 §3.5), or undefined
+ * when it is. Control characters (which dkim-quoted-printable can encode, =0A, =00) are
+ * refused first: they would end up in Authentication-Results.
+ */
+function identityProblem(auid: string): string | undefined {
+  if (CTL.test(auid)) return `identity i=${clip(auid)} contains control characters`;
+  const at = auid.lastIndexOf('@');
+  if (at < 0) return `malformed identity i=${clip(auid)}`;
+  const local = auid.slice(0, at);
+  if (!LOCAL_ATOMS.test(local) && !LOCAL_QUOTED.test(local)) return `malformed local part in identity i=${clip(auid)}`;
+  if (!DOMAIN.test(auid.slice(at + 1))) return `malformed domain in identity i=${clip(auid)}`;
+  return undefined;
+}
 const DIGITS = /^[0-9]{1,12}$/;
 
 /** True when `domain` is `parent` or a subdomain of it (case-insensitive). */
@@ -99,11 +134,11 @@ export function parseDkimSignature(value: string): SignatureParseResult {
   const fail = (error: string): SignatureParseResult => ({
     ok: false,
     error,
-    sdid,
-    selector,
-    algorithm,
-    signatureB64,
-    ...(tags.has('i') ? { auid: trimFws(tags.get('i') ?? '') } : {}),
+    sdid: printable(sdid),
+    selector: printable(selector),
+    algorithm: printable(algorithm),
+    signatureB64: printable(signatureB64),
+    ...(tags.has('i') ? { auid: printable(trimFws(tags.get('i') ?? '')) } : {}),
   });
   if (!parsed.ok) return fail(parsed.error);
 
@@ -111,8 +146,8 @@ export function parseDkimSignature(value: string): SignatureParseResult {
     if (!tags.has(required)) return fail(`missing required tag ${required}=`);
   }
   if (tags.get('v') !== '1') return fail(`unsupported version v=${clip(tags.get('v') ?? '')}`);
-  if (!(algorithm in ALGORITHMS)) return fail(`unknown algorithm a=${clip(algorithm)}`);
-  const alg = ALGORITHMS[algorithm as SignatureAlgorithm];
+  const alg = ALGORITHMS.get(algorithm);
+  if (!alg) return fail(`unknown algorithm a=${clip(algorithm)}`);
 
   if (!isBase64Value(signatureB64)) return fail('b= is not valid base64');
   const bodyHashB64 = stripFws(tags.get('bh') ?? '');
@@ -139,9 +174,9 @@ export function parseDkimSignature(value: string): SignatureParseResult {
   const auidGiven = tags.has('i');
   if (auidGiven) {
     auid = decodeDkimQuotedPrintable(tags.get('i') ?? '');
-    const at = auid.lastIndexOf('@');
-    if (at < 0) return fail(`malformed identity i=${clip(auid)}`);
-    if (!isSameOrSubdomain(auid.slice(at + 1), sdid)) return fail(`identity i=${clip(auid)} is outside domain d=${sdid}`);
+    const problem = identityProblem(auid);
+    if (problem) return fail(problem);
+    if (!isSameOrSubdomain(auid.slice(auid.lastIndexOf('@') + 1), sdid)) return fail(`identity i=${clip(auid)} is outside domain d=${sdid}`);
   }
 
   const result: DkimSignature = {

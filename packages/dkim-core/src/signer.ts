@@ -8,7 +8,7 @@ import { DkimError } from './errors.js';
 import { headerHashInput, selectSignedFields } from './header-hash.js';
 import { DEFAULT_MAX_HEADER_BYTES, feedMessage, type HeaderField, type MessageInput, type MessageSink } from './message.js';
 import {
-  ALGORITHMS,
+  algorithmParts,
   appendFolded,
   encodeDkimQuotedPrintable,
   type FormatTag,
@@ -309,7 +309,7 @@ export class Signer implements MessageSink {
     const unsigned = formatFoldedTags('DKIM-Signature', tags);
     const raw = Buffer.from(`${unsigned}\r\n`, 'latin1');
     const data = headerHashInput(selected, { name: 'DKIM-Signature', raw }, p.headerCanonicalization);
-    const { keyType, hash } = ALGORITHMS[p.algorithm];
+    const { keyType, hash } = algorithmParts(p.algorithm);
     const signature = await signData(keyType, hash, data, p.key, alone);
     const field = appendFolded(unsigned, signature.toString('base64'));
     return { name: 'DKIM-Signature', value: field.slice('DKIM-Signature:'.length), field };

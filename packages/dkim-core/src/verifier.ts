@@ -1,9 +1,9 @@
 import type { Buffer } from 'node:buffer';
 import { BodyHashSet, type BodyHasher } from './body-hash.js';
-import { verifyData } from './crypto.js';
+import { verifyData, yieldToEventLoop } from './crypto.js';
 import { DkimError } from './errors.js';
 import { headerHashInput, selectSignedFields } from './header-hash.js';
-import { importPublicKey, parseKeyRecord, type DkimKeyRecord } from './key-record.js';
+import { checkImportedKey, checkKeyRecordSize, type DkimKeyRecord, importPublicKey, parseKeyRecord } from './key-record.js';
 import {
   DEFAULT_MAX_HEADER_BYTES,
   feedMessage,
@@ -24,6 +24,11 @@ export interface VerifierOptions {
   maxSignatures?: number;
   /** RSA keys smaller than this never pass (default 1024, RFC 8301). */
   minKeyBits?: number;
+  /**
+   * RSA keys larger than this are never used: "policy" (default 4096). Public exponents
+   * over 2^32 - 1 are refused the same way, so no key makes a check cost much more than usual.
+   */
+  maxKeyBits?: number;
   /** Seconds of tolerance when checking x= (default 300). */
   clockSkew?: number;
   /** Current time in milliseconds (default Date.now). */
@@ -136,11 +141,16 @@ export class Verifier implements MessageSink {
     if (this.ownsBodyHashes) this.bodyHashes.update(chunk);
   }
 
-  /** Finish body hashing, wait for keys, check every signature. One result per DKIM-Signature, top first. */
+  /**
+   * Finish body hashing, wait for keys, check every signature. One result per
+   * DKIM-Signature, top first. The keys were asked for at endOfHeaders(), all at once; the
+   * checks run one at a time, each on its own turn of the event loop.
+   */
   async finish(): Promise<VerificationResult[]> {
     if (!this.checks) this.endOfHeaders();
-    const checks = this.checks as Check[];
-    return Promise.all(checks.map((check) => this.complete(check)));
+    const results: VerificationResult[] = [];
+    for (const check of this.checks as Check[]) results.push(await this.complete(check));
+    return results;
   }
 
   private async complete(check: Check): Promise<VerificationResult> {
@@ -165,13 +175,13 @@ export class Verifier implements MessageSink {
         return fail('permerror', 'key t=s forbids an i= in a subdomain of d=');
       }
     }
+    const tooLong = checkKeyRecordSize(record.keyType, record.publicKey, this.options);
+    if (tooLong) return fail(tooLong.result, tooLong.reason);
     const imported = importPublicKey(record.keyType, record.publicKey);
     if (!imported.ok) return fail('permerror', imported.error);
     if (imported.bits !== undefined) result.keyBits = imported.bits;
-    const minBits = this.options.minKeyBits ?? 1024;
-    if (sig.keyType === 'rsa' && imported.bits !== undefined && imported.bits < minBits) {
-      return fail('permerror', `key too small (${imported.bits} bits, minimum ${minBits})`);
-    }
+    const refused = checkImportedKey(record.keyType, imported, this.options);
+    if (refused) return fail(refused.result, refused.reason);
     const body = hasher.digest();
     if (sig.bodyLength !== undefined) {
       if (sig.bodyLength > body.canonicalLength) {
@@ -180,6 +190,7 @@ export class Verifier implements MessageSink {
       result.unsignedBodyBytes = body.canonicalLength - body.hashedLength;
     }
     if (!body.hash.equals(sig.bodyHash)) return fail('fail', 'body hash did not verify');
+    await yieldToEventLoop();
     const good = verifyData(sig.keyType, sig.hashAlgorithm, headerData, imported.key, sig.signature);
     if (!good) return fail('fail', 'signature did not verify');
     return { ...result, result: 'pass' };

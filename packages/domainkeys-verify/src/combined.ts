@@ -20,6 +20,15 @@ export interface CombinedVerifierOptions {
   dkim?: Omit<VerifierOptions, 'resolver'>;
   /** Options for the DomainKeysVerifier (its resolver is the one above). */
   domainKeys?: Omit<DomainKeysVerifierOptions, 'resolver'>;
+  /**
+   * Signatures checked per message, DKIM and DomainKeys together (default 10): DKIM
+   * signatures first, top down, then DomainKeys ones; the rest get "policy" ("not
+   * verified: more than N signatures") and cost no key lookup. A per-kind
+   * maxSignatures in `dkim` or `domainKeys` can only lower it.
+   */
+  maxSignatures?: number;
+  /** RSA keys larger than this are never used, for both kinds: "policy" (default 4096). */
+  maxKeyBits?: number;
   /** Header bytes accepted per message (default 1 MiB), for the parser of verifyDkimAndDomainKeys(). */
   maxHeaderBytes?: number;
 }
@@ -30,6 +39,8 @@ export interface CombinedResults {
   /** One result per DomainKey-Signature, top first. */
   domainkeys: VerificationResult[];
 }
+
+const DEFAULT_MAX_SIGNATURES = 10;
 
 /** Passes lookups on, each name only once; lives as long as one message. */
 class OncePerName implements KeyResolver {
@@ -59,32 +70,55 @@ class OncePerName implements KeyResolver {
 export class CombinedVerifier implements MessageSink {
   readonly dkim: Verifier;
   readonly domainKeys: DomainKeysVerifier;
+  /** DKIM-Signature fields seen so far. */
+  private dkimFields = 0;
+  private readonly dkimMax: number;
+  private started = false;
 
   constructor(options: CombinedVerifierOptions) {
     if (!options?.resolver) throw new DkimError('INVALID_OPTION', 'CombinedVerifier needs a resolver');
     // A DKIM and a DomainKeys signature often share a selector: ask DNS once per message.
     const resolver = new OncePerName(options.resolver);
-    this.dkim = new Verifier({ ...options.dkim, resolver });
-    this.domainKeys = new DomainKeysVerifier({ ...options.domainKeys, resolver });
+    const max = options.maxSignatures ?? DEFAULT_MAX_SIGNATURES;
+    this.dkimMax = Math.min(options.dkim?.maxSignatures ?? max, max);
+    const maxKeyBits = (kind?: { maxKeyBits?: number }) => kind?.maxKeyBits ?? options.maxKeyBits;
+    const dkimKeyBits = maxKeyBits(options.dkim);
+    const dkKeyBits = maxKeyBits(options.domainKeys);
+    this.dkim = new Verifier({ ...options.dkim, resolver, maxSignatures: this.dkimMax, ...(dkimKeyBits !== undefined ? { maxKeyBits: dkimKeyBits } : {}) });
+    this.domainKeys = new DomainKeysVerifier({
+      ...options.domainKeys,
+      resolver,
+      maxSignatures: Math.min(options.domainKeys?.maxSignatures ?? max, max),
+      ...(dkKeyBits !== undefined ? { maxKeyBits: dkKeyBits } : {}),
+    });
   }
 
   header(field: HeaderField): void {
+    if (field.name.toLowerCase() === 'dkim-signature') this.dkimFields++;
     this.dkim.header(field);
     this.domainKeys.header(field);
   }
 
   endOfHeaders(): void {
+    if (this.started) return;
+    this.started = true;
+    // The DKIM signatures within their cap count against the DomainKeys ones too.
+    this.domainKeys.countOtherSignatures(Math.min(this.dkimFields, this.dkimMax));
     this.dkim.endOfHeaders();
     this.domainKeys.endOfHeaders();
   }
 
   body(chunk: Buffer): void {
+    if (!this.started) this.endOfHeaders();
     this.dkim.body(chunk);
     this.domainKeys.body(chunk);
   }
 
+  /** Both kinds' results; the checks run one after another (the key lookups all started at endOfHeaders). */
   async finish(): Promise<CombinedResults> {
-    const [dkim, domainkeys] = await Promise.all([this.dkim.finish(), this.domainKeys.finish()]);
+    if (!this.started) this.endOfHeaders();
+    const dkim = await this.dkim.finish();
+    const domainkeys = await this.domainKeys.finish();
     return { dkim, domainkeys };
   }
 }

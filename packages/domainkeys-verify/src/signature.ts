@@ -49,7 +49,16 @@ export function parseDomainKeySignature(value: string): DomainKeySignatureParseR
   const aTag = trimFws(tags.get('a') ?? '').toLowerCase();
   const algorithm = aTag === '' ? 'rsa-sha1' : aTag;
   const signatureB64 = stripFws(tags.get('b') ?? '');
-  const fail = (error: string): DomainKeySignatureParseResult => ({ ok: false, error, domain, selector, algorithm, signatureB64 });
+  // What an unusable signature reports goes into results and A-R: control characters shown as "?".
+  const shown = (text: string) => text.replace(/[\x00-\x1f\x7f]/g, '?');
+  const fail = (error: string): DomainKeySignatureParseResult => ({
+    ok: false,
+    error,
+    domain: shown(domain),
+    selector: shown(selector),
+    algorithm: shown(algorithm),
+    signatureB64: shown(signatureB64),
+  });
 
   if (!parsed.ok) return fail(`malformed DomainKey-Signature: ${parsed.error}`);
   if (algorithm !== 'rsa-sha1') return fail(`unsupported algorithm a=${clip(algorithm)} (RFC 4870 3.3: only rsa-sha1)`);

@@ -5,6 +5,8 @@ import {
   DEFAULT_MAX_HEADER_BYTES,
   DkimError,
   feedMessage,
+  checkImportedKey,
+  checkKeyRecordSize,
   HeaderCollector,
   type HeaderField,
   headerValue,
@@ -17,6 +19,7 @@ import {
   type MessageSink,
   type VerificationResult,
   uncheckedOutcome,
+  yieldToEventLoop,
 } from '@inkan/dkim-core';
 import {
   canonicalizeDomainKeysHeader,
@@ -39,11 +42,19 @@ export interface DomainKeysVerifierOptions {
    * 512 to accept them.
    */
   minKeyBits?: number;
+  /**
+   * RSA keys larger than this are never used: "policy" (default 4096). Public exponents
+   * over 2^32 - 1 are refused the same way, so no key makes a check cost much more than usual.
+   */
+  maxKeyBits?: number;
   /** Header fields accepted per message (default 1000); more and nothing is verified. */
   maxHeaderFields?: number;
   /** Header bytes accepted per message (default 1 MiB). */
   maxHeaderBytes?: number;
 }
+
+/** Control characters: never let into a result. */
+const CTL = /[\x00-\x1f\x7f]/;
 
 /** The field name, for finding signatures; compare lower-cased. */
 export const DOMAINKEY_SIGNATURE = 'domainkey-signature';
@@ -70,6 +81,8 @@ export class DomainKeysVerifier implements MessageSink {
   private readonly collected: HeaderCollector;
   private checks: Check[] | undefined;
   private readonly canonicalizers = new Map<DomainKeysCanonicalization, BodyCanonicalizer>();
+  /** Signatures of another kind already counted against maxSignatures for this message. */
+  private counted = 0;
 
   constructor(options: DomainKeysVerifierOptions) {
     if (!options?.resolver) throw new DkimError('INVALID_OPTION', 'DomainKeysVerifier needs a resolver');
@@ -80,6 +93,15 @@ export class DomainKeysVerifier implements MessageSink {
   header(field: HeaderField): void {
     if (this.checks) throw new DkimError('INVALID_OPTION', 'header() after endOfHeaders()');
     this.collected.add(field);
+  }
+
+  /**
+   * Count `n` signatures of another kind (DKIM, checked first) against maxSignatures for
+   * this message, so that the cap holds for both kinds together. Call before endOfHeaders().
+   */
+  countOtherSignatures(n: number): void {
+    if (this.checks) throw new DkimError('INVALID_OPTION', 'countOtherSignatures() after endOfHeaders()');
+    this.counted = Math.max(0, n);
   }
 
   /** Parse the signatures, start their key lookups, hash their header fields. */
@@ -104,7 +126,7 @@ export class DomainKeysVerifier implements MessageSink {
       };
       const b = parsed.ok ? parsed.signature.signatureB64 : parsed.signatureB64;
       if (b) result.headerB = b;
-      const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed.error);
+      const unchecked = uncheckedOutcome(this.collected.overLimit, this.counted + index, max, parsed.ok ? undefined : parsed.error);
       if (unchecked || !parsed.ok) {
         checks.push({ result: { ...result, ...unchecked } });
         continue;
@@ -121,6 +143,12 @@ export class DomainKeysVerifier implements MessageSink {
       // RFC 4870 §3.2/§3.4.3: the sending domain must be d= or a subdomain of it.
       if (!sender) {
         checks.push({ result: { ...result, reason: 'no signed Sender or From address (RFC 4870 3.2)' } });
+        continue;
+      }
+      if (CTL.test(sender.address)) {
+        // It would go into Authentication-Results as header.from: refused, and not shown.
+        delete result.identity;
+        checks.push({ result: { ...result, reason: `${sender.header === 'sender' ? 'Sender' : 'From'} address contains control characters` } });
         continue;
       }
       if (sender.domain === undefined || !isSameOrSubdomain(sender.domain, sig.domain)) {
@@ -146,12 +174,17 @@ export class DomainKeysVerifier implements MessageSink {
     for (const canonicalizer of this.canonicalizers.values()) canonicalizer.update(chunk);
   }
 
-  /** Finish the body, wait for keys, check every signature. One result per DomainKey-Signature, top first. */
+  /**
+   * Finish the body, wait for keys, check every signature. One result per
+   * DomainKey-Signature, top first. The checks run one at a time, each on its own turn of
+   * the event loop.
+   */
   async finish(): Promise<VerificationResult[]> {
     if (!this.checks) this.endOfHeaders();
     for (const canonicalizer of this.canonicalizers.values()) canonicalizer.finish();
-    const checks = this.checks as Check[];
-    return Promise.all(checks.map((check) => this.complete(check)));
+    const results: VerificationResult[] = [];
+    for (const check of this.checks as Check[]) results.push(await this.complete(check));
+    return results;
   }
 
   private canonicalizerFor(c: DomainKeysCanonicalization): void {
@@ -174,13 +207,14 @@ export class DomainKeysVerifier implements MessageSink {
     result.testing = record.testing;
     const unusable = checkDomainKeysKey(record, sender, sig.domain);
     if (unusable) return fail('permerror', unusable);
+    const tooLong = checkKeyRecordSize('rsa', record.publicKey, this.options);
+    if (tooLong) return fail(tooLong.result, tooLong.reason);
     const imported = importPublicKey('rsa', record.publicKey);
     if (!imported.ok) return fail('permerror', imported.error);
     if (imported.bits !== undefined) result.keyBits = imported.bits;
-    const minBits = this.options.minKeyBits ?? 1024;
-    if (imported.bits !== undefined && imported.bits < minBits) {
-      return fail('permerror', `key too small (${imported.bits} bits, minimum ${minBits})`);
-    }
+    const refused = checkImportedKey('rsa', imported, this.options);
+    if (refused) return fail(refused.result, refused.reason);
+    await yieldToEventLoop();
     let good = false;
     try {
       good = hash.verify(imported.key, sig.signature);
