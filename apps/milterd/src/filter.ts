@@ -9,7 +9,15 @@ import {
   parseAuthenticationResults,
 } from '@inkan/dkim-core';
 import { CombinedVerifier } from '@inkan/domainkeys-verify';
-import { type HandlerFactory, type MilterContext, type MilterHandler, type Modifier, ProtocolFlags } from '@inkan/milter-protocol';
+import {
+  type ConnectInfo,
+  type Decision,
+  type HandlerFactory,
+  type MilterContext,
+  type MilterHandler,
+  type Modifier,
+  ProtocolFlags,
+} from '@inkan/milter-protocol';
 import type { Logger } from 'pino';
 import { domainOf, fromAddress } from './address.js';
 import type { Action, Config } from './config/options.js';
@@ -32,12 +40,26 @@ export interface Runtime {
   tables?: SharedTables;
 }
 
-/** hold: should be signed, but no usable key is known now (tables not loaded, or bad rows): tempfail. */
-type Role = 'sign' | 'verify' | 'hold' | 'none';
+/**
+ * hold: should be signed, but no usable key is known now (tables not loaded, or bad rows): tempfail.
+ * refused: would be signed, but the message raises a security concern: never signed, On-Security applies.
+ */
+type Role = 'sign' | 'verify' | 'hold' | 'refused' | 'none';
 
 interface MessageState {
   runtime: Runtime;
+  /** The header fields, while they stay within MaximumHeaders and MaximumHeaderBytes; emptied past a limit. */
   headers: HeaderField[];
+  /** Header fields and their raw bytes (name, colon, value, CRLF), counted past a limit too. */
+  headerCount: number;
+  headerBytes: number;
+  /** Which header limit the message went over, if it did. */
+  overLimit?: string;
+  /** The first From field (kept past a limit too, to tell a message to sign from one to verify). */
+  firstFrom?: HeaderField;
+  fromCount: number;
+  /** DKIM-Signature and DomainKey-Signature fields seen (counted past a limit too). */
+  signatureFields: number;
   /** 1-based indexes (among Authentication-Results fields) of forged ones claiming our authserv-id. */
   forgedAr: number[];
   arSeen: number;
@@ -49,10 +71,40 @@ interface MessageState {
   failure?: Error;
   /** A security concern found in the message (On-Security applies). */
   security?: string;
+  /** The SMTP status of a refusal for `security` (enhanced code, temporary and permanent). */
+  securityStatus?: Status;
+  /** The reply given at end of headers, when the message ended there. */
+  ended?: Decision;
 }
+
+/** Enhanced status codes (RFC 3463) of a refusal: [temporary, permanent]. */
+type Status = readonly [string, string];
+/** A DKIM verdict: cryptographic failure / no passing signature (RFC 7372). */
+const DKIM_STATUS: Status = ['4.7.5', '5.7.20'];
+/** Over a header limit: message too big for system. */
+const LIMIT_STATUS: Status = ['4.3.4', '5.3.4'];
+/** Not a valid RFC 5322 message (several From fields): media error. */
+const FORMAT_STATUS: Status = ['4.6.0', '5.6.0'];
 
 const SEVERITY: Record<Action, number> = { accept: 0, quarantine: 1, discard: 2, tempfail: 3, reject: 4 };
 const LF_ONLY = /(?<!\r)\n/g;
+/** Longest attacker-controlled text put in a log line (see forLog). */
+const LOG_TEXT_MAX = 256;
+
+/**
+ * Text an attacker controls (a From address, a reason, a queue id...) bounded for a log
+ * line: longer than `max` characters, it is cut with a marker saying how much was left out.
+ */
+export function forLog(text: string | undefined, max = LOG_TEXT_MAX): string | undefined {
+  if (text === undefined || text.length <= max) return text;
+  return `${text.slice(0, max)}...[${text.length - max} more characters]`;
+}
+
+/** Normalized authserv-id: case-insensitive, trailing dot ignored (RFC 8601 §2.5 compares them as domain names). */
+function sameAuthservId(a: string, b: string): boolean {
+  const norm = (id: string) => id.toLowerCase().replace(/\.$/, '');
+  return norm(a) === norm(b);
+}
 
 /** A header value from the MTA (folded with bare LF, leading space kept) as raw field bytes. */
 function rawField(name: string, value: Buffer): HeaderField {
@@ -60,10 +112,41 @@ function rawField(name: string, value: Buffer): HeaderField {
   return { name, raw: Buffer.from(`${name}:${text}\r\n`, 'latin1') };
 }
 
+/** rawField(name, value).raw.length, without making the field. */
+function rawFieldSize(name: string, value: Buffer): number {
+  let size = Buffer.byteLength(name, 'latin1') + 1 + value.length + 2;
+  for (let i = value.indexOf(0x0a); i >= 0; i = value.indexOf(0x0a, i + 1)) if (i === 0 || value[i - 1] !== 0x0d) size++;
+  return size;
+}
+
 /** A field value for the MTA: folded with LF, leading space only if the MTA will not add one. */
 function valueForMta(value: string, ctx: MilterContext): string {
   const v = value.replace(/\r\n/g, '\n');
   return ctx.options.protocol & ProtocolFlags.HeaderLeadingSpace ? (v.startsWith(' ') ? v : ` ${v}`) : v.replace(/^ /, '');
+}
+
+/**
+ * A field value ready for insertHeader, or an error: a NUL, or a line break not followed by
+ * white space (which would end the field and start another), is never handed to the MTA.
+ */
+function safeValueForMta(name: string, value: string, ctx: MilterContext): string {
+  const v = valueForMta(value, ctx);
+  if (v.includes('\0')) throw new Error(`refused to insert ${name}: its value contains NUL`);
+  if (/\r|\n(?![ \t])/.test(v)) throw new Error(`refused to insert ${name}: its value contains a line break not followed by white space`);
+  return v;
+}
+
+/**
+ * Is the SMTP client internal (its mail is signed)? InternalHosts decides on the address and
+ * host name the MTA reported. A client on a unix socket has no address (only a host-name entry
+ * can match it) unless UnixClientsInternal is set; one of unknown family, or a message without
+ * CONNECT, has no address either.
+ */
+function isInternal(client: ConnectInfo | undefined, internalHosts: HostList, config: Config): boolean {
+  if (!client) return false;
+  if (client.family === 'unix' && config.unixClientsInternal) return true;
+  const inet = client.family === 'inet' || client.family === 'inet6';
+  return internalHosts.matches(inet ? client.ip : undefined, client.hostname);
 }
 
 /** Which configured action the verification results call for. */
@@ -82,19 +165,36 @@ export function verdictAction(config: Config, results: VerificationResult[]): { 
   return worst;
 }
 
-function decide(action: Action, modifier: Modifier, reason: string) {
+/**
+ * Verification results of a message with a security concern (several From fields): a
+ * signature that verified becomes "policy" (RFC 8601 §2.7.1: signed, but not acceptable to
+ * the ADMD), so no consumer of the field takes it for a pass, and every result says why.
+ */
+function withConcern(results: VerificationResult[], concern: string): VerificationResult[] {
+  return results.map((r) =>
+    r.result === 'pass' ? { ...r, result: 'policy' as const, reason: concern } : { ...r, reason: r.reason ? `${r.reason}; ${concern}` : concern },
+  );
+}
+
+/** SMTP reply text: printable ASCII only (a reason may hold bytes from the message). */
+function replyText(text: string, max: number): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, max);
+}
+
+/** The reply for an action; quarantine needs the modifier (end of message only). */
+function decide(action: Action, modifier: Modifier | undefined, reason: string, status: Status = DKIM_STATUS): Decision {
   switch (action) {
     case 'accept':
-      return 'accept' as const;
+      return 'accept';
     case 'quarantine':
-      modifier.quarantine(`inkan: ${reason}`.slice(0, 100));
-      return 'accept' as const;
+      modifier?.quarantine(replyText(`inkan: ${reason}`, 100));
+      return 'accept';
     case 'discard':
-      return 'discard' as const;
+      return 'discard';
     case 'tempfail':
-      return { code: 451, extended: '4.7.5', text: `DKIM: ${reason}`.slice(0, 200) };
+      return { code: 451, extended: status[0], text: replyText(`DKIM: ${reason}`, 200) };
     case 'reject':
-      return { code: 550, extended: '5.7.20', text: `DKIM: ${reason}`.slice(0, 200) };
+      return { code: 550, extended: status[1], text: replyText(`DKIM: ${reason}`, 200) };
   }
 }
 
@@ -104,11 +204,27 @@ function decide(action: Action, modifier: Modifier, reason: string) {
  * streams the body into the signer or verifier, and at end of message inserts the
  * signatures or the Authentication-Results field, removing forged ones that claim our
  * authserv-id.
+ *
+ * Hostile messages: header fields are kept up to MaximumHeaders / MaximumHeaderBytes (past
+ * them only counters go on); a message over a limit or with several From fields is never
+ * signed and gets On-Security, answered at end of headers when that ends the message
+ * (tempfail, reject, discard: the MTA then never sends the body).
  */
 export function createFilter(current: () => Runtime): HandlerFactory {
   return (): MilterHandler => {
     let state: MessageState | undefined;
-    const fresh = (): MessageState => ({ runtime: current(), headers: [], forgedAr: [], arSeen: 0, role: 'none', why: '' });
+    const fresh = (): MessageState => ({
+      runtime: current(),
+      headers: [],
+      headerCount: 0,
+      headerBytes: 0,
+      fromCount: 0,
+      signatureFields: 0,
+      forgedAr: [],
+      arSeen: 0,
+      role: 'none',
+      why: '',
+    });
 
     return {
       mail() {
@@ -117,13 +233,29 @@ export function createFilter(current: () => Runtime): HandlerFactory {
 
       header(name, value) {
         state ??= fresh();
-        const field = rawField(name, value);
-        state.headers.push(field);
-        if (name.toLowerCase() === 'authentication-results') {
-          state.arSeen++;
+        const s = state;
+        const { config } = s.runtime;
+        s.headerCount++;
+        s.headerBytes += rawFieldSize(name, value);
+        if (!s.overLimit) {
+          if (s.headerCount > config.maximumHeaders) s.overLimit = `the header section has more than ${config.maximumHeaders} fields`;
+          else if (s.headerBytes > config.maximumHeaderBytes) s.overLimit = `the header section is over ${config.maximumHeaderBytes} bytes`;
+          // Nothing is signed or verified past a limit: let the fields kept so far go.
+          if (s.overLimit) s.headers = [];
+        }
+        const lower = name.toLowerCase();
+        const isFrom = lower === 'from';
+        if (!s.overLimit || (isFrom && !s.firstFrom)) {
+          const field = rawField(name, value);
+          if (!s.overLimit) s.headers.push(field);
+          if (isFrom) s.firstFrom ??= field;
+        }
+        if (isFrom) s.fromCount++;
+        else if (lower === 'dkim-signature' || lower === 'domainkey-signature') s.signatureFields++;
+        else if (lower === 'authentication-results') {
+          s.arSeen++;
           const parsed = parseAuthenticationResults(value.toString('latin1'));
-          const ours = state.runtime.authservId.toLowerCase();
-          if (!parsed || parsed.authservId.toLowerCase() === ours) state.forgedAr.push(state.arSeen);
+          if (!parsed || sameAuthservId(parsed.authservId, s.runtime.authservId)) s.forgedAr.push(s.arSeen);
         }
       },
 
@@ -132,22 +264,43 @@ export function createFilter(current: () => Runtime): HandlerFactory {
         const s = state;
         const { config, plan, internalHosts, externalIgnore, logger } = s.runtime;
         try {
-          const fromFields = s.headers.filter((h) => h.name.toLowerCase() === 'from');
-          // Several From fields break RFC 5322 and are how signed mail is replayed with another sender.
-          if (fromFields.length > 1) s.security = `${fromFields.length} From fields`;
-          const fromField = fromFields[0];
+          if (s.overLimit) {
+            s.security = s.overLimit;
+            s.securityStatus = LIMIT_STATUS;
+          } else if (s.fromCount > 1) {
+            // Several From fields break RFC 5322 and are how signed mail is replayed with another sender.
+            s.security = `the message has ${s.fromCount} From fields (RFC 5322 allows one)`;
+            s.securityStatus = FORMAT_STATUS;
+          }
+          const fromField = s.firstFrom;
           s.from = fromField ? fromAddress(fromField.raw.toString('latin1').slice(fromField.name.length + 1)) : undefined;
           const client = ctx.client;
-          const local = !client || client.family === 'unix' || client.family === 'unknown';
-          const internal = local || internalHosts.matches(client?.ip, client?.hostname);
+          const internal = isInternal(client, internalHosts, config);
           const auth = ctx.macros.get('{auth_authen}');
+          const signing = config.mode.sign && (internal || Boolean(auth));
           const found = s.from ? plan.lookup(s.from) : { keys: [] };
           const keys = found.keys;
-          if (config.mode.sign && (internal || auth) && keys.length === 0 && found.hold) {
+          const queueId = ctx.macros.get('i') ?? '';
+          /** On-Security for the concern: the reply now if it ends the message, else undefined (decided at end of message). */
+          const securityNow = (what: string): Decision | undefined => {
+            const action = config.onSecurity;
+            const details = { queueId: forLog(queueId), client: forLog(client?.ip), from: forLog(s.from), role: s.role, security: s.security, action };
+            if (action === 'accept' || action === 'quarantine') return undefined;
+            s.ended = decide(action, undefined, `not accepted: ${s.security}`, s.securityStatus);
+            logger.warn(details, `${what}: ${s.security}; ${action} at end of headers`);
+            return s.ended;
+          };
+          if (signing && s.security && (keys.length > 0 || found.hold)) {
+            // Never signed: a key chosen from one From would vouch for whatever the other says.
+            s.role = 'refused';
+            s.why = `not signed: ${s.security}`;
+            return securityNow('not signed');
+          }
+          if (signing && keys.length === 0 && found.hold) {
             // Mail that should be signed never passes unsigned: the MTA keeps it and retries.
             s.role = 'hold';
             s.why = found.hold;
-          } else if (config.mode.sign && (internal || auth) && keys.length > 0) {
+          } else if (signing && keys.length > 0) {
             s.role = 'sign';
             s.why = `${internal ? 'internal client' : `authenticated as ${auth}`}, keys for ${s.from}`;
             s.signer = new Signer(
@@ -160,19 +313,32 @@ export function createFilter(current: () => Runtime): HandlerFactory {
                 ...(config.signHeaders ? { headers: config.signHeaders } : {}),
                 ...(config.oversignHeaders ? { oversignHeaders: config.oversignHeaders } : {}),
               })),
+              { maxHeaderBytes: config.maximumHeaderBytes },
             );
             for (const h of s.headers) s.signer.header(h);
             s.signer.endOfHeaders();
           } else if (config.mode.verify) {
             s.role = 'verify';
-            s.why = internal || auth ? `no signing key for ${s.from ?? 'a message without From'}` : 'external client';
-            if (!internal && !auth && s.from && keys.length > 0 && !externalIgnore?.matches(client?.ip, client?.hostname)) {
-              logger.warn({ client: client?.ip, from: s.from }, `external host sent mail as ${domainOf(s.from)}`);
+            s.why = signing ? `no signing key for ${s.from ?? 'a message without a From address'}` : 'external client';
+            if (signing && !s.from) {
+              // Nothing to choose a key by: DKIM must sign From (RFC 6376 §5.4), and such mail names no domain of ours.
+              logger.warn({ queueId: forLog(queueId), client: forLog(client?.ip), fromField: forLog(fromField?.raw.toString('latin1')) }, 'not signed: no From address');
             }
+            if (!signing && s.from && keys.length > 0 && !externalIgnore?.matches(client?.ip, client?.hostname)) {
+              logger.warn({ client: forLog(client?.ip), from: forLog(s.from) }, `external host sent mail as ${forLog(domainOf(s.from))}`);
+            }
+            if (s.security) {
+              const now = securityNow('not verified');
+              if (now !== undefined) return now;
+            }
+            if (s.overLimit) return undefined;
             s.verifier = new CombinedVerifier({
               resolver: s.runtime.resolver,
-              dkim: { minKeyBits: config.minimumKeyBits, maxSignatures: config.maximumSignaturesToVerify },
-              domainKeys: { minKeyBits: config.minimumKeyBits },
+              // One cap for DKIM and DomainKeys signatures together, and one on RSA key size.
+              maxSignatures: config.maximumSignaturesToVerify,
+              maxKeyBits: config.maximumKeyBits,
+              dkim: { minKeyBits: config.minimumKeyBits, maxSignatures: config.maximumSignaturesToVerify, maxHeaderFields: config.maximumHeaders, maxHeaderBytes: config.maximumHeaderBytes },
+              domainKeys: { minKeyBits: config.minimumKeyBits, maxHeaderFields: config.maximumHeaders, maxHeaderBytes: config.maximumHeaderBytes },
             });
             for (const h of s.headers) s.verifier.header(h);
             s.verifier.endOfHeaders();
@@ -182,6 +348,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
         } catch (error) {
           s.failure = error as Error;
         }
+        return undefined;
       },
 
       body(chunk) {
@@ -199,54 +366,98 @@ export function createFilter(current: () => Runtime): HandlerFactory {
         const s = state ?? fresh();
         state = undefined;
         const { config, logger, authservId, metrics } = s.runtime;
+        // An MTA that goes on after our answer at end of headers gets the same answer.
+        if (s.ended !== undefined) return s.ended;
         const queueId = ctx.macros.get('i') ?? '';
-        const log: Record<string, unknown> = { queueId, client: ctx.client?.ip, from: s.from, role: s.role };
-        if (config.logWhy) log.why = s.why;
-        for (const index of [...s.forgedAr].reverse()) modifier.deleteHeader('Authentication-Results', index);
-        if (s.forgedAr.length > 0) log.removedAuthenticationResults = s.forgedAr.length;
+        const log: Record<string, unknown> = { queueId: forLog(queueId), client: forLog(ctx.client?.ip), from: forLog(s.from), role: s.role };
+        if (config.logWhy) log.why = forLog(s.why);
+        if (s.security) log.security = s.security;
+        let step = 'removing forged Authentication-Results';
         try {
+          for (const index of [...s.forgedAr].reverse()) modifier.deleteHeader('Authentication-Results', index);
+          if (s.forgedAr.length > 0) log.removedAuthenticationResults = s.forgedAr.length;
+          step = 'reading the message';
           if (s.failure) throw s.failure;
           if (s.role === 'hold') {
             metrics?.held.inc();
             log.action = 'tempfail';
-            log.why = s.why;
+            log.why = forLog(s.why);
             logger.warn(log, 'not signed: no usable key; tempfailed');
             return decide('tempfail', modifier, 'no signing key available, try again later');
           }
+          if (s.role === 'refused') {
+            // Only On-Security accept or quarantine get here (the others ended the message at end of headers).
+            log.action = config.onSecurity;
+            logger.warn(log, `not signed: ${s.security}; passed unsigned because On-Security is ${config.onSecurity}`);
+            step = 'applying On-Security';
+            return decide(config.onSecurity, modifier, `not signed: ${s.security}`, s.securityStatus);
+          }
           if (s.role === 'sign' && s.signer) {
+            step = 'making the signatures';
             const fields = await s.signer.finish();
-            for (const f of [...fields].reverse()) modifier.insertHeader(0, f.name, valueForMta(f.value, ctx));
+            step = 'inserting DKIM-Signature';
+            // Every value is checked before the first is inserted: all signatures or none.
+            const ready = fields.map((f) => ({ name: f.name, value: safeValueForMta(f.name, f.value, ctx) }));
+            for (const f of ready.reverse()) modifier.insertHeader(0, f.name, f.value);
             log.signatures = fields.map((f) => /\bs=([^;\s]+)/.exec(f.value)?.[1]);
             metrics?.signed.inc(fields.length);
             logger.info(log, 'signed');
             return 'accept';
           }
-          if (s.role === 'verify' && s.verifier) {
-            const { dkim, domainkeys } = await s.verifier.finish();
-            const results = [...dkim, ...domainkeys];
-            const entries: (VerificationResult | AuthResultEntry)[] =
-              results.length === 0 && config.alwaysAddArHeader ? [{ method: 'dkim', result: 'none', properties: [] }] : results;
-            if (entries.length > 0) {
-              const value = formatAuthenticationResults(authservId, entries, { newline: '\n' });
-              modifier.insertHeader(0, 'Authentication-Results', valueForMta(value, ctx));
+          if (s.role === 'verify') {
+            step = 'verifying';
+            let results: VerificationResult[] = [];
+            if (s.verifier) {
+              const { dkim, domainkeys } = await s.verifier.finish();
+              results = [...dkim, ...domainkeys];
             }
             for (const r of results) metrics?.verified.inc({ method: r.method, result: r.result });
             let verdict = verdictAction(config, results);
-            if (s.security && SEVERITY[config.onSecurity] > SEVERITY[verdict.action]) verdict = { action: config.onSecurity, why: `security: ${s.security}` };
-            log.results = results.map((r) => ({ method: r.method, d: r.domain, s: r.selector, result: r.result, ...(r.reason ? { reason: r.reason } : {}) }));
+            let entries: (VerificationResult | AuthResultEntry)[] = results;
+            if (s.security) {
+              if (SEVERITY[config.onSecurity] >= SEVERITY[verdict.action]) verdict = { action: config.onSecurity, why: s.security };
+              if (s.overLimit) {
+                // Nothing was verified: "policy" if the message was signed (RFC 8601 §2.7.1), "none" if not.
+                entries = [{ method: 'dkim', result: s.signatureFields > 0 ? 'policy' : 'none', reason: `not verified: ${s.security}`, properties: [] }];
+              } else {
+                entries = results.length > 0 ? withConcern(results, s.security) : [{ method: 'dkim', result: 'none', reason: s.security, properties: [] }];
+              }
+            } else if (results.length === 0 && config.alwaysAddArHeader) {
+              entries = [{ method: 'dkim', result: 'none', properties: [] }];
+            }
+            if (entries.length > 0) {
+              step = 'inserting Authentication-Results';
+              const value = formatAuthenticationResults(authservId, entries, { newline: '\n' });
+              modifier.insertHeader(0, 'Authentication-Results', safeValueForMta('Authentication-Results', value, ctx));
+            }
+            log.results = results.map((r) => ({
+              method: r.method,
+              d: forLog(r.domain),
+              s: forLog(r.selector),
+              result: r.result,
+              ...(r.reason ? { reason: forLog(r.reason) } : {}),
+            }));
             log.action = verdict.action;
-            if (verdict.action !== 'accept') log.actionWhy = verdict.why;
-            logger.info(log, 'verified');
-            return decide(verdict.action, modifier, verdict.why);
+            if (verdict.action !== 'accept') log.actionWhy = forLog(verdict.why);
+            if (s.security) logger.warn(log, `verified: ${s.security}; On-Security is ${config.onSecurity}`);
+            else logger.info(log, 'verified');
+            step = 'applying the verdict';
+            return decide(verdict.action, modifier, verdict.why, s.security && verdict.why === s.security ? s.securityStatus : DKIM_STATUS);
           }
           logger.info(log, 'passed through');
           return 'accept';
         } catch (error) {
           metrics?.errors.inc();
-          log.error = (error as Error).message;
+          log.failed = step;
+          log.error = forLog((error as Error).message);
           log.action = config.onInternalError;
-          logger.error(log, 'internal error');
-          return decide(config.onInternalError, modifier, 'internal error, try again later');
+          logger.error(log, `internal error while ${step}; On-InternalError is ${config.onInternalError}`);
+          try {
+            return decide(config.onInternalError, modifier, 'internal error, try again later');
+          } catch {
+            // quarantine refused by the modifier (not negotiated): keep the message
+            return decide('tempfail', undefined, 'internal error, try again later');
+          }
         }
       },
 
