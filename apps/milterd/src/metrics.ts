@@ -1,6 +1,13 @@
-import { createServer, type Server } from 'node:http';
-import { isIP } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { parseMetricsListen } from './loopback.js';
+
+/** /metrics text is made at most this often; scrapes in between get the same text. */
+export const METRICS_RENDER_INTERVAL_MS = 1000;
+/** Scrapers connected at once; more are closed as they connect. */
+export const MAX_METRICS_CONNECTIONS = 8;
+/** Time a scraper has to send its request (and for the connection to go quiet). */
+export const METRICS_REQUEST_TIMEOUT_MS = 5000;
 
 /** Prometheus metrics of one milterd. */
 export class Metrics {
@@ -50,7 +57,14 @@ export class Metrics {
     labelNames: ['store', 'result'] as const,
     registers: [this.registry],
   });
+  readonly renders = new Counter({
+    name: 'inkan_metrics_renders_total',
+    help: 'Times the /metrics text was made (at most once a second, however often it is scraped)',
+    registers: [this.registry],
+  });
   private server: Server | undefined;
+  private rendered: { text: string; at: number } | undefined;
+  private rendering: Promise<string> | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'inkan_' });
@@ -58,31 +72,71 @@ export class Metrics {
 
   /** Serve /metrics on a loopback host:port only. */
   async listen(hostPort: string): Promise<string> {
-    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(hostPort);
-    const host = m?.[1] ?? '';
-    if (!m || !isIP(host)) throw new Error(`MetricsListen takes address:port, not "${hostPort}"`);
-    if (!(host.startsWith('127.') || host === '::1')) throw new Error(`MetricsListen must be a loopback address (127.0.0.0/8 or ::1), not ${host}`);
-    this.server = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      this.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
-      );
-    });
+    const { host, port } = parseMetricsListen(hostPort);
+    // A scraper gets one small GET answered, then the connection closes: no keep-alive, no
+    // request bodies, a few connections at a time, and a bounded time to send the request.
+    this.server = createServer(
+      { maxHeaderSize: 8192, headersTimeout: METRICS_REQUEST_TIMEOUT_MS, requestTimeout: METRICS_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
+      (req, res) => this.serve(req, res),
+    );
     const server = this.server;
+    server.maxConnections = MAX_METRICS_CONNECTIONS;
+    server.maxRequestsPerSocket = 1;
+    server.keepAliveTimeout = 1;
+    server.setTimeout(METRICS_REQUEST_TIMEOUT_MS, (socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(Number(m[2]), host, () => resolve());
+      server.listen(port, host, () => resolve());
     });
     const address = server.address();
     return typeof address === 'object' && address ? `${address.address}:${address.port}` : hostPort;
   }
 
+  /** One scrape: GET (or HEAD) /metrics only; the text made at most once a second. */
+  private serve(req: IncomingMessage, res: ServerResponse): void {
+    res.shouldKeepAlive = false;
+    const path = (req.url ?? '').split('?', 1)[0];
+    if (path !== '/metrics') {
+      res.writeHead(404, { connection: 'close' }).end();
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', connection: 'close' }).end();
+      return;
+    }
+    this.text().then(
+      (text) => res.writeHead(200, { 'content-type': this.registry.contentType, connection: 'close' }).end(req.method === 'HEAD' ? undefined : text),
+      () => res.writeHead(500, { connection: 'close' }).end(),
+    );
+  }
+
+  /**
+   * The exposition text, made at most once per METRICS_RENDER_INTERVAL_MS: making it walks
+   * every metric on the main thread, so a client scraping in a loop must not make it each time.
+   */
+  private text(): Promise<string> {
+    if (this.rendered && performance.now() - this.rendered.at < METRICS_RENDER_INTERVAL_MS) return Promise.resolve(this.rendered.text);
+    if (!this.rendering) {
+      this.renders.inc();
+      this.rendering = this.registry
+        .metrics()
+        .then((text) => {
+          this.rendered = { text, at: performance.now() };
+          return text;
+        })
+        .finally(() => {
+          this.rendering = undefined;
+        });
+    }
+    return this.rendering;
+  }
+
   async close(): Promise<void> {
     const server = this.server;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    }
   }
 }
