@@ -82,7 +82,7 @@ export const DEFAULT_MIN_KEY_BITS = 1024;
 export const DEFAULT_MAX_KEY_BITS = 4096;
 /** The largest RSA public exponent used: 2^32 - 1 (65537 in practice; Windows and Go cap it near here too). */
 export const MAX_RSA_PUBLIC_EXPONENT = 2n ** 32n - 1n;
-/** Bytes of SubjectPublicKeyInfo around the modulus and a 32-bit exponent, with room to spare. */
+/** Bytes of SubjectPublicKeyInfo around the modulus and the exponent, with room to spare. */
 const SPKI_OVERHEAD = 64;
 
 /** Limits on the public keys a verifier uses. */
@@ -100,16 +100,19 @@ export interface KeyRefusal {
 }
 
 /**
- * Before importing: a p= longer than any RSA key within maxKeyBits can be (modulus plus a
- * 32-bit exponent) is refused unread, so that no time or import-cache memory goes to it.
+ * Before importing: a p= longer than any RSA key within maxKeyBits can be (a modulus and an
+ * exponent of maxKeyBits each) is refused unread, so that no time or import-cache memory
+ * goes to it.
  */
 export function checkKeyRecordSize(keyType: string, publicKeyB64: string, limits: KeyLimits = {}): KeyRefusal | undefined {
   if (keyType !== 'rsa') return undefined;
   const maxBits = limits.maxKeyBits ?? DEFAULT_MAX_KEY_BITS;
   const octets = Math.floor((publicKeyB64.replace(/=+$/, '').length * 3) / 4);
-  const most = Math.ceil(maxBits / 8) + SPKI_OVERHEAD;
+  // Room for a modulus and an exponent of maxKeyBits each: whatever fits is read, and
+  // refused afterwards with the precise reason (modulus or exponent).
+  const most = 2 * Math.ceil(maxBits / 8) + SPKI_OVERHEAD;
   if (octets <= most) return undefined;
-  return { result: 'policy', reason: `key too large (p= holds ${octets} octets; the limit is a ${maxBits}-bit RSA key with a 32-bit exponent)` };
+  return { result: 'policy', reason: `key too large (p= holds ${octets} octets, more than an RSA key of ${maxBits} bits can)` };
 }
 
 /**

@@ -33,10 +33,22 @@ export interface KeyResolver {
 export interface DnsKeyResolverOptions {
   /** Name servers as "host", "host:port", "[v6]:port" or OpenDKIM's "host@port". Default: the system's. */
   servers?: string[];
-  /** Milliseconds before one try times out (default 5000). */
+  /**
+   * Milliseconds a whole lookup may take, every query included (default 5000): then it is a
+   * TEMPFAIL. One answer is waited for at most 5 s (c-ares' own limit on Node.js 20).
+   */
   timeout?: number;
-  /** Tries per server (default 2). */
+  /**
+   * Most queries one lookup sends (default 5): the first at once, the next ones spread over
+   * the timeout (one a second at most often) while no answer has come. Each query keeps
+   * listening for its answer; the first answer wins.
+   */
   tries?: number;
+  /**
+   * Most queries of this resolver waiting for answers at once (default 256): above it a lookup
+   * sends no more retries (its first query always goes).
+   */
+  maxQueriesInFlight?: number;
 }
 
 /** Convert OpenDKIM's "addr@port" to the "addr:port" / "[v6]:port" that node:dns wants. */
@@ -49,13 +61,54 @@ export function normalizeServer(server: string): string {
 
 const NOT_FOUND_CODES = new Set(['ENOTFOUND', 'ENODATA', 'ENONAME']);
 
-/** Key lookups over DNS with node:dns (c-ares): falls back to TCP for large answers. */
+/**
+ * How many queries one c-ares channel starts. c-ares (1.34, Node.js 20) waits the channel's
+ * timeout only until a server has answered three queries on that channel; from then on it
+ * waits a few times the server's average answer time (about 1 s after fast answers), so an
+ * answer that comes slowly after a run of fast ones would be lost. A channel whose third query
+ * starts has seen at most two answers, so each channel serves three queries and is replaced.
+ */
+const QUERIES_PER_CHANNEL = 3;
+
+/** Queries of one lookup are never closer together than this. */
+const MIN_RETRY_INTERVAL_MS = 1000;
+
+interface Channel {
+  resolver: Resolver;
+  started: number;
+}
+
+/**
+ * Key lookups over DNS with node:dns (c-ares; it falls back to TCP for large answers). A lookup
+ * has its own deadline (`timeout`) and its own retries: query k (k < tries) goes to server
+ * k mod n at k * max(1 s, timeout / tries), every query keeps listening until its answer comes
+ * or the lookup ends, the first answer wins (NXDOMAIN and "no TXT record" are answers: NOTFOUND),
+ * a server that fails outright (SERVFAIL, REFUSED, unreachable) is passed over, and at the
+ * deadline the lookup is a TEMPFAIL.
+ */
 export class DnsKeyResolver implements KeyResolver {
-  private readonly resolver: Resolver;
+  private readonly servers: string[];
+  private readonly channels: (Channel | undefined)[];
+  private readonly timeout: number;
+  private readonly tries: number;
+  private readonly interval: number;
+  private readonly maxInFlight: number;
+  private inFlight = 0;
 
   constructor(options: DnsKeyResolverOptions = {}) {
-    this.resolver = new Resolver({ timeout: options.timeout ?? 5000, tries: options.tries ?? 2 });
-    if (options.servers && options.servers.length > 0) this.resolver.setServers(options.servers.map(normalizeServer));
+    this.timeout = positive(options.timeout ?? 5000, 'timeout');
+    this.tries = Math.floor(positive(options.tries ?? 5, 'tries'));
+    this.maxInFlight = Math.floor(positive(options.maxQueriesInFlight ?? 256, 'maxQueriesInFlight'));
+    this.interval = Math.max(MIN_RETRY_INTERVAL_MS, this.timeout / this.tries);
+    const probe = new Resolver();
+    if (options.servers && options.servers.length > 0) probe.setServers(options.servers.map(normalizeServer)); // throws on a bad address
+    this.servers = probe.getServers();
+    this.channels = this.servers.map(() => undefined);
+  }
+
+  /** Queries sent and not yet answered or timed out (lookups that ended may leave some). */
+  get queriesInFlight(): number {
+    return this.inFlight;
   }
 
   async lookup(name: string): Promise<string[]> {
@@ -63,15 +116,96 @@ export class DnsKeyResolver implements KeyResolver {
   }
 
   /** The TXT records of a name as published: each record's character-strings, unjoined. */
-  async lookupStrings(name: string): Promise<string[][]> {
-    try {
-      return await this.resolver.resolveTxt(name);
-    } catch (error) {
-      const code = (error as { code?: string }).code ?? 'EUNKNOWN';
-      if (NOT_FOUND_CODES.has(code)) throw new KeyLookupError('NOTFOUND', `no TXT record at ${name} (${code})`, { cause: error });
-      throw new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} failed (${code})`, { cause: error });
-    }
+  lookupStrings(name: string): Promise<string[][]> {
+    return new Promise<string[][]>((resolve, reject) => {
+      const serverCount = Math.max(1, this.servers.length);
+      const failedServers = new Set<number>();
+      let sent = 0;
+      let outstanding = 0;
+      let settled = false;
+      let lastError: unknown;
+      let tick: NodeJS.Timeout | undefined;
+      const settle = (end: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(tick);
+        clearTimeout(deadline);
+        end();
+      };
+      const fail = (error: unknown) => settle(() => reject(lookupError(name, error)));
+      /** Nothing is left to wait for: no query out and no more to send. */
+      const exhausted = () => outstanding === 0 && (sent >= this.tries || failedServers.size >= serverCount);
+      const send = () => {
+        if (settled || sent >= this.tries || failedServers.size >= serverCount) return;
+        // The next server that has not failed outright in this lookup.
+        let server = sent % serverCount;
+        while (failedServers.has(server)) server = (server + 1) % serverCount;
+        sent++;
+        outstanding++;
+        this.inFlight++;
+        this.channel(server)
+          .resolveTxt(name)
+          .then(
+            (records) => settle(() => resolve(records)),
+            (error: unknown) => {
+              lastError = error;
+              const code = (error as { code?: string }).code ?? '';
+              if (NOT_FOUND_CODES.has(code)) return fail(error);
+              // A server that answered with a failure (or cannot be reached) is passed over: the
+              // next one is asked at once. A timeout just ends this query; the others go on.
+              if (code !== 'ETIMEOUT' && !failedServers.has(server)) {
+                failedServers.add(server);
+                if (outstanding > 1 || failedServers.size < serverCount) send();
+              }
+            },
+          )
+          .finally(() => {
+            outstanding--;
+            this.inFlight--;
+            if (!settled && exhausted()) fail(lastError);
+          });
+      };
+      const schedule = () => {
+        tick = setTimeout(() => {
+          if (this.inFlight < this.maxInFlight) send();
+          if (sent < this.tries) schedule();
+        }, this.interval);
+      };
+      const deadline = setTimeout(
+        () => settle(() => reject(new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} timed out after ${this.timeout / 1000} s (${sent} ${sent === 1 ? 'query' : 'queries'})`))),
+        this.timeout,
+      );
+      send();
+      if (!settled && this.tries > 1) schedule();
+    });
   }
+
+  /** The channel for a server, replaced once it has started QUERIES_PER_CHANNEL queries. */
+  private channel(index: number): Resolver {
+    let channel = this.channels[index];
+    if (!channel || channel.started >= QUERIES_PER_CHANNEL) {
+      const resolver = new Resolver({ timeout: Math.min(Math.ceil(this.timeout), 2 ** 31 - 1), tries: 1 });
+      const server = this.servers[index];
+      if (server !== undefined) resolver.setServers([server]);
+      channel = { resolver, started: 0 };
+      this.channels[index] = channel;
+    }
+    channel.started++;
+    return channel.resolver;
+  }
+}
+
+function positive(value: number, what: string): number {
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${what} must be a positive number, not ${value}`);
+  return value;
+}
+
+/** A node:dns failure as a KeyLookupError: NOTFOUND for "no such name / no TXT record", else TEMPFAIL. */
+function lookupError(name: string, error: unknown): KeyLookupError {
+  if (KeyLookupError.isInstance(error)) return error;
+  const code = (error as { code?: string } | undefined)?.code ?? 'EUNKNOWN';
+  if (NOT_FOUND_CODES.has(code)) return new KeyLookupError('NOTFOUND', `no TXT record at ${name} (${code})`, { cause: error });
+  return new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} failed (${code})`, { cause: error });
 }
 
 function normalizeName(name: string): string {
