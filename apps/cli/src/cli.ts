@@ -49,6 +49,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       'after',
       `
 Exit status: 0 when every message has at least one passing signature, 1 otherwise, 2 on usage or I/O errors.
+A file that cannot be read is named on stderr; the other files are still checked.
 
 Examples:
   $ inkan verify message.eml

@@ -1,6 +1,6 @@
 import type { VerificationResult } from '@inkan/dkim-core';
 import { verifyDkimAndDomainKeys } from '@inkan/domainkeys-verify';
-import { type Io, paint, readMessage } from './io.js';
+import { CliError, type Io, paint, readMessage } from './io.js';
 import { makeResolver } from './resolver.js';
 
 export interface VerifyOptions {
@@ -59,26 +59,38 @@ function humanLines(file: string, sigs: SignatureReport[], color: boolean): stri
 
 /**
  * `inkan verify`: every DKIM and DomainKeys signature of each file (stdin when none).
- * Exit 0 when every input has a passing signature, 1 otherwise.
+ * Exit 0 when every input has a passing signature, 1 otherwise, 2 when an input could not
+ * be read or checked at all: that one is named on stderr and the others are still checked.
  */
 export async function verifyCommand(files: string[], o: VerifyOptions, io: Io): Promise<number> {
   const inputs = files.length > 0 ? files : ['-'];
   const resolver = await makeResolver({ ...(o.dns ? { dns: o.dns } : {}), ...(o.keys ? { keys: o.keys } : {}), ...(o.timeout ? { timeout: o.timeout } : {}) });
   const progress = io.stderrTty && inputs.length > 1;
   let allPass = true;
+  let unchecked = false;
   for (const [index, file] of inputs.entries()) {
     if (progress) {
       const width = 30;
       const done = Math.round((index / inputs.length) * width);
       io.stderr(`\r[${'#'.repeat(done)}${' '.repeat(width - done)}] ${index}/${inputs.length} `);
     }
-    const message = await readMessage(file, io);
-    const { dkim, domainkeys } = await verifyDkimAndDomainKeys(message, { resolver });
-    const sigs = [...dkim, ...domainkeys].map(report);
+    let sigs: SignatureReport[];
+    try {
+      const message = await readMessage(file, io);
+      const { dkim, domainkeys } = await verifyDkimAndDomainKeys(message, { resolver });
+      sigs = [...dkim, ...domainkeys].map(report);
+    } catch (error) {
+      // One input that cannot be read (or breaks the verifier) does not stop the batch.
+      if (progress) io.stderr('\r\x1b[K');
+      const text = (error as Error).message;
+      io.stderr(`inkan: ${error instanceof CliError ? text : `${file}: ${text}`}\n`);
+      unchecked = true;
+      continue;
+    }
     if (!sigs.some((s) => s.result === 'pass')) allPass = false;
     if (progress) io.stderr('\r\x1b[K');
     io.stdout(o.json ? `${JSON.stringify({ file, signatures: sigs })}\n` : humanLines(file, sigs, io.stdoutTty));
   }
   if (progress) io.stderr(`\r\x1b[K${inputs.length} messages checked\n`);
-  return allPass ? 0 : 1;
+  return unchecked ? 2 : allPass ? 0 : 1;
 }
