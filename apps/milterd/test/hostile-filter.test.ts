@@ -24,7 +24,7 @@ import {
   type StepReply,
   splitMessage,
 } from '@inkan/milter-protocol';
-import { dkimKeyRecord, type DnsServer, freePort, makeKeys, startDnsmasq, tempDir, type TestKeys } from '@inkan/testbed';
+import { dkimKeyRecord, type DnsServer, freePort, makeKeys, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
 import { pino } from 'pino';
 import { createFilter, forLog } from '../src/filter.js';
 import { HostList, parseConfigText, SigningPlan } from '../src/index.js';
@@ -196,6 +196,7 @@ describe('defaults (On-Security tempfail)', () => {
     expect(replyOf(r.endOfHeaders)).toBe('451 4.3.4 DKIM: not accepted: the header section has more than 1000 fields');
     // Keeping the fields grew RSS by about 80 MiB per message; counting them needs next to nothing.
     expect(after - before, `RSS ${before} KiB -> ${after} KiB`).toBeLessThan(40 * 1024);
+    await milterd.waitForOutput(/QMANY[^\n]*not signed: the header section has more than 1000 fields/);
     const [line] = logLines(milterd, /^not signed: the header section has more than 1000 fields; tempfail at end of headers/);
     expect(line).toMatchObject({ queueId: 'QMANY', role: 'refused', action: 'tempfail' });
     // the daemon still serves
@@ -224,7 +225,24 @@ describe('defaults (On-Security tempfail)', () => {
     const verifying = await drive(port, prepended, { client: OUTSIDE });
     expect(verifying.endOfMessage).toBeUndefined();
     expect(replyOf(verifying.endOfHeaders)).toBe('451 4.6.0 DKIM: not accepted: the message has 2 From fields (RFC 5322 allows one)');
+    await milterd.waitForOutput(/not verified: the message has 2 From fields/);
     expect(logLines(milterd, /^not verified: the message has 2 From fields/)).toHaveLength(1);
+  });
+
+  it('under a real Postfix, the answer at end of headers is the SMTP reply to DATA, and nothing is delivered', async () => {
+    const postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}` });
+    running.push(postfix);
+    const envelope = { from: 'joe@example.org', to: ['suzie@example.net'] };
+    const twoFrom = await postfix.sendSmtp({ ...envelope, data: message('Joe <joe@example.org>', 'From: Mallory <mallory@evil.example>\r\n') });
+    expect([twoFrom.data?.code, twoFrom.data?.text]).toEqual([451, '4.6.0 DKIM: not accepted: the message has 2 From fields (RFC 5322 allows one)']);
+    const filler = Array.from({ length: 1001 }, (_, i) => `X-Filler-${i}: x\r\n`).join('');
+    const many = await postfix.sendSmtp({ ...envelope, data: message('Joe <joe@example.org>', filler) });
+    expect([many.data?.code, many.data?.text]).toEqual([451, '4.3.4 DKIM: not accepted: the header section has more than 1000 fields']);
+    // a good message after them is delivered, signed: nothing of the refused ones arrived
+    expect((await postfix.sendSmtp({ ...envelope, data: message() })).data?.code).toBe(250);
+    const delivered = await postfix.waitForDelivered(1);
+    expect(delivered).toHaveLength(1);
+    expect(delivered[0]?.data.toString('latin1')).toMatch(/^DKIM-Signature: /m);
   });
 
   it('forged Authentication-Results with our authserv-id in capitals or with a trailing dot are removed; another authserv-id stays', async () => {
@@ -246,6 +264,8 @@ describe('defaults (On-Security tempfail)', () => {
     const local = 'q'.repeat(100_000);
     const r = await drive(port, message(`<${local}@example.org>`), { client: OUTSIDE, queueId: 'QLONGFROM' });
     expect(r.endOfMessage?.reply.type).toBe('accept');
+    // pino writes asynchronously: wait for the last line of this message
+    await milterd.waitForOutput(/QLONGFROM[^\n]*"msg":"verified"/);
     const lines = milterd
       .output()
       .split('\n')
@@ -272,6 +292,7 @@ describe('On-Security accept', () => {
     expect(r.endOfHeaders?.type ?? 'continue').toBe('continue');
     expect(r.endOfMessage?.reply.type).toBe('accept');
     expect(insertedSignatures(r.endOfMessage?.modifications ?? [])).toEqual([]);
+    await milterd.waitForOutput(/QTWOSIGN[^\n]*passed unsigned because On-Security is accept/);
     const [line] = logLines(milterd, /^not signed: the message has 2 From fields .*passed unsigned because On-Security is accept/);
     expect(line).toMatchObject({ queueId: 'QTWOSIGN', role: 'refused', action: 'accept', level: 40 });
   });
@@ -287,6 +308,7 @@ describe('On-Security accept', () => {
     const unfolded = unfold(ar);
     expect(unfolded).not.toMatch(/dkim=pass/);
     expect(unfolded).toMatch(/dkim=policy (\([^)]*\) )?reason="the message has 2 From fields \(RFC 5322 allows one\)" header\.d=third\.example/);
+    await milterd.waitForOutput(/QPREPENDED[^\n]*"msg":"verified: the message has 2 From fields/);
     expect(logLines(milterd, /^verified: the message has 2 From fields/)[0]).toMatchObject({ queueId: 'QPREPENDED', action: 'accept' });
   });
 
