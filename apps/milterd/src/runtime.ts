@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { CachingKeyResolver, DnsKeyResolver, KeyLookupError, type KeyResolver } from '@inkan/dkim-core';
+import { CachingKeyResolver, DnsKeyResolver, type KeyResolver } from '@inkan/dkim-core';
 import type { Logger } from 'pino';
 import { ConfigError } from './config/errors.js';
 import { type Config, defaults, parseConfigText, setOption } from './config/options.js';
@@ -41,50 +41,6 @@ function timed(resolver: KeyResolver, metrics: Metrics | undefined): KeyResolver
       } finally {
         end();
       }
-    },
-  };
-}
-
-/**
- * A lookup that ends within `ms` whatever the servers do, the way OpenDKIM bounds a query by
- * DNSTimeout: one slow DNS server must not hold a message (and the MTA's connection) longer.
- * c-ares alone cannot promise that (its retries take several times its per-try timeout), and
- * a c-ares retry forgets the first try, so an answer that is slow but in time would be lost.
- * So: one try each, a second one at ms/2 (or at once if the first fails sooner) in case a
- * packet was lost, the first answer wins, and at `ms` the lookup is a temporary error.
- */
-function bounded(resolver: KeyResolver, ms: number): KeyResolver {
-  return {
-    lookup(name) {
-      return new Promise<string[]>((resolve, reject) => {
-        let settled = false;
-        let attempts = 0;
-        let failures = 0;
-        const settle = (end: () => void) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(hedge);
-          clearTimeout(deadline);
-          end();
-        };
-        const attempt = () => {
-          if (settled || attempts >= 2) return;
-          attempts++;
-          resolver.lookup(name).then(
-            (records) => settle(() => resolve(records)),
-            (error: unknown) => {
-              failures++;
-              // "No such key" is an answer; a temporary failure waits for the other try.
-              if (KeyLookupError.isInstance(error) && error.code === 'NOTFOUND') settle(() => reject(error));
-              else if (attempts < 2) attempt();
-              else if (failures === attempts) settle(() => reject(error));
-            },
-          );
-        };
-        const hedge = setTimeout(attempt, ms / 2);
-        const deadline = setTimeout(() => settle(() => reject(new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} timed out after ${ms / 1000} s`))), ms);
-        attempt();
-      });
     },
   };
 }
@@ -130,15 +86,12 @@ export async function buildRuntime(config: Config, logger: Logger, metrics?: Met
       throw new ConfigError('ExternalIgnoreList', (error as Error).message);
     }
   }
-  // Each c-ares query waits the whole DNSTimeout for its answer; bounded() retries and ends it.
-  const resolver = bounded(
-    new DnsKeyResolver({
-      ...(config.nameservers && config.nameservers.length > 0 ? { servers: config.nameservers } : {}),
-      timeout: config.dnsTimeout * 1000,
-      tries: 1,
-    }),
-    config.dnsTimeout * 1000,
-  );
+  // A lookup ends within DNSTimeout whatever the servers do (OpenDKIM bounds a query the same
+  // way): one query a second while no answer has come, each waiting for its own answer.
+  const resolver = new DnsKeyResolver({
+    ...(config.nameservers && config.nameservers.length > 0 ? { servers: config.nameservers } : {}),
+    timeout: config.dnsTimeout * 1000,
+  });
   const runtime: Runtime = {
     config,
     plan,

@@ -39,9 +39,9 @@ export interface DnsKeyResolverOptions {
    */
   timeout?: number;
   /**
-   * Most queries one lookup sends (default 5): the first at once, the next ones spread over
-   * the timeout (one a second at most often) while no answer has come. Each query keeps
-   * listening for its answer; the first answer wins.
+   * Most queries one lookup sends (default: one per second of timeout, at most 30): the first
+   * at once, the next ones spread over the timeout (at most one a second) while no answer has
+   * come. Each query keeps listening for its answer; the first answer wins.
    */
   tries?: number;
   /**
@@ -73,6 +73,9 @@ const QUERIES_PER_CHANNEL = 3;
 /** Queries of one lookup are never closer together than this. */
 const MIN_RETRY_INTERVAL_MS = 1000;
 
+/** Most queries a lookup sends unless `tries` says otherwise. */
+const MAX_DEFAULT_TRIES = 30;
+
 interface Channel {
   resolver: Resolver;
   started: number;
@@ -97,8 +100,8 @@ export class DnsKeyResolver implements KeyResolver {
 
   constructor(options: DnsKeyResolverOptions = {}) {
     this.timeout = positive(options.timeout ?? 5000, 'timeout');
-    this.tries = Math.floor(positive(options.tries ?? 5, 'tries'));
-    this.maxInFlight = Math.floor(positive(options.maxQueriesInFlight ?? 256, 'maxQueriesInFlight'));
+    this.tries = Math.max(1, Math.floor(positive(options.tries ?? Math.min(MAX_DEFAULT_TRIES, Math.ceil(this.timeout / MIN_RETRY_INTERVAL_MS)), 'tries')));
+    this.maxInFlight = Math.max(1, Math.floor(positive(options.maxQueriesInFlight ?? 256, 'maxQueriesInFlight')));
     this.interval = Math.max(MIN_RETRY_INTERVAL_MS, this.timeout / this.tries);
     const probe = new Resolver();
     if (options.servers && options.servers.length > 0) probe.setServers(options.servers.map(normalizeServer)); // throws on a bad address
@@ -155,7 +158,7 @@ export class DnsKeyResolver implements KeyResolver {
               // next one is asked at once. A timeout just ends this query; the others go on.
               if (code !== 'ETIMEOUT' && !failedServers.has(server)) {
                 failedServers.add(server);
-                if (outstanding > 1 || failedServers.size < serverCount) send();
+                send();
               }
             },
           )

@@ -18,11 +18,18 @@ export interface SlowDns {
   port: number;
   /** "127.0.0.1:port", as node:dns and DnsKeyResolver take it. */
   server: string;
-  /** The delay for queries that arrive from now on (those already held keep theirs). */
-  setDelay(delay: DnsDelay): void;
+  /**
+   * The delay for queries that arrive from now on (those already held keep theirs); with
+   * `name`, for queries of that name only (it then wins over the general delay).
+   */
+  setDelay(delay: DnsDelay, name?: string): void;
+  /** Forget the delays set for single names. */
+  clearNameDelays(): void;
   readonly delay: DnsDelay;
   /** Queries received (UDP and TCP). */
   readonly queries: number;
+  /** Queries received for one name. */
+  queriesFor(name: string): number;
   /** Answers sent back. */
   readonly answered: number;
   /** Queries dropped: swallowed ('never'), over maxPending, or the upstream did not answer. */
@@ -33,18 +40,39 @@ export interface SlowDns {
 /** How long the forwarder waits for the upstream server before it drops a query. */
 const UPSTREAM_TIMEOUT_MS = 5000;
 
+function nameKey(name: string): string {
+  return name.toLowerCase().replace(/\.$/, '');
+}
+
+/** The name asked for in a DNS query message (its first question), or undefined if unreadable. */
+function questionName(query: Buffer): string | undefined {
+  const labels: string[] = [];
+  let at = 12;
+  // Queries carry no compression pointers; a name has at most 127 labels.
+  for (let n = 0; n < 128 && at < query.length; n++) {
+    const length = query[at] as number;
+    if (length === 0) return labels.join('.').toLowerCase();
+    if (length > 63 || at + 1 + length > query.length) return undefined;
+    labels.push(query.toString('latin1', at + 1, at + 1 + length));
+    at += 1 + length;
+  }
+  return undefined;
+}
+
 /**
  * A tiny DNS forwarder on 127.0.0.1 that answers slowly: every query (UDP, or TCP with its
  * two-byte length prefix) is passed to the upstream server at once, and its answer is held
  * until `delay` ms after the query arrived; with 'never' the query is swallowed and no answer
- * ever comes. The delay can be changed while it runs. Everything it holds (timers, sockets)
- * is bounded by maxPending and released by stop().
+ * ever comes. The delay can be changed while it runs, for every name or for one. Everything
+ * it holds (timers, sockets) is bounded by maxPending and released by stop().
  */
 export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
   const upstreamHost = options.upstream.host ?? '127.0.0.1';
   const upstreamPort = options.upstream.port;
   const maxPending = options.maxPending ?? 1000;
   let delay: DnsDelay = options.delayMs ?? 0;
+  const nameDelays = new Map<string, DnsDelay>();
+  const nameQueries = new Map<string, number>();
   let queries = 0;
   let answered = 0;
   let dropped = 0;
@@ -61,14 +89,17 @@ export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
     timers.add(t);
   };
   const pending = () => timers.size;
-  /** Decide what to do with a new query: undefined drops it, a number is when to answer. */
-  const admit = (): number | undefined => {
+  /** Decide what to do with a new query (without its TCP length): undefined drops it, a number is when to answer. */
+  const admit = (query: Buffer): number | undefined => {
     queries++;
-    if (stopped || delay === 'never' || pending() + upstreamSockets.size >= maxPending) {
+    const name = questionName(query);
+    if (name !== undefined) nameQueries.set(name, (nameQueries.get(name) ?? 0) + 1);
+    const wait = (name !== undefined ? nameDelays.get(name) : undefined) ?? delay;
+    if (stopped || wait === 'never' || pending() + upstreamSockets.size >= maxPending) {
       dropped++;
       return undefined;
     }
-    return Date.now() + delay;
+    return Date.now() + wait;
   };
 
   /**
@@ -122,7 +153,7 @@ export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
   const udp = createSocket('udp4');
   udp.on('error', () => {});
   udp.on('message', (query, from) => {
-    const due = admit();
+    const due = admit(query);
     if (due === undefined) return;
     askUdp(query, (answer) => {
       if (!answer) {
@@ -155,7 +186,7 @@ export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
       while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
         const framed = buffered.subarray(0, 2 + buffered.readUInt16BE(0));
         buffered = buffered.subarray(framed.length);
-        const due = admit();
+        const due = admit(framed.subarray(2));
         if (due === undefined) continue; // swallowed: the client waits for its own timeout
         askTcp(Buffer.from(framed), (answer) => {
           if (!answer) {
@@ -182,9 +213,16 @@ export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
   return {
     port,
     server: `127.0.0.1:${port}`,
-    setDelay(next) {
+    setDelay(next, name) {
       if (next !== 'never' && (!Number.isFinite(next) || next < 0)) throw new RangeError(`delay must be 'never' or a number of ms >= 0, not ${next}`);
-      delay = next;
+      if (name !== undefined) nameDelays.set(nameKey(name), next);
+      else delay = next;
+    },
+    clearNameDelays() {
+      nameDelays.clear();
+    },
+    queriesFor(name) {
+      return nameQueries.get(nameKey(name)) ?? 0;
     },
     get delay() {
       return delay;
