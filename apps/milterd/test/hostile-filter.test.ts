@@ -229,6 +229,13 @@ describe('defaults (On-Security tempfail)', () => {
     expect(logLines(milterd, /^not verified: the message has 2 From fields/)).toHaveLength(1);
   });
 
+  it('a From field without an address from an internal client: not signed (nothing to choose a key by), logged, passed', async () => {
+    const r = await drive(port, message('undisclosed-recipients:;'), { client: LOCAL, queueId: 'QNOADDRESS' });
+    expect(r.endOfMessage?.reply.type).toBe('accept');
+    expect(insertedSignatures(r.endOfMessage?.modifications ?? [])).toEqual([]);
+    await milterd.waitForOutput(/QNOADDRESS[^\n]*"msg":"not signed: no From address"/);
+  });
+
   it('under a real Postfix, the answer at end of headers is the SMTP reply to DATA, and nothing is delivered', async () => {
     const postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}` });
     running.push(postfix);
