@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { lstat, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { genkey } from '@inkan/keytool';
@@ -23,6 +24,7 @@ import type { Config } from './config/options.js';
 import { StoreRegistry } from './config/stores/store-plan.js';
 import { createFilter, type Runtime } from './filter.js';
 import { createLogger } from './log.js';
+import { isLoopbackHost, parseMetricsListen } from './loopback.js';
 import type { Metrics } from './metrics.js';
 import { dropPrivileges, nobody, type RunAs, resolveRunAs } from './privileges.js';
 import { buildRuntime, describeConfig, loadConfig } from './runtime.js';
@@ -97,6 +99,111 @@ async function readPeerList(config: Config): Promise<HostList | undefined> {
   }
 }
 
+/**
+ * The rules about where milterd may listen, judged the same by --check-config and start-up:
+ * an inet Socket off loopback needs PeerList; MetricsListen must be a loopback address:port.
+ * Loopback means an IP address in 127.0.0.0/8 or ::1 (or, for Socket, the name localhost).
+ */
+export function checkListenRules(config: Config): void {
+  let spec: SocketSpec;
+  try {
+    spec = parseSocketSpec(config.socket);
+  } catch (error) {
+    throw new ConfigError('Socket', (error as Error).message);
+  }
+  if (spec.kind !== 'unix' && !isLoopbackHost(spec.host, { allowLocalhost: true }) && !config.peerList) {
+    throw new ConfigError('Socket', `${config.socket} is not a loopback address: name the MTA hosts allowed to connect with PeerList`);
+  }
+  if (config.metricsListen) {
+    try {
+      parseMetricsListen(config.metricsListen);
+    } catch (error) {
+      throw new ConfigError('MetricsListen', (error as Error).message);
+    }
+  }
+}
+
+const PID_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+
+function errorCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Is a process with this id running (one we may not signal counts too)? */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errorCode(error) === 'EPERM';
+  }
+}
+
+/**
+ * Write our pid to PidFile without ever following a symbolic link or writing into a file
+ * someone else created: the file is created anew (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0644). If
+ * something is already there: a regular file naming a process that is not running is stale
+ * and replaced (once); a live pid, or anything that is not a regular file (a symbolic link
+ * planted there, a directory), is refused with an error naming the file, and left as it is.
+ */
+async function writePidFile(path: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const file = await open(path, PID_FLAGS, 0o644);
+      try {
+        await file.chmod(0o644); // whatever the process umask (fchmod: on this file, not a path)
+        await file.writeFile(`${process.pid}\n`);
+      } finally {
+        await file.close();
+      }
+      return;
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST' && errorCode(error) !== 'ELOOP') throw new Error(`PidFile ${path}: ${(error as Error).message}`);
+    }
+    const stats = await lstat(path).catch(() => undefined);
+    if (stats && !stats.isFile()) {
+      throw new Error(`PidFile ${path} exists and is not a regular file (${stats.isSymbolicLink() ? 'a symbolic link' : 'not a file'}); refusing to use it: remove it`);
+    }
+    if (stats) {
+      const text = await readPidText(path);
+      const pid = Number(text.trim());
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+        throw new Error(`PidFile ${path} names process ${pid}, which is running: is another inkan-milterd running? Stop it, or remove the file`);
+      }
+      if (attempt > 0) throw new Error(`PidFile ${path} keeps coming back; refusing to use it`);
+      await unlink(path).catch((e: unknown) => {
+        if (errorCode(e) !== 'ENOENT') throw new Error(`PidFile ${path}: cannot remove the stale file: ${(e as Error).message}`);
+      });
+    } else if (attempt > 0) {
+      throw new Error(`PidFile ${path} cannot be created`);
+    }
+  }
+}
+
+/** The text of a pid file, opened without following a symbolic link ('' when it cannot be read). */
+async function readPidText(path: string): Promise<string> {
+  try {
+    const file = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    try {
+      return (await file.read(Buffer.alloc(32), 0, 32, 0)).buffer.toString('latin1').replace(/\0+$/, '');
+    } finally {
+      await file.close();
+    }
+  } catch {
+    return '';
+  }
+}
+
+/** Remove PidFile on stop, only if it still holds our pid (a successor may have written its own). */
+async function removePidFile(path: string, logger: Logger): Promise<void> {
+  const text = await readPidText(path);
+  if (text.trim() !== String(process.pid)) {
+    logger.warn({ pidFile: path }, 'the pid file no longer holds our pid; leaving it');
+    return;
+  }
+  await unlink(path).catch((e: NodeJS.ErrnoException) => logger.warn({ error: e.code }, 'could not remove the pid file'));
+}
+
 export interface Daemon {
   listener: MilterListener;
   /** Re-read configuration, tables and keys; keeps the old ones on error. */
@@ -113,6 +220,7 @@ export async function startDaemon(
   },
 ): Promise<Daemon> {
   const { logger } = options;
+  checkListenRules(config);
   // prom-client is loaded only when metrics are asked for (it is megabytes of RSS otherwise).
   const metrics: Metrics | undefined = config.metricsListen ? new (await import('./metrics.js')).Metrics() : undefined;
   // Tables in a shared store live as long as the daemon, across reloads.
@@ -130,31 +238,37 @@ export async function startDaemon(
   let spec: SocketSpec = parseSocketSpec(config.socket);
   if (spec.kind === 'unix') {
     spec = { ...spec, mode: 0o777 & ~config.umask, ...(options.runAs ? { group: options.runAs.gid } : {}) };
-  } else if (!(spec.host.startsWith('127.') || spec.host === '::1' || spec.host === 'localhost') && !config.peerList) {
-    throw new ConfigError('Socket', `${config.socket} is not a loopback address: name the MTA hosts allowed to connect with PeerList`);
   }
   const peers = await readPeerList(config);
   const server = createMilterServer({
     handler: (ctx) => {
       const h = filter(ctx);
       metrics?.connections.inc();
+      // A message counts as in flight from MAIL until its end of message or abort, once:
+      // an end of message or abort without MAIL (a confused or hostile client) changes nothing.
+      let counted = false;
+      const done = () => {
+        if (!counted) return;
+        counted = false;
+        inFlight--;
+        if (inFlight === 0) for (const f of idle.splice(0)) f();
+      };
       return {
         ...h,
         mail: (sender, c) => {
-          inFlight++;
+          if (!counted) inFlight++;
+          counted = true;
           return h.mail?.(sender, c);
         },
         endOfMessage: async (modifier, c) => {
           try {
             return await h.endOfMessage?.(modifier, c);
           } finally {
-            inFlight = Math.max(0, inFlight - 1);
-            if (inFlight === 0) for (const f of idle.splice(0)) f();
+            done();
           }
         },
         abort: (c) => {
-          if (c.message) inFlight = Math.max(0, inFlight - 1);
-          if (inFlight === 0) for (const f of idle.splice(0)) f();
+          done();
           return h.abort?.(c);
         },
         close: () => {
@@ -177,6 +291,13 @@ export async function startDaemon(
     idleTimeoutMs: config.milterIdleTimeout * 1000,
     progressIntervalMs: config.milterProgressInterval * 1000,
     logger: bridge(logger),
+    // Hostile clients: connections past MaximumConnections are closed at once; a packet
+    // announced longer than MaximumPacketSize closes its connection before its data is kept;
+    // all connections together hold at most MaximumBufferedBytes of packets (the one holding
+    // the most is closed). The MTA applies its milter default action to a closed connection.
+    maxConnections: config.maximumConnections,
+    maxPacketSize: config.maximumPacketSize,
+    maxBufferedBytes: config.maximumBufferedBytes,
     ...(peers ? { allowPeer: (address: string) => (peers as HostList).matches(address) } : {}),
   });
   let listener: MilterListener;
@@ -187,7 +308,7 @@ export async function startDaemon(
     throw error;
   }
   try {
-    if (config.pidFile) await writeFile(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
+    if (config.pidFile) await writePidFile(config.pidFile);
     if (metrics && config.metricsListen) logger.info({ metrics: await metrics.listen(config.metricsListen) }, 'metrics listening');
   } catch (error) {
     await server.close();
@@ -221,7 +342,7 @@ export async function startDaemon(
       await listenersClosed;
       await stores.closeAll();
       await metrics?.close();
-      if (config.pidFile) await unlink(config.pidFile).catch((e: NodeJS.ErrnoException) => logger.warn({ error: e.code }, 'could not remove the pid file'));
+      if (config.pidFile) await removePidFile(config.pidFile, logger);
       logger.info('stopped');
     },
   };
@@ -252,6 +373,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (inv.firstRun) await firstRunSetup(config, print);
     if (inv.checkConfig) {
+      checkListenRules(config);
       await buildRuntime(config, logger);
       await readPeerList(config);
       print(describeConfig(config));

@@ -60,6 +60,15 @@ export class PacketDecoder {
     return this.buffered > 0;
   }
 
+  /** Drop whatever is buffered (the connection is gone); the decoder is unusable afterwards. */
+  discard(): void {
+    this.chunks = [];
+    this.buffered = 0;
+    this.block = undefined;
+    this.blockUsed = 0;
+    this.failed ??= new MilterProtocolError('decode', 'the decoder was discarded');
+  }
+
   push(chunk: Buffer): Packet[] {
     if (this.failed) throw this.failed;
     const packets: Packet[] = [];

@@ -476,6 +476,7 @@ export class MilterSession {
     this.ended = true;
     this.queue.length = 0;
     this.queuedBytes = 0;
+    this.decoder.discard(); // what a dropped connection had buffered can be freed at once
     this.budget?.release(this.holder);
     this.controller?.abort();
     if (!this.running) void this.finish();
