@@ -161,3 +161,102 @@ describe('/metrics under a scraping flood', () => {
     }
   });
 });
+
+describe('RequireSafeKeys: owner, directories and symbolic links', () => {
+  const asRoot = process.getuid?.() === 0;
+  // Not nobody: started as root without UserID, milterd runs as nobody, which may own its keys.
+  const OTHER = Number(spawnSync('id', ['-u', 'daemon'], { encoding: 'utf8' }).stdout.trim() || 1);
+
+  /** A configuration signing with `keyFile`, and `extra` lines. */
+  function keyConf(name: string, keyFile: string, extra: string[] = []): string {
+    const conf = join(dir, `${name}.conf`);
+    writeFileSync(conf, ['Socket inet:0@127.0.0.1', 'Domain example.org', 'Selector one', `KeyFile ${keyFile}`, ...extra, ''].join('\n'));
+    return conf;
+  }
+
+  /** A key file in a fresh directory under the test's own (0700, root-owned) directory. */
+  function keyIn(name: string, dirMode: number): string {
+    const d = join(dir, name);
+    mkdirSync(d);
+    chmodSync(d, dirMode);
+    const keyFile = join(d, 'key.private');
+    writeFileSync(keyFile, keys.ed25519.pem, { mode: 0o600 });
+    return keyFile;
+  }
+
+  async function checkConfig(conf: string): Promise<{ code: number | null; output: string }> {
+    const r = await runProgram(process.execPath, [BIN, '-x', conf, '--check-config'], { timeoutMs: 30_000 });
+    return { code: r.code, output: r.stdout + r.stderr };
+  }
+
+  it.skipIf(!asRoot)('a key owned by another user is refused by --check-config and at start-up; owned by the UserID user it is taken', async () => {
+    const keyFile = keyIn('owner', 0o700);
+    chownSync(keyFile, OTHER, OTHER);
+    const refused = await checkConfig(keyConf('owner', keyFile));
+    expect(refused.code).toBe(78);
+    expect(refused.output).toContain(`key file ${keyFile} is owned by uid ${OTHER}`);
+    expect(refused.output).toMatch(/who could replace the key: chown it to root/);
+    expect(refused.output).not.toContain('PRIVATE KEY');
+    const start = await startMilterd(['-x', keyConf('owner-start', keyFile)], { expectExit: true });
+    try {
+      expect(await Promise.race([start.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))])).toBe(78);
+      expect(start.output()).toContain(`is owned by uid ${OTHER}`);
+    } finally {
+      await start.stop();
+    }
+    // The user milterd runs as may own its key.
+    const taken = await checkConfig(keyConf('owner-userid', keyFile, ['UserID daemon']));
+    expect(taken.output).not.toMatch(/owned by/);
+    expect(taken.code).toBe(0);
+  });
+
+  it.skipIf(!asRoot)('a key in a directory others can change is refused, unless the directory is sticky (as /tmp)', async () => {
+    const open = keyIn('dir-0777', 0o777);
+    const r1 = await checkConfig(keyConf('dir-0777', open));
+    expect(r1.code).toBe(78);
+    expect(r1.output).toContain(`key file ${open} is in directory ${dirname(open)}, writable by anyone (mode 0777), who could replace the key: chmod go-w`);
+    const group = keyIn('dir-0770', 0o770);
+    const r2 = await checkConfig(keyConf('dir-0770', group));
+    expect(r2.code).toBe(78);
+    expect(r2.output).toContain(`writable by its group (mode 0770)`);
+    const sticky = keyIn('dir-1777', 0o1777);
+    const r3 = await checkConfig(keyConf('dir-1777', sticky));
+    expect(r3.output).not.toMatch(/key file/);
+    expect(r3.code).toBe(0);
+    const foreign = keyIn('dir-nobody', 0o755);
+    chownSync(dirname(foreign), OTHER, OTHER);
+    const r4 = await checkConfig(keyConf('dir-nobody', foreign));
+    expect(r4.code).toBe(78);
+    expect(r4.output).toContain(`is in directory ${dirname(foreign)}, owned by uid ${OTHER}`);
+    // A directory further up counts too.
+    const deep = join(dirname(open), 'inner');
+    mkdirSync(deep, { mode: 0o700 });
+    writeFileSync(join(deep, 'key.private'), keys.ed25519.pem, { mode: 0o600 });
+    const r5 = await checkConfig(keyConf('dir-deep', join(deep, 'key.private')));
+    expect(r5.code).toBe(78);
+    expect(r5.output).toContain(`is in directory ${dirname(open)}, writable by anyone`);
+  });
+
+  it.skipIf(!asRoot)('a symbolic link is judged by its target and by its own owner', async () => {
+    const unsafe = keyIn('link-target-0777', 0o777);
+    const safe = keyIn('link-target-0700', 0o700);
+    const links = join(dir, 'links');
+    mkdirSync(links, { mode: 0o700 });
+    const toUnsafe = join(links, 'to-unsafe.private');
+    symlinkSync(unsafe, toUnsafe);
+    const r1 = await checkConfig(keyConf('link-unsafe', toUnsafe));
+    expect(r1.code).toBe(78);
+    expect(r1.output).toContain(`key file ${toUnsafe} (a link to ${unsafe}) is in directory ${dirname(unsafe)}, writable by anyone`);
+    const foreignLink = join(links, 'foreign.private');
+    symlinkSync(safe, foreignLink);
+    spawnSync('chown', ['-h', `${OTHER}:${OTHER}`, foreignLink]);
+    const r2 = await checkConfig(keyConf('link-foreign', foreignLink));
+    expect(r2.code).toBe(78);
+    expect(r2.output).toContain(`key file ${foreignLink} is a symbolic link owned by uid ${OTHER}`);
+    const good = join(links, 'good.private');
+    symlinkSync(safe, good);
+    const r3 = await checkConfig(keyConf('link-good', good));
+    expect(r3.output).not.toMatch(/key file/);
+    expect(r3.code).toBe(0);
+  });
+});

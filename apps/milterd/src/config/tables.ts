@@ -1,5 +1,9 @@
 import { type KeyObject, createPrivateKey } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { lstat, readFile, realpath, stat } from 'node:fs/promises';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { HostList, HostListError } from '../hosts.js';
+import { nobody, resolveRunAs } from '../privileges.js';
 import { ConfigError } from './errors.js';
 import { type Config, type Dataset, holdsPrivateKey, isStoreDataset } from './options.js';
 
@@ -48,18 +52,119 @@ export async function readDatasetValues(dataset: Dataset): Promise<string[]> {
   return (await readDatasetLines(dataset)).flatMap((l) => l.fields);
 }
 
-/** Refuse keys that others could read or change (RequireSafeKeys). */
-export async function checkKeyFileSafety(path: string, where: string): Promise<void> {
-  let mode: number;
+/**
+ * A host list (InternalHosts, ExternalIgnoreList, PeerList) from a dataset. An entry that is
+ * not a host is named by file and line (or list item), never quoted: the file may be
+ * something else named by mistake, such as /etc/shadow.
+ */
+export async function readHostList(dataset: Dataset, option: string): Promise<HostList> {
+  const lines = dataset.kind === 'list' ? dataset.values.map((v, i) => ({ where: `${option} item ${i + 1}`, fields: [v] })) : await readDatasetLines(dataset);
+  const entries = lines.flatMap((l) => l.fields);
+  const sources = lines.flatMap((l) => l.fields.map(() => l.where));
   try {
-    mode = (await stat(path)).mode & 0o777;
+    return new HostList(entries);
   } catch (error) {
-    throw new ConfigError(where, `key file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    if (error instanceof HostListError) throw new ConfigError(sources[error.index] ?? option, `${option}: ${error.message}`);
+    throw error;
   }
+}
+
+/** A key name that may be shown in an error: one that looks like a name, never other text of a line. */
+function shownKeyName(name: string): string {
+  return /^[A-Za-z0-9_%][A-Za-z0-9._%@+-]{0,252}$/.test(name) ? `key "${name}"` : 'a key name';
+}
+
+/**
+ * Who may own a key file and the directories above it (RequireSafeKeys): root and the user
+ * milterd runs as: UserID; started as root without one, nobody (unless AllowRoot); otherwise
+ * the current user.
+ */
+export function keyOwners(config: Partial<Pick<Config, 'userId' | 'allowRoot'>>): number[] {
+  let runAs = process.geteuid?.() ?? 0;
+  try {
+    if (config.userId) runAs = resolveRunAs(config.userId).uid;
+    else if (runAs === 0 && config.allowRoot === false) runAs = nobody().uid;
+  } catch {
+    // An unknown user is reported where milterd changes user; until then, the current user.
+  }
+  return [...new Set([0, runAs])];
+}
+
+/** "uid 65534 (nobody)", or just the uid when the user database does not know it. */
+function describeUid(uid: number): string {
+  try {
+    return `uid ${uid} (${resolveRunAs(String(uid)).user})`;
+  } catch {
+    return `uid ${uid}`;
+  }
+}
+
+function describeOwners(owners: readonly number[]): string {
+  return owners.map((uid) => (uid === 0 ? 'root' : describeUid(uid))).join(' or ');
+}
+
+/**
+ * Refuse keys that others could read or change (RequireSafeKeys), as OpenSSH's StrictModes
+ * does: the key file (the final target of a symbolic link) must be a regular file owned by
+ * root or the run user and not readable or writable by others; a symbolic link on the way
+ * must be owned by them too; and every directory from the key's up to / must be owned by
+ * them and not writable by group or others, unless it has the sticky bit (as /tmp has:
+ * others cannot then rename or remove what they do not own). Errors name the file, the
+ * problem and the fix, never the file's content.
+ */
+export async function checkKeyFileSafety(path: string, where: string, owners: readonly number[] = keyOwners({})): Promise<void> {
+  let named = '';
+  const fail = (problem: string, fix: string): never => {
+    throw new ConfigError(where, `key file ${path}${named} ${problem}: ${fix} (or RequireSafeKeys no)`);
+  };
+  const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+  const absolute = resolvePath(path);
+  let link: Stats;
+  let target: string;
+  try {
+    link = await lstat(absolute);
+    target = await realpath(absolute);
+  } catch (error) {
+    throw new ConfigError(where, `key file ${path}: ${errorCode(error)}`);
+  }
+  const whom = describeOwners(owners);
+  if (link.isSymbolicLink()) {
+    if (!owners.includes(link.uid)) fail(`is a symbolic link owned by ${describeUid(link.uid)}, who could point it at another key`, `replace the link with one owned by ${whom}`);
+    await checkKeyDirectories(path, await realpath(dirname(absolute)), owners, fail);
+  }
+  if (target !== absolute) named = ` (a link to ${target})`;
+  const st = await stat(target);
+  if (st.isDirectory()) return; // reading it says EISDIR
+  if (!st.isFile()) fail('is not a regular file (a FIFO or device could hang or change the key)', 'name the key file itself');
+  const mode = st.mode & 0o777;
   const octal = mode.toString(8).padStart(4, '0');
-  if (mode & 0o002) throw new ConfigError(where, `key file ${path} is writable by anyone (mode ${octal}): chmod o-w (or RequireSafeKeys no)`);
-  if (mode & 0o020) throw new ConfigError(where, `key file ${path} is writable by its group (mode ${octal}): chmod g-w (or RequireSafeKeys no)`);
-  if (mode & 0o004) throw new ConfigError(where, `key file ${path} is readable by anyone (mode ${octal}): chmod o-r (or RequireSafeKeys no)`);
+  if (mode & 0o002) fail(`is writable by anyone (mode ${octal})`, `chmod o-w ${target}`);
+  if (mode & 0o020) fail(`is writable by its group (mode ${octal})`, `chmod g-w ${target}`);
+  if (mode & 0o004) fail(`is readable by anyone (mode ${octal})`, `chmod o-r ${target}`);
+  if (!owners.includes(st.uid)) fail(`is owned by ${describeUid(st.uid)}, who could replace the key`, `chown it to ${whom}`);
+  await checkKeyDirectories(path, dirname(target), owners, fail);
+}
+
+/** The directories from `start` (a real path) up to /: each owned by `owners`, and changeable by nobody else. */
+async function checkKeyDirectories(path: string, start: string, owners: readonly number[], fail: (problem: string, fix: string) => never): Promise<void> {
+  for (let dir = start; ; dir = dirname(dir)) {
+    let st: Stats;
+    try {
+      st = await stat(dir);
+    } catch (error) {
+      throw new ConfigError(dir, `directory of key file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    const mode = st.mode & 0o7777;
+    const octal = mode.toString(8).padStart(4, '0');
+    if (!owners.includes(st.uid)) {
+      fail(`is in directory ${dir}, owned by ${describeUid(st.uid)}, who could replace the key`, `chown ${dir} to ${describeOwners(owners)}, or keep the key in a directory they own`);
+    }
+    if (mode & 0o022 && !(mode & 0o1000)) {
+      const who = mode & 0o002 ? 'anyone' : 'its group';
+      fail(`is in directory ${dir}, writable by ${who} (mode ${octal}), who could replace the key`, `chmod go-w ${dir}, or chmod +t ${dir}`);
+    }
+    if (dirname(dir) === dir) return;
+  }
 }
 
 /**
@@ -82,7 +187,7 @@ export function keyFromPem(name: string, domain: string, selector: string, pem: 
 }
 
 async function loadKey(name: string, domain: string, selector: string, keyFile: string, where: string, config: Config): Promise<SigningKey> {
-  if (config.requireSafeKeys) await checkKeyFileSafety(keyFile, where);
+  if (config.requireSafeKeys) await checkKeyFileSafety(keyFile, where, keyOwners(config));
   let pem: string;
   try {
     pem = await readFile(keyFile, 'utf8');
@@ -215,14 +320,14 @@ export function planFromTables(
       const key = table.get(n);
       if (key) keys.push(key);
       else {
-        const error = new ConfigError(row.where, unloadable.has(n) ? `SigningTable names key "${n}", which could not be loaded (${unloadable.get(n)})` : `SigningTable names key "${n}", which KeyTable does not have`);
+        const error = new ConfigError(row.where, unloadable.has(n) ? `SigningTable names key "${n}", which could not be loaded (${unloadable.get(n)})` : `SigningTable names ${shownKeyName(n)}, which KeyTable does not have`);
         if (!problem) throw error;
         problem(error);
         missing.push(n);
       }
     }
     const entry: TableEntry = { pattern: row.pattern.toLowerCase(), keys };
-    if (missing.length > 0) entry.unusable = `no usable signing key for ${row.pattern} (${missing.join(', ')}: see the log)`;
+    if (missing.length > 0) entry.unusable = `no usable signing key for ${row.pattern} (${missing.map(shownKeyName).join(', ')}: see the log)`;
     if (options.wildcard) entry.regex = globToRegex(row.pattern);
     const existing = !options.wildcard ? entries.find((e) => e.pattern === entry.pattern) : undefined;
     if (existing) {
@@ -261,7 +366,13 @@ export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
       if (!name || parts.length < 3 || !parts[0] || !parts[1] || !parts[2]) {
         throw new ConfigError(line.where, 'KeyTable lines read "keyname domain:selector:/path/to/key"');
       }
-      table.set(name, await loadKey(name, parts[0], parts[1], parts.slice(2).join(':'), line.where, config));
+      // Only a line that reads like a KeyTable line gets its key file named in later errors.
+      const [domain, selector] = parts as [string, string];
+      const keyFile = parts.slice(2).join(':');
+      if (!/^(%|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/.test(domain)) throw new ConfigError(line.where, 'KeyTable: the domain (before the first ":") is not a domain name or %');
+      if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(selector)) throw new ConfigError(line.where, 'KeyTable: the selector (between the first two ":") is not a selector');
+      if (!/^\.{0,2}\//.test(keyFile)) throw new ConfigError(line.where, 'KeyTable: the key must be named by its file\'s path, starting with "/" or "./" (keys written into the table are not read)');
+      table.set(name, await loadKey(name, domain, selector, keyFile, line.where, config));
     }
     const wildcard = config.signingTable.kind === 'refile';
     const rows = (await readDatasetLines(config.signingTable)).map(({ where, fields: [pattern, ...names] }) => ({ where, pattern: pattern ?? '', names }));
