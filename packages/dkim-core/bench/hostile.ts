@@ -18,7 +18,17 @@ function oddNumber(bits: number): Buffer {
  */
 export function rsaPublicKeyB64(modulusBits: number, exponentBits: number): string {
   if (exponentBits >= modulusBits) throw new Error('the exponent must be shorter than the modulus');
-  const jwk = { kty: 'RSA', n: oddNumber(modulusBits).toString('base64url'), e: oddNumber(exponentBits).toString('base64url') };
+  return spki(oddNumber(modulusBits), oddNumber(exponentBits));
+}
+
+/** p= of an RSA "key" with a random odd modulus of `modulusBits` and this public exponent (65537: as costly as a real key). */
+export function rsaPublicKeyWithExponentB64(modulusBits: number, exponent: bigint): string {
+  const hex = exponent.toString(16);
+  return spki(oddNumber(modulusBits), Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex'));
+}
+
+function spki(n: Buffer, e: Buffer): string {
+  const jwk = { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') };
   return createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'der', type: 'spki' }).toString('base64');
 }
 

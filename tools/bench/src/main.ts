@@ -17,6 +17,8 @@ import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
 import { concurrentRate, rate as measure } from '../../../packages/dkim-core/bench/measure.js';
+import { hostileMemory } from './hostile-memory.js';
+import { hostileCpu } from './hostile-cpu.js';
 
 const quick = process.argv.includes('--quick');
 const here = dirname(fileURLToPath(import.meta.url));
@@ -398,6 +400,8 @@ try {
   await milters(list);
   await endToEnd(list);
   await memory(list);
+  await hostileMemory({ quick, milterd: MILTERD, dir, keyFile: join(dir, 'rsa.private'), table });
+  await hostileCpu({ quick, dir, milterd: MILTERD, table, fmt });
 } finally {
   for (const c of cleanups.reverse()) await c();
 }
