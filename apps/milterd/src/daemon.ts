@@ -18,8 +18,8 @@ import {
 import type { Logger } from 'pino';
 import { parseCommandLine } from './cli.js';
 import { ConfigError } from './config/errors.js';
-import { readDatasetValues } from './config/tables.js';
-import { HostList } from './hosts.js';
+import { readHostList } from './config/tables.js';
+import type { HostList } from './hosts.js';
 import type { Config } from './config/options.js';
 import { StoreRegistry } from './config/stores/store-plan.js';
 import { createFilter, type Runtime } from './filter.js';
@@ -92,11 +92,8 @@ function bridge(logger: Logger): MilterLogger {
 /** The MTA hosts allowed to connect over TCP (PeerList), if any. */
 async function readPeerList(config: Config): Promise<HostList | undefined> {
   if (!config.peerList) return undefined;
-  try {
-    return new HostList(await readDatasetValues(config.peerList));
-  } catch (error) {
-    throw new ConfigError('PeerList', (error as Error).message);
-  }
+  // A bad entry is named by file and line (or list item), never quoted.
+  return readHostList(config.peerList, 'PeerList');
 }
 
 /**

@@ -1,6 +1,21 @@
 import { BlockList, isIP } from 'node:net';
 
 /**
+ * An entry of a host list that is not one: `index` says which (from 0). The message never
+ * quotes the entry (it may come from a file that is not a host list at all, such as
+ * /etc/shadow); readHostList turns the index into the file and line.
+ */
+export class HostListError extends Error {
+  readonly index: number;
+
+  constructor(index: number, message: string) {
+    super(message);
+    this.name = 'HostListError';
+    this.index = index;
+  }
+}
+
+/**
  * A list of hosts as InternalHosts and ExternalIgnoreList hold them: addresses, CIDR
  * blocks (IPv4 and IPv6, matched with node:net's BlockList), and host names ("mx.example.org"
  * exactly, ".example.org" for every host under it). "!" before an entry excludes it.
@@ -13,7 +28,7 @@ export class HostList {
 
   constructor(entries: readonly string[]) {
     this.entries = entries;
-    for (const raw of entries) {
+    for (const [index, raw] of entries.entries()) {
       const negate = raw.startsWith('!');
       const entry = (negate ? raw.slice(1) : raw).trim().toLowerCase();
       if (!entry) continue;
@@ -26,12 +41,12 @@ export class HostList {
         const type = family === 4 ? 'ipv4' : 'ipv6';
         if (slash >= 0) {
           const prefix = Number(entry.slice(slash + 1));
-          if (!Number.isInteger(prefix) || prefix < 0 || prefix > (family === 4 ? 32 : 128)) throw new Error(`bad prefix length in "${raw}"`);
+          if (!Number.isInteger(prefix) || prefix < 0 || prefix > (family === 4 ? 32 : 128)) throw new HostListError(index, `bad prefix length (0-${family === 4 ? 32 : 128})`);
           list.addSubnet(bare, prefix, type);
         } else list.addAddress(bare, type);
         continue;
       }
-      if (!/^\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/.test(entry)) throw new Error(`"${raw}" is neither an address, a CIDR block nor a host name`);
+      if (!/^\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/.test(entry)) throw new HostListError(index, 'not an address, a CIDR block or a host name');
       this.names.push({ name: entry.replace(/\.$/, ''), negate });
     }
   }

@@ -6,7 +6,7 @@ import { ConfigError } from './config/errors.js';
 import { type Config, defaults, parseConfigText, setOption } from './config/options.js';
 import type { StoreLocation } from '@inkan/keytool/store/location';
 import { loadDrivers, SharedTables, type StoreRegistry, storeLocationFor } from './config/stores/store-plan.js';
-import { loadSigningPlan, readDatasetValues, SigningPlan } from './config/tables.js';
+import { loadSigningPlan, readHostList, SigningPlan } from './config/tables.js';
 import type { Runtime } from './filter.js';
 import { HostList } from './hosts.js';
 import type { Metrics } from './metrics.js';
@@ -26,7 +26,7 @@ export async function loadConfig(configFile: string | undefined, overrides: Over
     }
     parseConfigText(text, configFile, config);
   }
-  for (const [name, value] of overrides) setOption(config, name, value, `command line (${name})`);
+  for (const [name, value] of overrides) setOption(config, name, value, `command line (${name})`, { echo: true });
   return config;
 }
 
@@ -72,20 +72,9 @@ export async function buildRuntime(config: Config, logger: Logger, metrics?: Met
     else await readStoreOnce(config, inStore.location, inStore.hosts, logger);
   }
   const plan = tables ? tables.plan : inStore ? SigningPlan.notLoaded('the store was only checked', { multiple: false, subDomains: false }) : await loadSigningPlan(config);
-  let internalHosts: HostList;
-  try {
-    internalHosts = inStore?.hosts ? new HostList([]) : new HostList(await readDatasetValues(config.internalHosts));
-  } catch (error) {
-    throw new ConfigError('InternalHosts', (error as Error).message);
-  }
-  let externalIgnore: HostList | undefined;
-  if (config.externalIgnoreList) {
-    try {
-      externalIgnore = new HostList(await readDatasetValues(config.externalIgnoreList));
-    } catch (error) {
-      throw new ConfigError('ExternalIgnoreList', (error as Error).message);
-    }
-  }
+  // Errors name the file and line (or list item) of a bad entry, never the entry.
+  const internalHosts = inStore?.hosts ? new HostList([]) : await readHostList(config.internalHosts, 'InternalHosts');
+  const externalIgnore = config.externalIgnoreList ? await readHostList(config.externalIgnoreList, 'ExternalIgnoreList') : undefined;
   // A lookup ends within DNSTimeout whatever the servers do (OpenDKIM bounds a query the same
   // way): one query a second while no answer has come, each waiting for its own answer.
   const resolver = new DnsKeyResolver({

@@ -239,12 +239,15 @@ export function defaults(): Config {
   };
 }
 
-function parseBoolean(value: string, where: string, name: string): boolean {
+function parseBoolean(value: string, where: string, name: string, not: (value: string) => string): boolean {
   const v = value.toLowerCase();
   if (['yes', 'true', '1', 'on'].includes(v)) return true;
   if (['no', 'false', '0', 'off'].includes(v)) return false;
-  throw new ConfigError(where, `${name} takes yes or no, not "${value}"`);
+  throw new ConfigError(where, `${name} takes yes or no${not(value)}`);
 }
+
+/** What an unknown option name may be shown as: a word that looks like one (never other text of a line). */
+const OPTION_NAME_LIKE = /^[A-Za-z][A-Za-z0-9-]{0,63}$/;
 
 /**
  * A dataset value: "file:/path", "refile:/path", "csl:a,b", a path (starting with / or .),
@@ -267,29 +270,36 @@ export function splitList(value: string): string[] {
     .filter(Boolean);
 }
 
-/** Set one option from its text form. `where` names the file and line (or the flag). */
-export function setOption(config: Config, name: string, value: string, where: string): void {
+/**
+ * Set one option from its text form. `where` names the file and line (or the flag). Errors
+ * quote the value only with `echo` (the command line): a file named by mistake (say
+ * /etc/shadow) must not have its lines copied into the log; an unknown name is quoted only
+ * if it looks like an option name.
+ */
+export function setOption(config: Config, name: string, value: string, where: string, options: { echo?: boolean } = {}): void {
+  const echo = options.echo === true;
   const spec = BY_NAME.get(name.toLowerCase());
-  if (!spec) throw new ConfigError(where, `unknown option "${name}"`);
+  if (!spec) throw new ConfigError(where, echo || OPTION_NAME_LIKE.test(name) ? `unknown option "${name}"` : 'this line is not an option');
   const target = config as unknown as Record<string, unknown>;
   const v = value.trim();
+  const not = (shown: string) => (echo ? `, not "${shown}"` : '');
   if (v === '' && spec.kind !== 'boolean') throw new ConfigError(where, `${spec.name} needs a value`);
   switch (spec.kind) {
     case 'string':
       target[spec.key] = v;
       return;
     case 'boolean':
-      target[spec.key] = v === '' ? true : parseBoolean(v, where, spec.name);
+      target[spec.key] = v === '' ? true : parseBoolean(v, where, spec.name, not);
       return;
     case 'integer':
-      if (!/^\d+$/.test(v)) throw new ConfigError(where, `${spec.name} takes a whole number, not "${v}"`);
-      if (!Number.isSafeInteger(Number(v))) throw new ConfigError(where, `${spec.name}: ${v.slice(0, 24)}${v.length > 24 ? '...' : ''} is too large`);
-      if (spec.min !== undefined && Number(v) < spec.min) throw new ConfigError(where, `${spec.name} must be at least ${spec.min}, not ${v}`);
-      if (spec.max !== undefined && Number(v) > spec.max) throw new ConfigError(where, `${spec.name} must be at most ${spec.max}, not ${v}`);
+      if (!/^\d+$/.test(v)) throw new ConfigError(where, `${spec.name} takes a whole number${not(v)}`);
+      if (!Number.isSafeInteger(Number(v))) throw new ConfigError(where, `${spec.name}: ${echo ? `${v.slice(0, 24)}${v.length > 24 ? '...' : ''}` : 'the number'} is too large`);
+      if (spec.min !== undefined && Number(v) < spec.min) throw new ConfigError(where, `${spec.name} must be at least ${spec.min}${not(v)}`);
+      if (spec.max !== undefined && Number(v) > spec.max) throw new ConfigError(where, `${spec.name} must be at most ${spec.max}${not(v)}`);
       target[spec.key] = Number(v);
       return;
     case 'octal':
-      if (!/^[0-7]{1,4}$/.test(v)) throw new ConfigError(where, `${spec.name} takes an octal number such as 007, not "${v}"`);
+      if (!/^[0-7]{1,4}$/.test(v)) throw new ConfigError(where, `${spec.name} takes an octal number such as 007${not(v)}`);
       target[spec.key] = Number.parseInt(v, 8);
       return;
     case 'list':
@@ -300,22 +310,22 @@ export function setOption(config: Config, name: string, value: string, where: st
       return;
     case 'action': {
       const a = v.toLowerCase();
-      if (!ACTIONS.includes(a as Action)) throw new ConfigError(where, `${spec.name} takes one of ${ACTIONS.join(', ')}, not "${v}"`);
+      if (!ACTIONS.includes(a as Action)) throw new ConfigError(where, `${spec.name} takes one of ${ACTIONS.join(', ')}${not(v)}`);
       target[spec.key] = a;
       return;
     }
     case 'mode': {
-      if (!/^[sv]{1,2}$/.test(v)) throw new ConfigError(where, `Mode takes s, v or sv, not "${v}"`);
+      if (!/^[sv]{1,2}$/.test(v)) throw new ConfigError(where, `Mode takes s, v or sv${not(v)}`);
       config.mode = { sign: v.includes('s'), verify: v.includes('v') };
       return;
     }
     case 'canonicalization':
-      if (!/^(simple|relaxed)(\/(simple|relaxed))?$/.test(v)) throw new ConfigError(where, `Canonicalization takes header/body with simple or relaxed, not "${v}"`);
+      if (!/^(simple|relaxed)(\/(simple|relaxed))?$/.test(v)) throw new ConfigError(where, `Canonicalization takes header/body with simple or relaxed${not(v)}`);
       config.canonicalization = v;
       return;
     case 'algorithm':
       if (v !== 'rsa-sha256' && v !== 'ed25519-sha256') {
-        throw new ConfigError(where, v === 'rsa-sha1' ? 'rsa-sha1 is not allowed (RFC 8301): use rsa-sha256' : `SignatureAlgorithm takes rsa-sha256 or ed25519-sha256, not "${v}"`);
+        throw new ConfigError(where, v === 'rsa-sha1' ? 'rsa-sha1 is not allowed (RFC 8301): use rsa-sha256' : `SignatureAlgorithm takes rsa-sha256 or ed25519-sha256${not(v)}`);
       }
       config.signatureAlgorithm = v;
       return;
@@ -327,7 +337,7 @@ export function holdsPrivateKey(text: string): boolean {
   return /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text);
 }
 
-/** Parse opendkim.conf syntax: "Name value" lines, "#" comments. Errors name file and line. */
+/** Parse opendkim.conf syntax: "Name value" lines, "#" comments. Errors name file and line, never a value. */
 export function parseConfigText(text: string, fileName: string, into: Config = defaults()): Config {
   // Never echo a line of it: errors would carry key material to the log and the terminal.
   if (holdsPrivateKey(text)) throw new ConfigError(fileName, 'holds a private key, not a configuration: keep keys in their own files (KeyFile, KeyTable)');

@@ -69,7 +69,10 @@ export async function readHostList(dataset: Dataset, option: string): Promise<Ho
   }
 }
 
-/** A key name that may be shown in an error: one that looks like a name, never other text of a line. */
+/**
+ * A key name from a store row as errors show it: quoted if it looks like a name, else not at
+ * all. (A SigningTable file's errors never quote names: the file may be something else.)
+ */
 function shownKeyName(name: string): string {
   return /^[A-Za-z0-9_%][A-Za-z0-9._%@+-]{0,252}$/.test(name) ? `key "${name}"` : 'a key name';
 }
@@ -320,7 +323,7 @@ export function planFromTables(
       const key = table.get(n);
       if (key) keys.push(key);
       else {
-        const error = new ConfigError(row.where, unloadable.has(n) ? `SigningTable names key "${n}", which could not be loaded (${unloadable.get(n)})` : `SigningTable names ${shownKeyName(n)}, which KeyTable does not have`);
+        const error = new ConfigError(row.where, unloadable.has(n) ? `SigningTable names key "${n}", which could not be loaded (${unloadable.get(n)})` : `SigningTable names ${problem ? shownKeyName(n) : 'a key'}, which KeyTable does not have`);
         if (!problem) throw error;
         problem(error);
         missing.push(n);
@@ -384,9 +387,9 @@ export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
     if (!config.selector || !config.keyFile) throw new ConfigError('configuration', 'Selector and KeyFile go together');
     pairs.push([config.selector, config.keyFile]);
   }
-  for (const item of config.signingKeys) {
+  for (const [i, item] of config.signingKeys.entries()) {
     const colon = item.indexOf(':');
-    if (colon <= 0 || colon === item.length - 1) throw new ConfigError('SigningKeys', `"${item}" is not selector:/path/to/key`);
+    if (colon <= 0 || colon === item.length - 1) throw new ConfigError('SigningKeys', `item ${i + 1} is not selector:/path/to/key`);
     pairs.push([item.slice(0, colon), item.slice(colon + 1)]);
   }
   if (pairs.length === 0) return new SigningPlan([], [], options);
