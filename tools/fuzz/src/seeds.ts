@@ -1,7 +1,8 @@
 /**
  * Writes the committed seed corpora (tools/fuzz/corpus/<target>/): a few small, valid
  * inputs per target, made with inkan's own encoders and signer, so that fuzzing starts
- * deep in each grammar. Run after a build: node tools/fuzz/dist/seeds.js
+ * deep in each grammar. Run after a build: node tools/fuzz/dist/seeds.js [TARGET...]
+ * (only the targets named; the RSA key of the key-record seeds is new each time).
  */
 import { Buffer } from 'node:buffer';
 import { generateKeyPairSync } from 'node:crypto';
@@ -93,6 +94,28 @@ const seeds: Record<string, (string | Buffer)[]> = {
     ' mx.example.org 1; dkim=fail reason="body hash did not verify" header.d=example.org header.b=abcd1234; spf=pass (sender SPF authorized) smtp.mailfrom=user@example.org',
     ' "quoted\\"id"; none',
   ],
+  // Programs for the target (see its plan()): flags, field limit, byte limit (2 bytes), then operations.
+  'header-limits': [
+    // Signing, On-Security tempfail, 10 fields and 4,096 bytes: a jump to exactly the field limit.
+    Buffer.from('01090c000102', 'hex'),
+    // Verifying, reject, 5 fields: a signature, a forged A-R, then past the field limit.
+    Buffer.from('020400000304010401', 'hex'),
+    // Verifying, quarantine, leading space, a second message: a big field past 2,048 bytes, a second From.
+    Buffer.from('2e02040002100005', 'hex'),
+    // Signing, discard, 33 fields: a field of raw bytes with a bare LF, a run of fillers.
+    Buffer.concat([Buffer.from('05200f000605', 'hex'), Buffer.from('X-Test\x04a\nbc', 'latin1'), Buffer.from('000410', 'hex')]),
+  ],
+  // Key choice, pool index or size, encoding/exponent, record flags, g=, verifier options (see the target).
+  'key-record-sizes': [
+    Buffer.from('000801000000', 'hex'), // the 2048-bit key as published: passes
+    Buffer.from('000501030200', 'hex'), // 1025 bits, v=DKIM1
+    Buffer.from('00050400000f', 'hex'), // 1025 bits as PKCS#1, maxKeyBits 1024
+    Buffer.from('03040820000000', 'hex'), // the 1024-bit modulus with a 33..96-bit exponent
+    Buffer.from('0420010011220000000000', 'hex'), // a built 8,193-bit modulus
+    Buffer.from('060000000000', 'hex'), // the Ed25519 key
+    Buffer.from('06011000000000', 'hex'), // a short Ed25519 key
+    Buffer.from('0700aabbcc', 'hex'), // raw p=
+  ],
   'milterd-config': [
     [
       '# inkan-milterd',
@@ -114,7 +137,8 @@ const seeds: Record<string, (string | Buffer)[]> = {
   ],
 };
 
-for (const name of TARGET_NAMES) {
+const only = process.argv.slice(2);
+for (const name of only.length > 0 ? only : TARGET_NAMES) {
   const list = seeds[name];
   if (!list) throw new Error(`no seeds for ${name}`);
   rmSync(dirs.corpus(name), { recursive: true, force: true });

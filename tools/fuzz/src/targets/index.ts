@@ -12,6 +12,8 @@ export const TARGETS: Record<string, () => Promise<FuzzTarget>> = {
   'domainkeys-canonicalization': async () => (await import('./domainkeys-canonicalization.js')).target,
   'authentication-results': async () => (await import('./authentication-results.js')).target,
   'milterd-config': async () => (await import('./milterd-config.js')).target,
+  'header-limits': async () => (await import('./header-limits.js')).target,
+  'key-record-sizes': async () => (await import('./key-record-sizes.js')).target,
 };
 
 export const TARGET_NAMES = Object.keys(TARGETS);

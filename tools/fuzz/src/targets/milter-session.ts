@@ -10,9 +10,7 @@
  * connection is the documented outcome of bad bytes.
  */
 import { Buffer } from 'node:buffer';
-import { Duplex } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
-import { MemoryKeyResolver } from '@inkan/dkim-core';
 import {
   ActionFlags,
   type MilterServer,
@@ -23,41 +21,11 @@ import {
   decodeResponse,
   encodeCommand,
 } from '@inkan/milter-protocol';
-import { HostList, type Runtime, SigningPlan, createFilter, keyFromPem, parseConfigText } from '@inkan/milterd';
-import { pino } from 'pino';
-import { AUTHSERV_ID, DOMAIN, SELECTOR, fuzzKey } from '../fixtures.js';
+import { createFilter } from '@inkan/milterd';
+import { type End, pair, until } from '../connection.js';
+import { AUTHSERV_ID, DOMAIN } from '../fixtures.js';
+import { milterdRuntime } from '../milterd-runtime.js';
 import { type FuzzTarget, check, chunks, splitPoints } from '../target.js';
-
-/** One end of an in-memory connection: what is written here is read at the other end. */
-class End extends Duplex {
-  peer: End | undefined;
-
-  override _read(): void {}
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.peer && !this.peer.destroyed) this.peer.push(chunk);
-    callback();
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    if (this.peer && !this.peer.destroyed) this.peer.push(null);
-    callback();
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    // Like a socket: when one end goes, the other sees the connection close.
-    if (this.peer && !this.peer.destroyed) this.peer.destroy();
-    callback(error);
-  }
-}
-
-function pair(): [End, End] {
-  const a = new End();
-  const b = new End();
-  a.peer = b;
-  b.peer = a;
-  return [a, b];
-}
 
 const STALL_MS = 3000;
 
@@ -67,32 +35,6 @@ let bystander: { session: MilterSession; client: End; closed: boolean } | undefi
 const problems: string[] = [];
 let handlersMade = 0;
 let handlersClosed = 0;
-
-function runtime(): Runtime {
-  const key = fuzzKey();
-  const config = parseConfigText(`Mode sv\nDomain ${DOMAIN}\nAuthservID ${AUTHSERV_ID}\nOn-BadSignature reject\nOn-Security quarantine\nAlwaysAddARHeader yes\n`, 'fuzz.conf');
-  const signing = keyFromPem(SELECTOR, '%', SELECTOR, key.pem, 'fuzz key', 'fuzz');
-  const plan = new SigningPlan([signing], [{ pattern: DOMAIN, keys: [{ ...signing, domain: DOMAIN }] }], { wildcard: false, multiple: false, subDomains: false });
-  // Error-level log lines are the filter's internal errors: every one is a problem.
-  const logger = pino({ level: 'error' }, { write: (line: string) => problems.push(`the filter logged: ${line.trim().slice(0, 400)}`) });
-  return {
-    config,
-    plan,
-    internalHosts: new HostList(['127.0.0.1', '::1']),
-    resolver: new MemoryKeyResolver({ [`${SELECTOR}._domainkey.${DOMAIN}`]: key.record }),
-    authservId: AUTHSERV_ID,
-    logger,
-  };
-}
-
-async function until(condition: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) return false;
-    await tick();
-  }
-  return true;
-}
 
 /** Every reply the filter wrote must decode; returns the number of replies. */
 function checkReplies(bytes: Buffer): number {
@@ -140,7 +82,11 @@ export const target: FuzzTarget = {
   ],
 
   async setup() {
-    const current = runtime();
+    // Error-level log lines are the filter's internal errors: every one is a problem.
+    const current = milterdRuntime(
+      `Mode sv\nDomain ${DOMAIN}\nAuthservID ${AUTHSERV_ID}\nOn-BadSignature reject\nOn-Security quarantine\nAlwaysAddARHeader yes\n`,
+      (line) => problems.push(`the filter logged: ${line.slice(0, 400)}`),
+    );
     const filter = createFilter(() => current);
     server = createMilterServer({
       handler: (ctx) => {
