@@ -260,3 +260,214 @@ describe('RequireSafeKeys: owner, directories and symbolic links', () => {
     expect(r3.code).toBe(0);
   });
 });
+
+describe('a log reader that stops reading', () => {
+  let milterd: MilterdProcess | undefined;
+  afterAll(async () => {
+    milterd?.child.stdout?.resume();
+    await milterd?.stop();
+  });
+
+  /** `count` messages from a sender whose long address makes long log lines, four at a time; their selectors. */
+  async function flood(port: number, count: number): Promise<string[][]> {
+    const sender = `${'x'.repeat(300)}@example.org`;
+    const out: string[][] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        next++;
+        out.push(await sign(port, sender));
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    return out;
+  }
+
+  it('memory stays bounded and signing goes on; the dropped lines are counted once output drains; SIGTERM still stops milterd', async () => {
+    const { conf, port } = await signingConf('stall', ['LogWhy yes']);
+    milterd = await startMilterd(['-x', conf], { env: { INKAN_LOG_LEVEL: 'debug' } });
+    const m = milterd;
+    const stdout = m.child.stdout as NonNullable<ChildProcess['stdout']>;
+    const rssBefore = rssKiB(m.pid);
+    // Stop reading: the pipe fills, then milterd keeps at most 1 MiB of lines (about 1.4 KiB a message here).
+    stdout.pause();
+    const MESSAGES = 2500;
+    const selectors = await flood(port, MESSAGES);
+    expect(selectors).toEqual(Array.from({ length: MESSAGES }, () => ['one']));
+    const rssGrowthMiB = (rssKiB(m.pid) - rssBefore) / 1024;
+    expect(rssGrowthMiB).toBeLessThan(128);
+    expect(m.output()).not.toMatch(/log lines dropped/);
+    // Reading again: what was kept comes out, then one line says how many were dropped.
+    stdout.resume();
+    await m.waitForOutput(/log lines dropped/, 400);
+    const dropped = Number(/"droppedLines":(\d+)/.exec(m.output())?.[1]);
+    expect(dropped).toBeGreaterThan(0);
+    expect(m.output()).toMatch(/"level":40,.*"droppedLines":\d+,"msg":"\d+ log lines dropped: the log output was not taking them/);
+
+    // Stalled again, with lines waiting: SIGTERM stops milterd all the same (the last lines get a bounded wait).
+    stdout.pause();
+    await flood(port, 600);
+    const stopped = performance.now();
+    m.child.kill('SIGTERM');
+    const code = await Promise.race([m.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))]);
+    const stopSeconds = (performance.now() - stopped) / 1000;
+    stdout.resume();
+    expect(code).toBe(0);
+    milterd = undefined;
+    console.log(
+      `stalled log reader: ${MESSAGES} messages signed, RSS grew ${rssGrowthMiB.toFixed(1)} MiB, ${dropped} lines dropped and counted; ` +
+        `SIGTERM with the output stalled stopped milterd in ${stopSeconds.toFixed(1)} s`,
+    );
+  });
+});
+
+/**
+ * Syslog tests run milterd in a mount namespace of its own (unshare -m, as root) whose /dev
+ * is an overlay: /dev/log is absent there, or is the socket of a small syslog sink.
+ */
+const NAMESPACE_SCRIPT = [
+  'set -e',
+  'mount -t tmpfs tmpfs "$INKAN_NS_DIR"',
+  'mkdir "$INKAN_NS_DIR/upper" "$INKAN_NS_DIR/work"',
+  'mount -t overlay overlay -o "lowerdir=/dev,upperdir=$INKAN_NS_DIR/upper,workdir=$INKAN_NS_DIR/work" /dev',
+  'rm -f /dev/log',
+  'if [ -n "$INKAN_NS_SYSLOG" ]; then touch /dev/log; mount --bind "$INKAN_NS_SYSLOG" /dev/log; fi',
+  'exec "$@"',
+].join('\n');
+
+function namespacesWork(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const d = tempDir('inkan-ns-probe-');
+  try {
+    const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', 'test', '!', '-e', '/dev/log'], {
+      env: { ...process.env, INKAN_NS_DIR: d, INKAN_NS_SYSLOG: '' },
+      timeout: 10_000,
+    });
+    return r.status === 0 && spawnSync('python3', ['-c', 'import socket'], { timeout: 10_000 }).status === 0;
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+}
+
+interface NamespacedMilterd {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<number | null>;
+  stop(): Promise<number | null>;
+}
+
+/** inkan-milterd in its own mount namespace; /dev/log is `syslogSocket` there, or absent. */
+function startNamespaced(args: string[], syslogSocket: string | undefined): NamespacedMilterd {
+  const nsDir = join(dir, `ns-${++counter}`);
+  mkdirSync(nsDir);
+  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', process.execPath, BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, INKAN_NS_DIR: nsDir, INKAN_NS_SYSLOG: syslogSocket ?? '' },
+  });
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code, signal) => r(code ?? (signal ? 128 : null))));
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return exited;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** A unix datagram listener printing each syslog line it gets. */
+async function startSyslogSink(path: string): Promise<{ lines(): string[]; stop(): Promise<void> }> {
+  const script = join(dir, 'syslog-sink.py');
+  writeFileSync(
+    script,
+    [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+      's.bind(sys.argv[1])',
+      "print('listening', flush=True)",
+      'while True:',
+      '    data = s.recv(65536)',
+      "    sys.stdout.write(data.decode('latin-1').replace('\\n', ' ') + '\\n')",
+      '    sys.stdout.flush()',
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('python3', [script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString('latin1');
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  await waitFor(() => out.startsWith('listening'), 'the syslog sink', 200);
+  return {
+    lines: () => out.split('\n').slice(1).filter(Boolean),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+describe.skipIf(!namespacesWork())('Syslog yes (milterd in a mount namespace of its own)', () => {
+  const conf = (name: string) => {
+    const file = join(dir, `${name}.conf`);
+    writeFileSync(file, ['Socket inet:0@127.0.0.1', 'Mode v', 'Syslog yes', 'SyslogFacility mail', 'AllowRoot yes', ''].join('\n'));
+    return file;
+  };
+
+  it('without /dev/log: a warning on stderr, and the log on stdout as JSON lines', async () => {
+    const m = startNamespaced(['-x', conf('no-syslog')], undefined);
+    try {
+      await waitFor(() => m.stdout().includes('"msg":"ready"'), 'ready on stdout', 400);
+      expect(m.stderr()).toMatch(/Syslog yes, but there is no \/dev\/log \(no syslog daemon running\?\); logging JSON lines to stdout instead/);
+      expect(m.stdout()).toMatch(/"level":40,.*"msg":"syslog unavailable: logging JSON lines to stdout instead"/);
+    } finally {
+      expect(await m.stop()).toBe(0);
+    }
+  });
+
+  it('with a syslog socket: lines arrive there with their priority; when it goes away, the log goes on on stdout', async () => {
+    const socket = join(dir, 'syslog.sock');
+    const sink = await startSyslogSink(socket);
+    const m = startNamespaced(['-x', conf('syslog')], socket);
+    try {
+      await waitFor(() => sink.lines().some((l) => /^<22>.*inkan-milterd\[\d+\]: ready /.test(l)), 'ready in syslog', 400);
+      const lines = sink.lines();
+      expect(lines.some((l) => /^<22>.*inkan-milterd\[\d+\]: inkan-milterd logging to syslog \(facility mail\)/.test(l))).toBe(true);
+      expect(lines.some((l) => /^<22>.*inkan-milterd\[\d+\]: starting \{"version"/.test(l))).toBe(true);
+      expect(m.stdout()).not.toMatch(/"msg":"ready"/);
+      // A warning goes out as such (mail.warning: 2 * 8 + 4).
+      expect(lines.some((l) => /^<20>.*inkan-milterd\[\d+\]: running as root \(AllowRoot yes\)/.test(l))).toBe(true);
+      process.kill(m.child.pid as number, 'SIGHUP');
+      await waitFor(() => sink.lines().some((l) => /inkan-milterd\[\d+\]: configuration reloaded/.test(l)), 'reload in syslog', 200);
+      // The syslog daemon goes away: logger(1) fails on the next line and exits; milterd logs to stdout from then on.
+      await sink.stop();
+      for (let i = 0; i < 50 && !/syslog went away/.test(m.stdout()); i++) {
+        process.kill(m.child.pid as number, 'SIGHUP');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await waitFor(() => /"msg":"syslog went away: logging JSON lines to stdout from now on/.test(m.stdout()), 'the fallback line', 200);
+      expect(m.stderr()).toMatch(/inkan-milterd: syslog: logger\(1\) exited \(code 1\); logging JSON lines to stdout from now on/);
+      process.kill(m.child.pid as number, 'SIGHUP');
+      await waitFor(() => /syslog went away[^\n]*\n(.*\n)*.*"msg":"configuration reloaded"/.test(m.stdout()), 'a reload line on stdout', 200);
+    } finally {
+      await sink.stop();
+      expect(await m.stop()).toBe(0);
+    }
+  });
+});
