@@ -23,7 +23,7 @@ import type { HostList } from './hosts.js';
 import type { Config } from './config/options.js';
 import { StoreRegistry } from './config/stores/store-plan.js';
 import { createFilter, type Runtime } from './filter.js';
-import { createLogger } from './log.js';
+import { createLogger, flushLogger } from './log.js';
 import { isLoopbackHost, parseMetricsListen } from './loopback.js';
 import type { Metrics } from './metrics.js';
 import { dropPrivileges, nobody, type RunAs, resolveRunAs } from './privileges.js';
@@ -404,7 +404,8 @@ export async function main(argv: string[]): Promise<number> {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'signal received');
-        void daemon.stop().then(() => resolve(0));
+        // The last lines get a bounded time to drain: a stalled log reader does not keep milterd up.
+        void daemon.stop().then(() => flushLogger(logger)).then(() => resolve(0));
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
