@@ -78,7 +78,17 @@ const MAX_DEFAULT_TRIES = 30;
 
 interface Channel {
   resolver: Resolver;
+  /** Which server (index into servers). */
+  index: number;
   started: number;
+  /** Queries waiting for answers, and how many of them belong to lookups that have ended. */
+  pending: number;
+  abandoned: number;
+}
+
+interface Query {
+  channel: Channel;
+  abandoned: boolean;
 }
 
 /**
@@ -109,7 +119,7 @@ export class DnsKeyResolver implements KeyResolver {
     this.channels = this.servers.map(() => undefined);
   }
 
-  /** Queries sent and not yet answered or timed out (lookups that ended may leave some). */
+  /** Queries sent and not yet answered, timed out or cancelled. */
   get queriesInFlight(): number {
     return this.inFlight;
   }
@@ -128,11 +138,20 @@ export class DnsKeyResolver implements KeyResolver {
       let settled = false;
       let lastError: unknown;
       let tick: NodeJS.Timeout | undefined;
+      const waiting = new Set<Query>();
       const settle = (end: () => void) => {
         if (settled) return;
         settled = true;
         clearTimeout(tick);
         clearTimeout(deadline);
+        // Queries still out are let go: a channel left with nothing else to wait for is cancelled.
+        for (const q of waiting) {
+          q.abandoned = true;
+          q.channel.abandoned++;
+        }
+        const channels = new Set([...waiting].map((q) => q.channel));
+        waiting.clear();
+        for (const channel of channels) this.release(channel);
         end();
       };
       const fail = (error: unknown) => settle(() => reject(lookupError(name, error)));
@@ -146,11 +165,23 @@ export class DnsKeyResolver implements KeyResolver {
         sent++;
         outstanding++;
         this.inFlight++;
-        this.channel(server)
+        const query: Query = { channel: this.channel(server), abandoned: false };
+        waiting.add(query);
+        const finished = () => {
+          waiting.delete(query);
+          query.channel.pending--;
+          if (query.abandoned) query.channel.abandoned--;
+        };
+        query.channel.resolver
           .resolveTxt(name)
           .then(
-            (records) => settle(() => resolve(records)),
+            (records) => {
+              finished();
+              settle(() => resolve(records));
+            },
             (error: unknown) => {
+              finished();
+              if (settled) return;
               lastError = error;
               const code = (error as { code?: string }).code ?? '';
               if (NOT_FOUND_CODES.has(code)) return fail(error);
@@ -184,17 +215,25 @@ export class DnsKeyResolver implements KeyResolver {
   }
 
   /** The channel for a server, replaced once it has started QUERIES_PER_CHANNEL queries. */
-  private channel(index: number): Resolver {
+  private channel(index: number): Channel {
     let channel = this.channels[index];
     if (!channel || channel.started >= QUERIES_PER_CHANNEL) {
       const resolver = new Resolver({ timeout: Math.min(Math.ceil(this.timeout), 2 ** 31 - 1), tries: 1 });
       const server = this.servers[index];
       if (server !== undefined) resolver.setServers([server]);
-      channel = { resolver, started: 0 };
+      channel = { resolver, index, started: 0, pending: 0, abandoned: 0 };
       this.channels[index] = channel;
     }
     channel.started++;
-    return channel.resolver;
+    channel.pending++;
+    return channel;
+  }
+
+  /** Cancel a channel whose waiting queries all belong to lookups that have ended (no socket or timer is left behind). */
+  private release(channel: Channel): void {
+    if (channel.pending === 0 || channel.pending !== channel.abandoned) return;
+    if (this.channels[channel.index] === channel) this.channels[channel.index] = undefined;
+    channel.resolver.cancel();
   }
 }
 
