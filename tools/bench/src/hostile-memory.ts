@@ -102,7 +102,13 @@ async function partialPackets(o: HostileMemoryOptions, name: string, extra: stri
       await new Promise<void>((r) => s.once('connect', () => r()));
       s.write(Buffer.concat([NEGOTIATE, prefix]));
       // resolves once the kernel took it all (or the daemon closed the connection)
-      flushed.push(new Promise<void>((r) => (s.write(data) ? r() : s.once('drain', () => r()), s.once('close', () => r()))));
+      flushed.push(
+        new Promise<void>((r) => {
+          s.once('close', () => r());
+          if (s.write(data)) r();
+          else s.once('drain', () => r());
+        }),
+      );
     }
     await Promise.race([Promise.all(flushed), new Promise((r) => setTimeout(r, 60_000))]);
     await new Promise((r) => setTimeout(r, 500));
