@@ -8,9 +8,11 @@ import { chmodSync, chownSync, mkdirSync, rmSync, symlinkSync, writeFileSync } f
 import { get, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, makeKeys, runProgram, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
+import { capLine, LogOutput } from '../src/log.js';
 import { insertedSignatures, type MilterdProcess, rssKiB, startMilterd, timedTransaction } from './helpers.js';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
@@ -261,6 +263,49 @@ describe('RequireSafeKeys: owner, directories and symbolic links', () => {
   });
 });
 
+describe('log output limits (unit)', () => {
+  it('a line over 16 KiB keeps its level, message and fields, with long strings cut; not JSON: a notice', () => {
+    const line = `${JSON.stringify({ level: 40, time: 1, name: 'inkan-milterd', from: 'x'.repeat(40_000), queueId: 'Q1', msg: 'signed' })}\n`;
+    const cut = capLine(line);
+    expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(16 * 1024);
+    const entry = JSON.parse(cut) as Record<string, unknown>;
+    expect(entry).toMatchObject({ level: 40, msg: 'signed', queueId: 'Q1', logLineCut: Buffer.byteLength(line) });
+    expect(String(entry.from)).toMatch(/^x{1024}\.\.\.\[38976 more characters\]$/);
+    const many = `${JSON.stringify({ level: 30, msg: 'm', list: Array.from({ length: 5000 }, (_, i) => `item ${i}`), more: Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, i])) })}\n`;
+    expect(Buffer.byteLength(capLine(many))).toBeLessThanOrEqual(16 * 1024);
+    expect(JSON.parse(capLine(`${'{'.repeat(20_000)}\n`))).toMatchObject({ level: 40, msg: 'a log line of 20001 bytes was dropped: over the 16384-byte limit' });
+    expect(capLine('{"msg":"short"}\n')).toBe('{"msg":"short"}\n');
+  });
+
+  it('a sink that stops taking lines: at most the bound waits, the rest is counted and reported once it drains', () => {
+    const held: (() => void)[] = [];
+    const written: string[] = [];
+    const stream = new Writable({
+      highWaterMark: 1024,
+      decodeStrings: false,
+      write(chunk: string, _encoding, callback) {
+        written.push(chunk);
+        held.push(callback);
+      },
+    });
+    const output = new LogOutput({ stream, format: (l) => l }, { queueBytes: 10_000, lineBytes: 16 * 1024 });
+    const line = (i: number) => `${JSON.stringify({ level: 30, msg: `line ${i}`, pad: 'p'.repeat(80) })}\n`;
+    const TOTAL = 1000;
+    for (let i = 0; i < TOTAL; i++) output.write(line(i));
+    expect(output.droppedLines).toBeGreaterThan(800);
+    const dropped = output.droppedLines;
+    // The reader takes everything again.
+    for (let i = 0; i < 10_000 && held.length > 0; i++) (held.shift() as () => void)();
+    const lines = written.join('').split('\n').filter(Boolean);
+    const notice = JSON.parse(lines[lines.length - 1] ?? '{}') as Record<string, unknown>;
+    expect(notice).toMatchObject({ level: 40, droppedLines: dropped });
+    expect(lines.length - 1 + dropped).toBe(TOTAL);
+    // Kept lines come out in order: the first ones, before anything was dropped.
+    expect(lines.slice(0, 5).map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['line 0', 'line 1', 'line 2', 'line 3', 'line 4']);
+    expect(output.droppedLines).toBe(0);
+  });
+});
+
 describe('a log reader that stops reading', () => {
   let milterd: MilterdProcess | undefined;
   afterAll(async () => {
@@ -291,7 +336,7 @@ describe('a log reader that stops reading', () => {
     const rssBefore = rssKiB(m.pid);
     // Stop reading: the pipe fills, then milterd keeps at most 1 MiB of lines (about 1.4 KiB a message here).
     stdout.pause();
-    const MESSAGES = 2500;
+    const MESSAGES = 1500;
     const selectors = await flood(port, MESSAGES);
     expect(selectors).toEqual(Array.from({ length: MESSAGES }, () => ['one']));
     const rssGrowthMiB = (rssKiB(m.pid) - rssBefore) / 1024;
@@ -306,7 +351,7 @@ describe('a log reader that stops reading', () => {
 
     // Stalled again, with lines waiting: SIGTERM stops milterd all the same (the last lines get a bounded wait).
     stdout.pause();
-    await flood(port, 600);
+    await flood(port, 400);
     const stopped = performance.now();
     m.child.kill('SIGTERM');
     const code = await Promise.race([m.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))]);
