@@ -101,7 +101,7 @@ describe('garbage', () => {
     milterd = started.milterd;
     const { port } = started;
     const garbage: [string, Buffer[], RegExp][] = [
-      ['an HTTP request', [Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')], /packet length \d+ exceeds the limit of 4194304 bytes/],
+      ['an HTTP request', [Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')], /packet length \d+ exceeds the limit of 1048576 bytes/],
       ['an SMTP client', [Buffer.from('EHLO mallory.example\r\nMAIL FROM:<m@evil.example>\r\n')], /packet length \d+ exceeds the limit/],
       ['a zero length', [Buffer.from([0, 0, 0, 0, 0x4f])], /packet length 0 is invalid/],
       ['an unknown command', [encodePacket(0x5a, Buffer.from('zzz'))], /unknown command code/],
