@@ -19,6 +19,7 @@ import { message as corpusMessage } from '../../../packages/dkim-core/bench/corp
 import { concurrentRate, rate as measure } from '../../../packages/dkim-core/bench/measure.js';
 import { hostileMemory } from './hostile-memory.js';
 import { hostileCpu } from './hostile-cpu.js';
+import { hostileMetrics } from './hostile-metrics.js';
 
 const quick = process.argv.includes('--quick');
 const here = dirname(fileURLToPath(import.meta.url));
@@ -402,6 +403,7 @@ try {
   await memory(list);
   await hostileMemory({ quick, milterd: MILTERD, dir, keyFile: join(dir, 'rsa.private'), table });
   await hostileCpu({ quick, dir, milterd: MILTERD, table, fmt });
+  await hostileMetrics({ quick, dir, milterd: MILTERD, keyFile: join(dir, 'rsa.private'), table, fmt });
 } finally {
   for (const c of cleanups.reverse()) await c();
 }

@@ -1,0 +1,156 @@
+/**
+ * Hostile metrics (issue #16 item 9): a local client scraping /metrics in a tight loop while a
+ * normal sender signs through a real inkan-milterd. Signing throughput with and without the
+ * scrapers, how many scrapes were answered, and how often the text was made
+ * (inkan_metrics_renders_total: at most once a second now; b5f5af8 made it for every scrape,
+ * which costs what the "render" row says, on the main thread, each time).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { runTransaction } from '@inkan/milter-protocol';
+import { freePort, waitFor } from '@inkan/testbed';
+import { Metrics } from '../../../apps/milterd/dist/metrics.js';
+import { rate } from '../../../packages/dkim-core/bench/measure.js';
+
+export interface HostileMetricsOptions {
+  quick: boolean;
+  /** A scratch directory (configuration files). */
+  dir: string;
+  /** apps/milterd/bin/inkan-milterd.js */
+  milterd: string;
+  /** An RSA-2048 key file (mode 0600) in `dir`. */
+  keyFile: string;
+  table: (title: string, head: string[], rows: string[][]) => void;
+  fmt: (n: number, digits?: number) => string;
+}
+
+function accepting(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+/** Four loops of GET /metrics on fresh connections for the given ms; prints how many were answered. */
+const SCRAPER = `
+import { request } from 'node:http';
+const [port, ms] = process.argv.slice(-2).map(Number);
+const until = performance.now() + ms;
+let answered = 0;
+const once = () => new Promise((resolve) => {
+  const req = request({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: 10000 }, (res) => {
+    res.resume();
+    res.on('end', () => { if (res.statusCode === 200) answered++; resolve(); });
+    res.on('error', resolve);
+  });
+  req.on('timeout', () => req.destroy());
+  req.on('error', resolve);
+  req.end();
+});
+const loop = async () => { while (performance.now() < until) await once(); };
+await Promise.all([loop(), loop(), loop(), loop()]);
+console.log(answered);
+`;
+
+/** One GET on a fresh connection; the body (empty on any error). */
+function scrape(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/metrics', agent: false, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        body += d;
+      });
+      res.on('end', () => resolve(body));
+      res.on('error', () => resolve(''));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(''));
+    req.end();
+  });
+}
+
+function message(n: number): Buffer {
+  return Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: metrics ${n}\r\nMessage-ID: <metrics.${n}@example.org>\r\n\r\nA short message, ${n}.\r\n`);
+}
+
+/** Messages signed per second by two senders until `until`; throws on any unsigned message. */
+async function signing(spec: string, until: number): Promise<number> {
+  let done = 0;
+  const started = performance.now();
+  const sender = async () => {
+    while (performance.now() < until) {
+      const r = await runTransaction(spec, { sender: 'joe@example.org', recipients: ['suzie@example.net'], message: message(done), client: { address: '127.0.0.1' } }, { timeoutMs: 60_000 });
+      if (!r.endOfMessage?.modifications.some((m) => m.type === 'insertHeader' && m.name === 'DKIM-Signature')) throw new Error('hostile-metrics: a message was not signed');
+      done++;
+    }
+  };
+  await Promise.all([sender(), sender()]);
+  return done / ((performance.now() - started) / 1000);
+}
+
+/** CPU milliseconds a process has used so far (user + system), from /proc. */
+function cpuMsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
+  const seconds = o.quick ? 2 : 8;
+  // What one render costs (the registry milterd has), as b5f5af8 paid for every scrape.
+  const registry = new Metrics();
+  const renderMs = 1000 / (await rate(() => registry.registry.metrics(), o.quick ? 100 : 1000, 20_000));
+  await registry.close();
+
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const conf = join(o.dir, 'milterd-hostile-metrics.conf');
+  writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector bench\nKeyFile ${o.keyFile}\nMetricsListen 127.0.0.1:${metricsPort}\nAllowRoot yes\n`);
+  let child: ChildProcess | undefined;
+  try {
+    child = spawn(process.execPath, [o.milterd, '-x', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+    await waitFor(() => accepting(port), 'inkan-milterd (hostile metrics)', 200);
+    const spec = `inet:${port}@127.0.0.1`;
+    await signing(spec, performance.now() + 500); // warm-up
+    const pid = child.pid as number;
+    const cpuQuietStart = cpuMsOf(pid);
+    const quiet = await signing(spec, performance.now() + seconds * 1000);
+    const cpuQuiet = (cpuMsOf(pid) - cpuQuietStart) / seconds;
+    const rendersBefore = Number(/^inkan_metrics_renders_total (\S+)$/m.exec(await scrape(metricsPort))?.[1] ?? Number.NaN);
+    const until = performance.now() + seconds * 1000;
+    // The scrapers run in a process of their own, so they do not slow this one's senders.
+    const scrapers = spawn(process.execPath, ['--input-type=module', '-e', SCRAPER, String(metricsPort), String(seconds * 1000)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let scraperOut = '';
+    scrapers.stdout?.on('data', (d: Buffer) => {
+      scraperOut += d.toString();
+    });
+    const scrapersDone = new Promise<void>((r) => scrapers.once('exit', () => r()));
+    const cpuFloodStart = cpuMsOf(pid);
+    const flooded = await signing(spec, until);
+    await scrapersDone;
+    const scrapes = Number(scraperOut.trim());
+    const cpuFlood = (cpuMsOf(pid) - cpuFloodStart) / seconds;
+    // milterd's CPU per scrape: what it spent beyond signing (at the rate it signed meanwhile).
+    const perScrapeMs = (cpuFlood - cpuQuiet * (flooded / quiet)) / (scrapes / seconds);
+    const renders = Number(/^inkan_metrics_renders_total (\S+)$/m.exec(await scrape(metricsPort))?.[1] ?? Number.NaN) - rendersBefore;
+    const perSecond = scrapes / seconds;
+    o.table(`hostile metrics: 4 clients scraping /metrics in a loop beside 2 senders signing (RSA-2048), ${seconds} s each`, ['what', 'value'], [
+      ['signed/s, nobody scraping', o.fmt(quiet, 0)],
+      ['signed/s, while scraped', `${o.fmt(flooded, 0)} (${o.fmt(flooded / quiet, 2)}×)`],
+      ['scrapes answered/s', o.fmt(perSecond, 0)],
+      ['texts made (inkan_metrics_renders_total)', `${o.fmt(renders, 0)} (b5f5af8: one per scrape, ${o.fmt(scrapes, 0)})`],
+      ['milterd CPU ms/s, nobody scraping / while scraped', `${o.fmt(cpuQuiet, 0)} / ${o.fmt(cpuFlood, 0)}`],
+      ['milterd CPU ms per scrape now (est.)', o.fmt(perScrapeMs, 2)],
+      ['one render of the registry, ms (b5f5af8: per scrape)', o.fmt(renderMs, 2)],
+      ['main-thread ms/s b5f5af8 spent rendering at this scrape rate', o.fmt(perSecond * renderMs, 0)],
+    ]);
+  } finally {
+    child?.kill('SIGTERM');
+  }
+}
