@@ -109,10 +109,10 @@ describe('inkan verify', () => {
     const good = Buffer.concat([Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.pem })), m]);
     const goodFile = save('batch-good.eml', good);
     const text = good.toString('latin1');
-    const constructor = save('batch-constructor.eml', Buffer.from(text.replace('a=rsa-sha256', 'a=constructor'), 'latin1'));
+    const badAlgorithm = save('batch-constructor.eml', Buffer.from(text.replace('a=rsa-sha256', 'a=constructor'), 'latin1'));
     const proto = save('batch-proto.eml', Buffer.concat([Buffer.from('DomainKey-Signature: a=__proto__; c=toString; d=example.org; s=dk; b=AAAA\r\n'), good]));
     const newline = save('batch-newline.eml', Buffer.from(text.replace('DKIM-Signature: ', 'DKIM-Signature: i=@example.org=0AAuthentication-Results:=20x; '), 'latin1'));
-    const r = await inkan(['verify', '--json', '--dns', dns.server, constructor, goodFile, join(dir, 'batch-missing.eml'), proto, newline, goodFile]);
+    const r = await inkan(['verify', '--json', '--dns', dns.server, badAlgorithm, goodFile, join(dir, 'batch-missing.eml'), proto, newline, goodFile]);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => [l.file.split('/').pop(), l.signatures.map((s: { method: string; result: string }) => `${s.method}=${s.result}`)])).toEqual([
       ['batch-constructor.eml', ['dkim=permerror']],
@@ -126,7 +126,7 @@ describe('inkan verify', () => {
     expect(lines[3].signatures[0].reason).toMatch(/control characters/);
     expect(r.stderr).toMatch(/cannot read .*batch-missing\.eml: ENOENT/);
     expect(r.code).toBe(2); // an input could not be read
-    const withoutMissing = await inkan(['verify', '--dns', dns.server, constructor, goodFile]);
+    const withoutMissing = await inkan(['verify', '--dns', dns.server, badAlgorithm, goodFile]);
     expect(withoutMissing.code).toBe(1); // the first file has no passing signature
     expect(withoutMissing.stdout).toMatch(/permerror .*unknown algorithm a=constructor/);
   });

@@ -210,7 +210,12 @@ describe('many signatures on one message', () => {
   });
   it('signatures past maxSignatures get policy and cost no key lookup', async () => {
     const names: string[] = [];
-    const counting = { lookup: (name: string) => (names.push(name), resolver.lookup(name)) };
+    const counting = {
+      lookup: (name: string) => {
+        names.push(name);
+        return resolver.lookup(name);
+      },
+    };
     const msg = withManySignatures(MESSAGE, { domain: 'example.org', selector: 'rsa', dkim: 15, domainKeys: 0, signatureBytes: 256 });
     const results = await verifyMessage(msg, { resolver: counting, maxSignatures: 10 });
     expect(results.filter((r) => r.result === 'fail')).toHaveLength(10);

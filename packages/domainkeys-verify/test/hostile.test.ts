@@ -88,7 +88,12 @@ describe('a sender address with control characters', () => {
 describe('one signature cap for DKIM and DomainKeys together', () => {
   const counting = () => {
     const names: string[] = [];
-    const r: KeyResolver = { lookup: (name) => (names.push(name), resolver.lookup(name)) };
+    const r: KeyResolver = {
+      lookup: (name) => {
+        names.push(name);
+        return resolver.lookup(name);
+      },
+    };
     return { names, resolver: r };
   };
   it('12 DKIM + 12 DomainKeys, cap 10: ten DKIM checked, the rest "not verified", one key lookup', async () => {
