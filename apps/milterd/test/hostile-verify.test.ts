@@ -67,9 +67,8 @@ function message(): Buffer {
   );
 }
 
-/** `dkim` DKIM and `dk` DomainKeys signatures by selector "hostile", each reaching the RSA check (right body hash, b= below the modulus). */
-function hostileFields(body: Buffer, dkim: number, dk: number): string {
-  const bh = createHash('sha256').update(body).digest('base64');
+/** `dkim` DKIM and `dk` DomainKeys signatures by selector "hostile", each reaching the RSA check (body hash `bh`, b= below the modulus). */
+function hostileFields(bh: string, dkim: number, dk: number): string {
   const b = () => {
     const bytes = randomBytes(256);
     bytes[0] = (bytes[0] as number) & 0x7f;
@@ -81,11 +80,15 @@ function hostileFields(body: Buffer, dkim: number, dk: number): string {
   return fields.join('');
 }
 
-/** `extra` fields on top of the message, then a good signature (selector `selector`) over all of it on top. */
-async function withGoodSignature(extra: string, selector = 'good', privateKey = keys.rsa2048.privateKey): Promise<Buffer> {
+/**
+ * A fresh message under the fields `extra` makes (given the body's c=simple SHA-256), then a
+ * good signature (selector "good") over all of it on top.
+ */
+async function withGoodSignature(extra: (bh: string) => string): Promise<Buffer> {
   const m = message();
-  const under = Buffer.concat([Buffer.from(extra, 'latin1'), m]);
-  return Buffer.concat([Buffer.from(await signMessage(under, { domain: 'example.org', selector, privateKey }), 'latin1'), under]);
+  const bh = createHash('sha256').update(m.subarray(m.indexOf('\r\n\r\n') + 4)).digest('base64');
+  const under = Buffer.concat([Buffer.from(extra(bh), 'latin1'), m]);
+  return Buffer.concat([Buffer.from(await signMessage(under, { domain: 'example.org', selector: 'good', privateKey: keys.rsa2048.privateKey }), 'latin1'), under]);
 }
 
 interface Verified {
@@ -109,13 +112,12 @@ const summary = (entries: AuthResultEntry[]) => entries.map((e) => `${e.method}=
 
 describe('hostile signatures beside a good one', () => {
   it('a=constructor and a=__proto__: permerror for those; the message is accepted with A-R and the good signature passes', async () => {
-    const m = message();
-    const bh = createHash('sha256').update(m.subarray(m.indexOf('\r\n\r\n') + 4)).digest('base64');
-    const bad = [
-      `DKIM-Signature: v=1; a=constructor; c=simple/simple; d=example.org; s=good; h=from; bh=${bh}; b=AAAA\r\n`,
-      `DKIM-Signature: v=1; a=rsa-sha256; c=toString; d=example.org; s=good; h=from; bh=${bh}; b=AAAA\r\n`,
-      'DomainKey-Signature: a=__proto__; c=hasOwnProperty; q=constructor; d=example.org; s=good; b=AAAA\r\n',
-    ].join('');
+    const bad = (bh: string) =>
+      [
+        `DKIM-Signature: v=1; a=constructor; c=simple/simple; d=example.org; s=good; h=from; bh=${bh}; b=AAAA\r\n`,
+        `DKIM-Signature: v=1; a=rsa-sha256; c=toString; d=example.org; s=good; h=from; bh=${bh}; b=AAAA\r\n`,
+        'DomainKey-Signature: a=__proto__; c=hasOwnProperty; q=constructor; d=example.org; s=good; b=AAAA\r\n',
+      ].join('');
     const v = await verify(await withGoodSignature(bad));
     expect(v.result.reply.type).toBe('accept');
     expect(summary(v.entries)).toEqual([
@@ -127,11 +129,7 @@ describe('hostile signatures beside a good one', () => {
   });
 
   it('4 DKIM + 4 DomainKeys signatures with a 2047-bit public exponent: policy, with the reason in A-R', async () => {
-    const m = message();
-    const body = m.subarray(m.indexOf('\r\n\r\n') + 4);
-    const under = Buffer.concat([Buffer.from(hostileFields(body, 4, 4), 'latin1'), m]);
-    const signed = Buffer.concat([Buffer.from(await signMessage(under, { domain: 'example.org', selector: 'good', privateKey: keys.rsa2048.privateKey }), 'latin1'), under]);
-    const hostile = await verify(signed);
+    const hostile = await verify(await withGoodSignature((bh) => hostileFields(bh, 4, 4)));
     expect(hostile.result.reply.type).toBe('accept');
     const why = 'RSA public exponent too large (2047 bits, maximum 32)';
     expect(summary(hostile.entries)).toEqual(['dkim=pass', ...Array(4).fill(`dkim=policy (${why})`), ...Array(4).fill(`domainkeys=policy (${why})`)]);
@@ -139,11 +137,7 @@ describe('hostile signatures beside a good one', () => {
   });
 
   it('12 DKIM + 12 DomainKeys hostile signatures: 10 checked in all (MaximumSignaturesToVerify), the rest "not verified"', async () => {
-    const m = message();
-    const body = m.subarray(m.indexOf('\r\n\r\n') + 4);
-    const under = Buffer.concat([Buffer.from(hostileFields(body, 12, 12), 'latin1'), m]);
-    const signed = Buffer.concat([Buffer.from(await signMessage(under, { domain: 'example.org', selector: 'good', privateKey: keys.rsa2048.privateKey }), 'latin1'), under]);
-    const v = await verify(signed);
+    const v = await verify(await withGoodSignature((bh) => hostileFields(bh, 12, 12)));
     expect(v.result.reply.type).toBe('accept');
     const capped = v.entries.filter((e) => e.reason === 'not verified: more than 10 signatures');
     const checked = v.entries.filter((e) => e.reason !== 'not verified: more than 10 signatures');
@@ -156,13 +150,10 @@ describe('hostile signatures beside a good one', () => {
 
   it('an i= that decodes to a line break and a forged A-R field: permerror; the inserted A-R has no bare line break and no forged field', async () => {
     const forged = `@example.org=0D=0AAuthentication-Results:=20${AUTHSERV}=3B=20dkim=3Dpass=20header.d=3Dbank.example`;
-    const m = message();
-    const bh = createHash('sha256').update(m.subarray(m.indexOf('\r\n\r\n') + 4)).digest('base64');
-    const extra = [
-      `DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=good; i=${forged}; h=from; bh=${bh}; b=AAAA\r\n`,
-      `DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=good; i=joe=00@example.org; h=from; bh=${bh}; b=AAAA\r\n`,
-      `DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=good; i=joe=0A=20@example.org; h=from; bh=${bh}; b=AAAA\r\n`,
-    ].join('');
+    const extra = (bh: string) =>
+      [forged, 'joe=00@example.org', 'joe=0A=20@example.org']
+        .map((i) => `DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=good; i=${i}; h=from; bh=${bh}; b=AAAA\r\n`)
+        .join('');
     const v = await verify(await withGoodSignature(extra));
     expect(v.result.reply.type).toBe('accept'); // a NUL no longer makes the message tempfail
     // Every line break in the value folds (is followed by whitespace); no NUL, no other control character.
