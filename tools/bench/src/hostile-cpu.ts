@@ -133,8 +133,8 @@ async function library(o: HostileCpuOptions): Promise<void> {
     'message',
     'inkan now, ms',
     'RSA checks now',
-    'longest loop turn, CPU ms',
-    'RSA work b5f5af8 did, ms',
+    'longest loop turn, CPU ms (GC pauses too)',
+    'RSA work b5f5af8 did in one turn, ms',
     'RSA checks then',
   ], rows);
 }
