@@ -40,9 +40,11 @@ export function uncheckedOutcome(
   index: number,
   maxSignatures: number,
   parseError: string | undefined,
+  /** The cap named in the reason, when it is not maxSignatures (a cap shared with another kind of signature). */
+  cap = maxSignatures,
 ): Pick<VerificationResult, 'result' | 'reason'> | undefined {
   if (overLimit) return { result: 'policy', reason: `not verified: ${overLimit}` };
-  if (index >= maxSignatures) return { result: 'policy', reason: `not verified: more than ${maxSignatures} signatures` };
+  if (index >= maxSignatures) return { result: 'policy', reason: `not verified: more than ${cap} signatures` };
   if (parseError !== undefined) return { result: 'permerror', reason: parseError };
   return undefined;
 }

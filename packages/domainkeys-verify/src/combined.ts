@@ -73,6 +73,7 @@ export class CombinedVerifier implements MessageSink {
   /** DKIM-Signature fields seen so far. */
   private dkimFields = 0;
   private readonly dkimMax: number;
+  private readonly maxSignatures: number;
   private started = false;
 
   constructor(options: CombinedVerifierOptions) {
@@ -80,6 +81,7 @@ export class CombinedVerifier implements MessageSink {
     // A DKIM and a DomainKeys signature often share a selector: ask DNS once per message.
     const resolver = new OncePerName(options.resolver);
     const max = options.maxSignatures ?? DEFAULT_MAX_SIGNATURES;
+    this.maxSignatures = max;
     this.dkimMax = Math.min(options.dkim?.maxSignatures ?? max, max);
     const maxKeyBits = (kind?: { maxKeyBits?: number }) => kind?.maxKeyBits ?? options.maxKeyBits;
     const dkimKeyBits = maxKeyBits(options.dkim);
@@ -88,7 +90,6 @@ export class CombinedVerifier implements MessageSink {
     this.domainKeys = new DomainKeysVerifier({
       ...options.domainKeys,
       resolver,
-      maxSignatures: Math.min(options.domainKeys?.maxSignatures ?? max, max),
       ...(dkKeyBits !== undefined ? { maxKeyBits: dkKeyBits } : {}),
     });
   }
@@ -103,7 +104,7 @@ export class CombinedVerifier implements MessageSink {
     if (this.started) return;
     this.started = true;
     // The DKIM signatures within their cap count against the DomainKeys ones too.
-    this.domainKeys.countOtherSignatures(Math.min(this.dkimFields, this.dkimMax));
+    this.domainKeys.shareSignatureCap(this.maxSignatures, Math.min(this.dkimFields, this.dkimMax));
     this.dkim.endOfHeaders();
     this.domainKeys.endOfHeaders();
   }

@@ -81,8 +81,8 @@ export class DomainKeysVerifier implements MessageSink {
   private readonly collected: HeaderCollector;
   private checks: Check[] | undefined;
   private readonly canonicalizers = new Map<DomainKeysCanonicalization, BodyCanonicalizer>();
-  /** Signatures of another kind already counted against maxSignatures for this message. */
-  private counted = 0;
+  /** A cap on signatures shared with another kind (DKIM), and how much of it that kind used. */
+  private shared: { cap: number; used: number } | undefined;
 
   constructor(options: DomainKeysVerifierOptions) {
     if (!options?.resolver) throw new DkimError('INVALID_OPTION', 'DomainKeysVerifier needs a resolver');
@@ -96,12 +96,13 @@ export class DomainKeysVerifier implements MessageSink {
   }
 
   /**
-   * Count `n` signatures of another kind (DKIM, checked first) against maxSignatures for
-   * this message, so that the cap holds for both kinds together. Call before endOfHeaders().
+   * For this message, at most `cap` signatures are checked in all, and `used` of them went
+   * to another kind (DKIM, checked first): this verifier checks what is left (and never
+   * more than its own maxSignatures). Call before endOfHeaders().
    */
-  countOtherSignatures(n: number): void {
-    if (this.checks) throw new DkimError('INVALID_OPTION', 'countOtherSignatures() after endOfHeaders()');
-    this.counted = Math.max(0, n);
+  shareSignatureCap(cap: number, used: number): void {
+    if (this.checks) throw new DkimError('INVALID_OPTION', 'shareSignatureCap() after endOfHeaders()');
+    this.shared = { cap, used: Math.min(Math.max(0, used), cap) };
   }
 
   /** Parse the signatures, start their key lookups, hash their header fields. */
@@ -109,7 +110,11 @@ export class DomainKeysVerifier implements MessageSink {
     if (this.checks) return;
     const checks: Check[] = [];
     this.checks = checks;
-    const max = this.options.maxSignatures ?? 10;
+    const own = this.options.maxSignatures ?? 10;
+    const left = this.shared ? this.shared.cap - this.shared.used : Number.POSITIVE_INFINITY;
+    const max = Math.min(own, left);
+    // The reason names the cap that stopped us: the shared one when it is the tighter.
+    const cap = this.shared && left < own ? this.shared.cap : own;
     const lookups = new Map<string, Promise<KeyOutcome>>();
     let seen = 0;
     for (const [position, field] of this.collected.fields.entries()) {
@@ -126,7 +131,7 @@ export class DomainKeysVerifier implements MessageSink {
       };
       const b = parsed.ok ? parsed.signature.signatureB64 : parsed.signatureB64;
       if (b) result.headerB = b;
-      const unchecked = uncheckedOutcome(this.collected.overLimit, this.counted + index, max, parsed.ok ? undefined : parsed.error);
+      const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed.error, cap);
       if (unchecked || !parsed.ok) {
         checks.push({ result: { ...result, ...unchecked } });
         continue;
