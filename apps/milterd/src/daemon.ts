@@ -89,16 +89,16 @@ function bridge(logger: Logger): MilterLogger {
   return log;
 }
 
-/** The MTA hosts allowed to connect over TCP (PeerList), if any. */
+/** The MTA hosts allowed to connect over TCP (MilterPeers), if any. */
 async function readPeerList(config: Config): Promise<HostList | undefined> {
-  if (!config.peerList) return undefined;
+  if (!config.milterPeers) return undefined;
   // A bad entry is named by file and line (or list item), never quoted.
-  return readHostList(config.peerList, 'PeerList');
+  return readHostList(config.milterPeers, 'MilterPeers');
 }
 
 /**
  * The rules about where milterd may listen, judged the same by --check-config and start-up:
- * an inet Socket off loopback needs PeerList; MetricsListen must be a loopback address:port.
+ * an inet Socket off loopback needs MilterPeers; MetricsListen must be a loopback address:port.
  * Loopback means an IP address in 127.0.0.0/8 or ::1 (or, for Socket, the name localhost).
  */
 export function checkListenRules(config: Config): void {
@@ -108,8 +108,8 @@ export function checkListenRules(config: Config): void {
   } catch (error) {
     throw new ConfigError('Socket', (error as Error).message);
   }
-  if (spec.kind !== 'unix' && !isLoopbackHost(spec.host, { allowLocalhost: true }) && !config.peerList) {
-    throw new ConfigError('Socket', `${config.socket} is not a loopback address: name the MTA hosts allowed to connect with PeerList`);
+  if (spec.kind !== 'unix' && !isLoopbackHost(spec.host, { allowLocalhost: true }) && !config.milterPeers) {
+    throw new ConfigError('Socket', `${config.socket} is not a loopback address: name the MTA hosts allowed to connect with MilterPeers (PeerList is OpenDKIM's list of SMTP clients passed unprocessed)`);
   }
   if (config.metricsListen) {
     try {
@@ -358,7 +358,7 @@ export async function main(argv: string[]): Promise<number> {
   if (inv.done !== undefined) return inv.done;
   let config: Config;
   try {
-    config = await loadConfig(inv.configFile, inv.overrides);
+    config = await loadConfig(inv.configFile, inv.overrides, inv.warnings);
   } catch (error) {
     process.stderr.write(`inkan-milterd: ${(error as Error).message}\n`);
     return EX_CONFIG;

@@ -20,7 +20,7 @@ import {
 } from '@inkan/milter-protocol';
 import type { Logger } from 'pino';
 import { domainOf, fromAddress } from './address.js';
-import type { Action, Config } from './config/options.js';
+import { type Action, type Config, signedHeaderNames } from './config/options.js';
 import type { SharedTables } from './config/stores/store-plan.js';
 import type { SigningPlan } from './config/tables.js';
 import type { HostList } from './hosts.js';
@@ -32,7 +32,10 @@ export interface Runtime {
   plan: SigningPlan;
   internalHosts: HostList;
   externalIgnore?: HostList;
+  /** OpenDKIM's PeerList: SMTP clients whose mail is passed unprocessed. */
+  peerList?: HostList;
   resolver: KeyResolver;
+  /** AuthservID as configured (HOSTNAME resolved), else this host's name (used when the MTA sends no j macro). */
   authservId: string;
   logger: Logger;
   metrics?: Metrics;
@@ -149,6 +152,16 @@ function isInternal(client: ConnectInfo | undefined, internalHosts: HostList, co
   return internalHosts.matches(inet ? client.ip : undefined, client.hostname);
 }
 
+/**
+ * The authserv-id of a message: AuthservID when configured, else the name of the MTA
+ * (its j macro, when it looks like a host name), else this host's name, as OpenDKIM.
+ */
+function authservIdOf(runtime: Runtime, ctx: MilterContext): string {
+  if (runtime.config.authservId) return runtime.authservId;
+  const j = ctx.macros.get('j');
+  return j && /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(j) ? j : runtime.authservId;
+}
+
 /** Which configured action the verification results call for. */
 export function verdictAction(config: Config, results: VerificationResult[]): { action: Action; why: string } {
   if (results.length === 0) return { action: config.onNoSignature, why: 'no signature' };
@@ -227,11 +240,20 @@ export function createFilter(current: () => Runtime): HandlerFactory {
     });
 
     return {
+      connect(client) {
+        // OpenDKIM's PeerList: the whole connection is let through, untouched.
+        const { peerList } = current();
+        if (peerList && (client.family === 'inet' || client.family === 'inet6' ? peerList.matches(client.ip, client.hostname) : peerList.matches(undefined, client.hostname))) {
+          return 'accept';
+        }
+        return undefined;
+      },
+
       mail() {
         state = fresh();
       },
 
-      header(name, value) {
+      header(name, value, ctx) {
         state ??= fresh();
         const s = state;
         const { config } = s.runtime;
@@ -255,7 +277,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
         else if (lower === 'authentication-results') {
           s.arSeen++;
           const parsed = parseAuthenticationResults(value.toString('latin1'));
-          if (!parsed || sameAuthservId(parsed.authservId, s.runtime.authservId)) s.forgedAr.push(s.arSeen);
+          if (!parsed || sameAuthservId(parsed.authservId, authservIdOf(s.runtime, ctx))) s.forgedAr.push(s.arSeen);
         }
       },
 
@@ -303,6 +325,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
           } else if (signing && keys.length > 0) {
             s.role = 'sign';
             s.why = `${internal ? 'internal client' : `authenticated as ${auth}`}, keys for ${s.from}`;
+            const headers = signedHeaderNames(config);
             s.signer = new Signer(
               keys.map((k) => ({
                 domain: k.domain,
@@ -310,7 +333,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
                 privateKey: k.privateKey,
                 algorithm: k.algorithm,
                 canonicalization: config.canonicalization,
-                ...(config.signHeaders ? { headers: config.signHeaders } : {}),
+                ...(headers ? { headers } : {}),
                 ...(config.oversignHeaders ? { oversignHeaders: config.oversignHeaders } : {}),
               })),
               { maxHeaderBytes: config.maximumHeaderBytes },
@@ -365,7 +388,8 @@ export function createFilter(current: () => Runtime): HandlerFactory {
       async endOfMessage(modifier, ctx) {
         const s = state ?? fresh();
         state = undefined;
-        const { config, logger, authservId, metrics } = s.runtime;
+        const { config, logger, metrics } = s.runtime;
+        const authservId = authservIdOf(s.runtime, ctx);
         // An MTA that goes on after our answer at end of headers gets the same answer.
         if (s.ended !== undefined) return s.ended;
         const queueId = ctx.macros.get('i') ?? '';

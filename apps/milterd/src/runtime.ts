@@ -15,7 +15,7 @@ import type { Metrics } from './metrics.js';
 export type Overrides = [name: string, value: string][];
 
 /** Read the config file (if any) and apply command-line overrides on top. */
-export async function loadConfig(configFile: string | undefined, overrides: Overrides): Promise<Config> {
+export async function loadConfig(configFile: string | undefined, overrides: Overrides, warnings?: string[]): Promise<Config> {
   const config = defaults();
   if (configFile) {
     let text: string;
@@ -24,9 +24,9 @@ export async function loadConfig(configFile: string | undefined, overrides: Over
     } catch (error) {
       throw new ConfigError(configFile, `cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
-    parseConfigText(text, configFile, config);
+    parseConfigText(text, configFile, config, warnings);
   }
-  for (const [name, value] of overrides) setOption(config, name, value, `command line (${name})`, { echo: true });
+  for (const [name, value] of overrides) setOption(config, name, value, `command line (${name})`, { echo: true, ...(warnings ? { warnings } : {}) });
   return config;
 }
 
@@ -75,6 +75,7 @@ export async function buildRuntime(config: Config, logger: Logger, metrics?: Met
   // Errors name the file and line (or list item) of a bad entry, never the entry.
   const internalHosts = inStore?.hosts ? new HostList([]) : await readHostList(config.internalHosts, 'InternalHosts');
   const externalIgnore = config.externalIgnoreList ? await readHostList(config.externalIgnoreList, 'ExternalIgnoreList') : undefined;
+  const peerList = config.peerList ? await readHostList(config.peerList, 'PeerList') : undefined;
   // A lookup ends within DNSTimeout whatever the servers do (OpenDKIM bounds a query the same
   // way): one query a second while no answer has come, each waiting for its own answer.
   const resolver = new DnsKeyResolver({
@@ -86,8 +87,10 @@ export async function buildRuntime(config: Config, logger: Logger, metrics?: Met
     plan,
     internalHosts,
     ...(externalIgnore ? { externalIgnore } : {}),
+    ...(peerList ? { peerList } : {}),
     resolver: config.queryCache ? new CachingKeyResolver(timed(resolver, metrics)) : timed(resolver, metrics),
-    authservId: config.authservId ?? hostname(),
+    // HOSTNAME is OpenDKIM's word for this host's name; unset, each message takes the MTA's name (macro j).
+    authservId: config.authservId && config.authservId !== 'HOSTNAME' ? config.authservId : hostname(),
     logger,
     ...(metrics ? { metrics } : {}),
     ...(tables ? { tables } : {}),
@@ -136,6 +139,7 @@ export function describeConfig(config: Config): string {
   put('MultipleSignatures', config.multipleSignatures);
   put('InternalHosts', config.internalHosts);
   put('ExternalIgnoreList', config.externalIgnoreList);
+  put('MilterPeers', config.milterPeers);
   put('PeerList', config.peerList);
   put('PidFile', config.pidFile);
   put('UserID', config.userId);
@@ -145,9 +149,10 @@ export function describeConfig(config: Config): string {
   put('SignatureAlgorithm', config.signatureAlgorithm);
   put('SignHeaders', config.signHeaders);
   put('OversignHeaders', config.oversignHeaders);
+  put('OmitHeaders', config.omitHeaders);
   put('MinimumKeyBits', config.minimumKeyBits);
   put('SubDomains', config.subDomains);
-  put('AuthservID', config.authservId ?? hostname());
+  put('AuthservID', config.authservId && config.authservId !== 'HOSTNAME' ? config.authservId : config.authservId ? hostname() : `(the MTA's name, macro j; else ${hostname()})`);
   put('AlwaysAddARHeader', config.alwaysAddArHeader);
   put('Nameservers', config.nameservers);
   put('DNSTimeout', config.dnsTimeout);
@@ -165,7 +170,7 @@ export function describeConfig(config: Config): string {
   put('MetricsListen', config.metricsListen);
   put('MilterIdleTimeout', config.milterIdleTimeout);
   put('MilterProgressInterval', config.milterProgressInterval);
-  put('MaximumHeaders', config.maximumHeaders);
+  put('MaximumHeaderFields', config.maximumHeaders);
   put('MaximumHeaderBytes', config.maximumHeaderBytes);
   put('MaximumConnections', config.maximumConnections);
   put('MaximumPacketSize', config.maximumPacketSize);

@@ -45,7 +45,7 @@ describe('opendkim.conf syntax', () => {
   });
 
   const errors: [string, RegExp][] = [
-    ['Frobnicate yes', /^milterd\.conf:2: unknown option "Frobnicate"$/],
+    ['Frobnicate yes', /^milterd\.conf:2: unknown option "Frobnicate"; see inkan-milterd --help and docs\/opendkim-options\.md$/],
     ['Mode x', /^milterd\.conf:2: Mode takes s, v or sv/],
     ['UMask 9', /^milterd\.conf:2: UMask takes an octal number/],
     ['On-DNSError maybe', /^milterd\.conf:2: On-DNSError takes one of accept, reject/],

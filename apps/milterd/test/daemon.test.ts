@@ -300,18 +300,18 @@ describe('On-* actions', () => {
 });
 
 describe('who may connect', () => {
-  it('a Socket off loopback needs PeerList (checked before anything is bound)', async () => {
+  it('a Socket off loopback needs MilterPeers (checked before anything is bound)', async () => {
     const conf = join(dir, 'open.conf');
     writeFileSync(conf, 'Socket inet:8899@0.0.0.0\nMode v\n');
     const r = await runProgram(process.execPath, [join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js'), '-x', conf], { timeoutMs: 30_000 });
     expect(r.code).toBe(EX_CONFIG);
-    expect(r.stderr).toMatch(/not a loopback address: name the MTA hosts allowed to connect with PeerList/);
+    expect(r.stderr).toMatch(/not a loopback address: name the MTA hosts allowed to connect with MilterPeers/);
   });
 
-  it('PeerList: a listed peer is served, any other connection is closed at once', async () => {
+  it('MilterPeers: a listed peer is served, any other connection is closed at once', async () => {
     const port = await freePort();
     const conf = join(dir, 'peers.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nPeerList 127.0.0.2\n`);
+    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nMilterPeers 127.0.0.2\n`);
     const milterd = await startMilterd(['-x', conf]);
     const { connect } = await import('node:net');
     const { encodeCommand, PacketDecoder, decodeResponse } = await import('@inkan/milter-protocol');

@@ -52,7 +52,7 @@ describe('files that are something else: named by file and line, their content n
       ['SigningTable', `KeyTable ${keyTable}\nSigningTable refile:${shadow}\n`, /shadow:1: SigningTable lines read "pattern keyname"/],
       ['InternalHosts', `Domain example.org\nSelector sel\nKeyFile ${keyFile}\nInternalHosts ${shadow}\n`, /shadow:1: InternalHosts: not an address, a CIDR block or a host name/],
       ['ExternalIgnoreList', `Mode v\nExternalIgnoreList ${shadow}\n`, /shadow:1: ExternalIgnoreList: not an address, a CIDR block or a host name/],
-      ['PeerList', `Mode v\nPeerList ${shadow}\n`, /shadow:1: PeerList: not an address, a CIDR block or a host name/],
+      ['MilterPeers', `Mode v\nMilterPeers ${shadow}\n`, /shadow:1: MilterPeers: not an address, a CIDR block or a host name/],
     ];
     const runs: [string, string[], RegExp][] = [['-x', ['-x', shadow], /shadow:1: this line is not an option/]];
     for (const [what, text, why] of cases) {

@@ -245,9 +245,9 @@ describe('messages in flight', () => {
 describe('listen rules: --check-config and start-up judge alike', () => {
   const run = (conf: string, check: boolean) => runProgram(process.execPath, [BIN, '-x', conf, ...(check ? ['--check-config'] : [])], { timeoutMs: 30_000 });
 
-  it('a non-loopback Socket without PeerList, a host name that starts with "127.", MetricsListen on 0.0.0.0: refused by both', async () => {
+  it('a non-loopback Socket without MilterPeers, a host name that starts with "127.", MetricsListen on 0.0.0.0: refused by both', async () => {
     const cases: [string, string, RegExp][] = [
-      ['any-address', 'Socket inet:8899@0.0.0.0\nMode v\n', /Socket: inet:8899@0\.0\.0\.0 is not a loopback address: name the MTA hosts allowed to connect with PeerList/],
+      ['any-address', 'Socket inet:8899@0.0.0.0\nMode v\n', /Socket: inet:8899@0\.0\.0\.0 is not a loopback address: name the MTA hosts allowed to connect with MilterPeers/],
       ['name', 'Socket inet:8899@127.attacker.example\nMode v\n', /Socket: inet:8899@127\.attacker\.example is not a loopback address/],
       ['metrics', `Socket inet:8899@127.0.0.1\nMode v\nMetricsListen 0.0.0.0:9100\n`, /MetricsListen: MetricsListen must be a loopback address \(127\.0\.0\.0\/8 or ::1\), not 0\.0\.0\.0/],
       ['metrics-mapped', `Socket inet:8899@127.0.0.1\nMode v\nMetricsListen [::ffff:10.0.0.1]:9100\n`, /MetricsListen must be a loopback address/],

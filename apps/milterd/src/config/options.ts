@@ -1,11 +1,13 @@
+import { DEFAULT_OVERSIGNED_HEADERS, DEFAULT_SIGNED_HEADERS } from '@inkan/dkim-core';
 import { ConfigError } from './errors.js';
+import { compatEntry, OPENDKIM_OPTIONS, refusalText, warningText } from './opendkim-compat.js';
 
 /** What a message that ran into trouble gets (opendkim.conf's On-* values). */
 export type Action = 'accept' | 'reject' | 'tempfail' | 'discard' | 'quarantine';
 export const ACTIONS: readonly Action[] = ['accept', 'reject', 'tempfail', 'discard', 'quarantine'];
 
 /** The kinds of value an option takes. */
-type Kind = 'string' | 'boolean' | 'integer' | 'octal' | 'list' | 'dataset' | 'action' | 'mode' | 'canonicalization' | 'algorithm';
+type Kind = 'string' | 'boolean' | 'integer' | 'octal' | 'list' | 'headers' | 'dataset' | 'action' | 'mode' | 'canonicalization' | 'algorithm';
 
 interface OptionSpec {
   /** The name in opendkim.conf. */
@@ -16,6 +18,8 @@ interface OptionSpec {
   /** Smallest and largest value of an integer option. */
   min?: number;
   max?: number;
+  /** An integer option where 0 stands for this value (OpenDKIM's "0: no limit"). */
+  zeroMeans?: number;
 }
 
 /**
@@ -50,6 +54,8 @@ export interface Config {
   internalHosts: Dataset;
   externalIgnoreList?: Dataset;
   /** MTA hosts allowed to connect over TCP; required when Socket is not on loopback. */
+  milterPeers?: Dataset;
+  /** OpenDKIM's PeerList: SMTP clients whose mail is passed unprocessed (not signed, not verified). */
   peerList?: Dataset;
   socket: string;
   pidFile?: string;
@@ -63,6 +69,8 @@ export interface Config {
   signatureAlgorithm: 'rsa-sha256' | 'ed25519-sha256';
   oversignHeaders?: string[];
   signHeaders?: string[];
+  /** Fields never signed (From excepted); unset: RFC 6376 §5.4's SHOULD NOT list. */
+  omitHeaders?: string[];
   minimumKeyBits: number;
   subDomains: boolean;
   authservId?: string;
@@ -81,7 +89,8 @@ export interface Config {
   onSecurity: Action;
   maximumSignaturesToVerify: number;
   logWhy: boolean;
-  background: boolean;
+  /** On-Default: applied to every On-* action the same file does not set. */
+  onDefault?: Action;
   /** Loopback address:port for Prometheus metrics (off when absent). */
   metricsListen?: string;
   /** Where the no-argument first run keeps its development key. */
@@ -117,7 +126,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'MultipleSignatures', key: 'multipleSignatures', kind: 'boolean', description: 'sign with every matching SigningTable entry' },
   { name: 'InternalHosts', key: 'internalHosts', kind: 'dataset', description: 'clients whose mail is signed (IPs, CIDRs, host names; or the store of KeyTable)' },
   { name: 'ExternalIgnoreList', key: 'externalIgnoreList', kind: 'dataset', description: 'external hosts allowed to send for our domains, not logged' },
-  { name: 'PeerList', key: 'peerList', kind: 'dataset', description: 'MTA hosts allowed to connect over TCP (needed for a non-loopback Socket)' },
+  { name: 'MilterPeers', key: 'milterPeers', kind: 'dataset', description: 'MTA hosts allowed to connect over TCP (needed for a non-loopback Socket)' },
+  { name: 'PeerList', key: 'peerList', kind: 'dataset', description: 'SMTP clients whose mail is passed unprocessed (as OpenDKIM)' },
   { name: 'Socket', key: 'socket', kind: 'string', description: 'milter socket: local:/path, inet:port@host, ...' },
   { name: 'PidFile', key: 'pidFile', kind: 'string', description: 'write the process id here' },
   { name: 'UserID', key: 'userId', kind: 'string', description: 'user[:group] to run as after start' },
@@ -127,8 +137,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'SyslogFacility', key: 'syslogFacility', kind: 'string', description: 'syslog facility (default mail)' },
   { name: 'Canonicalization', key: 'canonicalization', kind: 'canonicalization', description: 'header/body canonicalization for signing' },
   { name: 'SignatureAlgorithm', key: 'signatureAlgorithm', kind: 'algorithm', description: 'rsa-sha256 or ed25519-sha256' },
-  { name: 'OversignHeaders', key: 'oversignHeaders', kind: 'list', description: 'fields signed once more than they occur' },
-  { name: 'SignHeaders', key: 'signHeaders', kind: 'list', description: 'fields to sign when present' },
+  { name: 'OversignHeaders', key: 'oversignHeaders', kind: 'headers', description: 'fields signed once more than they occur ("*,+X,-Y" edits the default From)' },
+  { name: 'SignHeaders', key: 'signHeaders', kind: 'headers', description: 'fields to sign when present ("*,+X,-Y" edits the default list)' },
+  { name: 'OmitHeaders', key: 'omitHeaders', kind: 'headers', description: 'fields never signed, From excepted ("*,+X,-Y" edits the default list)' },
   { name: 'MinimumKeyBits', key: 'minimumKeyBits', kind: 'integer', description: 'RSA keys smaller than this never pass' },
   { name: 'SubDomains', key: 'subDomains', kind: 'boolean', description: 'sign mail from subdomains of Domain' },
   { name: 'AuthservID', key: 'authservId', kind: 'string', description: 'authserv-id in Authentication-Results (default: host name)' },
@@ -144,9 +155,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'On-NoSignature', key: 'onNoSignature', kind: 'action', description: 'a message to verify has no signature' },
   { name: 'On-SignatureError', key: 'onSignatureError', kind: 'action', description: 'a signature could not be made or read' },
   { name: 'On-Security', key: 'onSecurity', kind: 'action', description: 'a security concern (a message with several From fields)' },
+  { name: 'On-Default', key: 'onDefault', kind: 'action', description: 'every On-* action this file does not set' },
   { name: 'MaximumSignaturesToVerify', key: 'maximumSignaturesToVerify', kind: 'integer', description: 'signatures checked per message' },
   { name: 'LogWhy', key: 'logWhy', kind: 'boolean', description: 'log why each message was signed, verified or left alone' },
-  { name: 'Background', key: 'background', kind: 'boolean', description: 'accepted for compatibility; inkan always stays in the foreground (use systemd)' },
   { name: 'MetricsListen', key: 'metricsListen', kind: 'string', description: 'Prometheus metrics on this loopback host:port' },
   { name: 'StateDirectory', key: 'stateDirectory', kind: 'string', description: 'where the first-run development key is kept' },
   {
@@ -165,7 +176,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 3600,
     description: 'seconds between progress keepalives to the MTA while a message is finished (default 5, 0 none; read at start)',
   },
-  { name: 'MaximumHeaders', key: 'maximumHeaders', kind: 'integer', min: 1, max: 1_000_000, description: 'header fields per message (default 1000); more: On-Security' },
+  { name: 'MaximumHeaderFields', key: 'maximumHeaders', kind: 'integer', min: 1, max: 1_000_000, description: 'header fields per message (default 1000); more: On-Security' },
+  {
+    name: 'MaximumHeaders',
+    key: 'maximumHeaderBytes',
+    kind: 'integer',
+    min: 1024,
+    max: 268_435_456,
+    zeroMeans: 268_435_456,
+    description: "OpenDKIM's name for MaximumHeaderBytes (bytes of one header section; 0: the largest allowed)",
+  },
   {
     name: 'MaximumHeaderBytes',
     key: 'maximumHeaderBytes',
@@ -226,7 +246,6 @@ export function defaults(): Config {
     onSecurity: 'tempfail',
     maximumSignaturesToVerify: 10,
     logWhy: false,
-    background: false,
     milterIdleTimeout: 7210,
     milterProgressInterval: 5,
     maximumHeaders: 1000,
@@ -239,12 +258,63 @@ export function defaults(): Config {
   };
 }
 
+/** OpenDKIM reads only the first byte of a boolean (T, Y, 1 / F, N, 0); on and off are taken too. */
 function parseBoolean(value: string, where: string, name: string, not: (value: string) => string): boolean {
   const v = value.toLowerCase();
-  if (['yes', 'true', '1', 'on'].includes(v)) return true;
-  if (['no', 'false', '0', 'off'].includes(v)) return false;
+  if (v === 'on') return true;
+  if (v === 'off') return false;
+  if (/^[ty1]/.test(v)) return true;
+  if (/^[fn0]/.test(v)) return false;
   throw new ConfigError(where, `${name} takes yes or no${not(value)}`);
 }
+
+/** Datasets OpenDKIM can name that inkan cannot read: refused, never taken as a list of words. */
+const UNSUPPORTED_DATASET = /^(ldaps?|ldapi|dsn|db|mdb|memcache|lua|erlang|repl|socket):/i;
+
+type HeaderKey = 'signHeaders' | 'oversignHeaders' | 'omitHeaders';
+
+/** RFC 6376 §5.4's fields that SHOULD NOT be signed: OmitHeaders' default, as OpenDKIM's. */
+export const DEFAULT_OMITTED_HEADERS: readonly string[] = ['return-path', 'received', 'comments', 'keywords', 'bcc', 'resent-bcc', 'dkim-signature'];
+
+const HEADER_DEFAULTS: Record<HeaderKey, readonly string[]> = {
+  signHeaders: DEFAULT_SIGNED_HEADERS,
+  oversignHeaders: DEFAULT_OVERSIGNED_HEADERS,
+  omitHeaders: DEFAULT_OMITTED_HEADERS,
+};
+
+/**
+ * OpenDKIM's header lists: a list replaces the default, unless one item is "*": then "+name"
+ * adds to the default list (or the list set so far) and "-name" takes away from it.
+ */
+function headerList(items: string[], base: readonly string[]): string[] {
+  const out: string[] = [];
+  const has = (name: string) => out.some((n) => n.toLowerCase() === name.toLowerCase());
+  if (!items.includes('*')) {
+    for (const item of items) if (item.replace(/^\+/, '') && !has(item.replace(/^\+/, ''))) out.push(item.replace(/^\+/, ''));
+    return out;
+  }
+  out.push(...base);
+  for (const item of items) {
+    const name = item.slice(1);
+    if (item.startsWith('+') && name && !has(name)) out.push(name);
+    else if (item.startsWith('-')) out.splice(0, out.length, ...out.filter((n) => n.toLowerCase() !== name.toLowerCase()));
+  }
+  return out;
+}
+
+/** The fields a signature covers when present: SignHeaders (or its default) less OmitHeaders; From always. */
+export function signedHeaderNames(config: Config): string[] | undefined {
+  if (!config.signHeaders && !config.omitHeaders) return undefined;
+  const omit = new Set((config.omitHeaders ?? DEFAULT_OMITTED_HEADERS).map((n) => n.toLowerCase()));
+  omit.delete('from');
+  return (config.signHeaders ?? DEFAULT_SIGNED_HEADERS).filter((n) => !omit.has(n.toLowerCase()));
+}
+
+/** The On-* options, which On-Default fills in. */
+const ACTION_KEYS = ['onBadSignature', 'onDnsError', 'onKeyNotFound', 'onInternalError', 'onNoSignature', 'onSignatureError', 'onSecurity'] as const;
+
+/** OpenDKIM's one-letter actions. */
+const ACTION_LETTERS: Record<string, Action> = { a: 'accept', r: 'reject', t: 'tempfail', d: 'discard', q: 'quarantine' };
 
 /** What an unknown option name may be shown as: a word that looks like one (never other text of a line). */
 const OPTION_NAME_LIKE = /^[A-Za-z][A-Za-z0-9-]{0,63}$/;
@@ -276,12 +346,25 @@ export function splitList(value: string): string[] {
  * /etc/shadow) must not have its lines copied into the log; an unknown name is quoted only
  * if it looks like an option name.
  */
-export function setOption(config: Config, name: string, value: string, where: string, options: { echo?: boolean } = {}): void {
+export function setOption(config: Config, name: string, value: string, where: string, options: { echo?: boolean; warnings?: string[] } = {}): void {
   const echo = options.echo === true;
-  const spec = BY_NAME.get(name.toLowerCase());
-  if (!spec) throw new ConfigError(where, echo || OPTION_NAME_LIKE.test(name) ? `unknown option "${name}"` : 'this line is not an option');
-  const target = config as unknown as Record<string, unknown>;
   const v = value.trim();
+  const compat = compatEntry(name);
+  if (compat && compat.status !== 'implemented') {
+    // OpenDKIM options inkan does not implement: a warning or a refusal of their own, never
+    // a silent change of meaning. Values that mean what inkan does anyway pass silently.
+    if (compat.sameFor?.test(v)) return;
+    if (compat.status === 'refuse') throw new ConfigError(where, refusalText(compat));
+    options.warnings?.push(`${where}: ${warningText(compat)}`);
+    return;
+  }
+  const spec = BY_NAME.get(name.toLowerCase());
+  if (!spec) {
+    if (!echo && !OPTION_NAME_LIKE.test(name)) throw new ConfigError(where, 'this line is not an option');
+    const near = nearestOptionName(name);
+    throw new ConfigError(where, `unknown option "${name}"${near ? ` (did you mean ${near}?)` : ''}; see inkan-milterd --help and docs/opendkim-options.md`);
+  }
+  const target = config as unknown as Record<string, unknown>;
   const not = (shown: string) => (echo ? `, not "${shown}"` : '');
   if (v === '' && spec.kind !== 'boolean') throw new ConfigError(where, `${spec.name} needs a value`);
   switch (spec.kind) {
@@ -293,6 +376,10 @@ export function setOption(config: Config, name: string, value: string, where: st
       return;
     case 'integer':
       if (!/^\d+$/.test(v)) throw new ConfigError(where, `${spec.name} takes a whole number${not(v)}`);
+      if (spec.zeroMeans !== undefined && Number(v) === 0) {
+        target[spec.key] = spec.zeroMeans;
+        return;
+      }
       if (!Number.isSafeInteger(Number(v))) throw new ConfigError(where, `${spec.name}: ${echo ? `${v.slice(0, 24)}${v.length > 24 ? '...' : ''}` : 'the number'} is too large`);
       if (spec.min !== undefined && Number(v) < spec.min) throw new ConfigError(where, `${spec.name} must be at least ${spec.min}${not(v)}`);
       if (spec.max !== undefined && Number(v) > spec.max) throw new ConfigError(where, `${spec.name} must be at most ${spec.max}${not(v)}`);
@@ -305,13 +392,20 @@ export function setOption(config: Config, name: string, value: string, where: st
     case 'list':
       target[spec.key] = [...((target[spec.key] as string[] | undefined) ?? []), ...splitList(v)];
       return;
-    case 'dataset':
+    case 'headers':
+      target[spec.key] = headerList(splitList(v), (target[spec.key] as string[] | undefined) ?? HEADER_DEFAULTS[spec.key as HeaderKey]);
+      return;
+    case 'dataset': {
+      const scheme = UNSUPPORTED_DATASET.exec(v)?.[1];
+      if (scheme) throw new ConfigError(where, `${spec.name}: ${scheme.toLowerCase()}: datasets are not supported: use a file, refile:, csl:, postgresql:// or redis://`);
       target[spec.key] = parseDataset(v);
       return;
+    }
     case 'action': {
       const a = v.toLowerCase();
-      if (!ACTIONS.includes(a as Action)) throw new ConfigError(where, `${spec.name} takes one of ${ACTIONS.join(', ')}${not(v)}`);
-      target[spec.key] = a;
+      const action = ACTIONS.includes(a as Action) ? (a as Action) : ACTION_LETTERS[a];
+      if (!action) throw new ConfigError(where, `${spec.name} takes one of ${ACTIONS.join(', ')} (or a, r, t, d, q)${not(v)}`);
+      target[spec.key] = action;
       return;
     }
     case 'mode': {
@@ -337,19 +431,73 @@ export function holdsPrivateKey(text: string): boolean {
   return /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text);
 }
 
-/** Parse opendkim.conf syntax: "Name value" lines, "#" comments. Errors name file and line, never a value. */
-export function parseConfigText(text: string, fileName: string, into: Config = defaults()): Config {
+/** Every problem of one configuration file, each naming its file:line (one run reports them all). */
+export class ConfigErrors extends ConfigError {
+  readonly problems: readonly string[];
+
+  constructor(source: string, problems: string[]) {
+    super(source, `${problems.length} problems:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigErrors';
+    this.problems = problems;
+  }
+}
+
+/**
+ * Parse opendkim.conf syntax: "Name value" lines, "#" comments (OpenDKIM cuts a line at any
+ * "#"). Every bad or unsupported line of the file is reported in one error, each by file:line,
+ * never by its value. Options that do not apply to inkan add a line to `warnings`.
+ */
+export function parseConfigText(text: string, fileName: string, into: Config = defaults(), warnings?: string[]): Config {
   // Never echo a line of it: errors would carry key material to the log and the terminal.
   if (holdsPrivateKey(text)) throw new ConfigError(fileName, 'holds a private key, not a configuration: keep keys in their own files (KeyFile, KeyTable)');
   const lines = text.split(/\r?\n/);
+  const problems: ConfigError[] = [];
+  const actionsSet = new Set<string>();
+  const target = into as unknown as Record<string, unknown>;
   lines.forEach((raw, index) => {
-    const line = raw.replace(/(^|\s)#.*$/, '').trim();
+    const line = raw.replace(/#.*$/, '').trim();
     if (line === '') return;
     const m = /^(\S+)(?:\s+(.*))?$/.exec(line);
     if (!m) return;
-    setOption(into, m[1] as string, m[2] ?? '', `${fileName}:${index + 1}`);
+    const name = m[1] as string;
+    try {
+      setOption(into, name, m[2] ?? '', `${fileName}:${index + 1}`, warnings ? { warnings } : {});
+      const key = BY_NAME.get(name.toLowerCase())?.key;
+      if (key && (ACTION_KEYS as readonly string[]).includes(key)) actionsSet.add(key);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error);
+    }
   });
+  if (problems.length === 1) throw problems[0] as ConfigError;
+  if (problems.length > 1) throw new ConfigErrors(fileName, problems.map((p) => p.message));
+  // On-Default comes before the specific On-* options, wherever it stands in the file (as OpenDKIM).
+  if (into.onDefault) for (const key of ACTION_KEYS) if (!actionsSet.has(key)) target[key] = into.onDefault;
   return into;
+}
+
+/** The option name (ours or OpenDKIM's) closest to a misspelt one, if one is close. */
+function nearestOptionName(name: string): string | undefined {
+  const wanted = name.toLowerCase();
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of [...OPTIONS.map((o) => o.name), ...OPENDKIM_OPTIONS.map((o) => o.name)]) {
+    const d = editDistance(wanted, candidate.toLowerCase());
+    if (d <= 2 && (!best || d < best.distance)) best = { name: candidate, distance: d };
+  }
+  return best?.name;
+}
+
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
 }
 
 /** The option names with their descriptions, for --help. */

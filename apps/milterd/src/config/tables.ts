@@ -398,9 +398,10 @@ export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
   const keys: SigningKey[] = [];
   for (const [selector, keyFile] of pairs) keys.push(await loadKey(selector, '%', selector, keyFile, `key ${selector}`, config));
   // Every key signs for every Domain; with SubDomains, the parent domain signs its subdomains.
+  // "*" (OpenDKIM's "any domain") signs with d= the From domain ("%").
   const entries: TableEntry[] = domains.map((d) => ({
     pattern: d,
-    keys: keys.map((k) => ({ ...k, domain: d })),
+    keys: keys.map((k) => ({ ...k, domain: d === '*' ? '%' : d })),
   }));
   return new SigningPlan(keys, entries, { ...options, multiple: false });
 }

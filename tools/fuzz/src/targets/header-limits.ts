@@ -189,7 +189,7 @@ function config(p: Plan): Runtime {
       'On-DNSError accept',
       'On-NoSignature accept',
       `On-Security ${p.onSecurity}`,
-      `MaximumHeaders ${p.maxHeaders}`,
+      `MaximumHeaderFields ${p.maxHeaders}`,
       `MaximumHeaderBytes ${p.maxHeaderBytes}`,
       '',
     ].join('\n');
