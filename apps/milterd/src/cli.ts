@@ -66,7 +66,7 @@ export function parseCommandLine(argv: string[], version: string, write: (text: 
     .option('-D, --subdomains', 'sign mail from subdomains of the domains')
     .option('-W, --log-why', 'log why each message was or was not signed or verified')
     .option('-f, --foreground', 'stay in the foreground (always the case; for compatibility)')
-    .option('--check-config', 'check the configuration, print it (keys by path only), and exit')
+    .option('-n, --check-config', 'check the configuration, print it (keys by path only), and exit (-n as in opendkim)')
     .addHelpText(
       'after',
       `

@@ -145,6 +145,7 @@ export function describeConfig(config: Config): string {
   put('UserID', config.userId);
   put('UMask', config.umask.toString(8).padStart(3, '0'));
   put('Syslog', config.syslog);
+  put('SyslogFacility', config.syslogFacility);
   put('Canonicalization', config.canonicalization);
   put('SignatureAlgorithm', config.signatureAlgorithm);
   put('SignHeaders', config.signHeaders);

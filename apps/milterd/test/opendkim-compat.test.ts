@@ -337,3 +337,20 @@ describe('PeerList and AuthservID mean what OpenDKIM documents (real process)', 
     expect(r.stdout).toContain(`\nAuthservID ${hostname()}\n`);
   });
 });
+
+describe('opendkim(8) habits', () => {
+  it('-n checks the configuration like --check-config; a bad SyslogFacility is caught there', async () => {
+    const dir = tempDir('inkan-odkim-n-');
+    const good = join(dir, 'good.conf');
+    writeFileSync(good, 'Mode v\nSyslogFacility local3\n');
+    const ok = await run(['-x', good, '-n']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^Mode v$/m);
+    const bad = join(dir, 'bad.conf');
+    writeFileSync(bad, 'Mode v\nSyslogFacility maill\n');
+    const r = await run(['-x', bad, '-n']);
+    expect(r.code).toBe(EX_CONFIG);
+    expect(r.stderr).toContain(`${bad}:2: SyslogFacility takes one of auth,`);
+    expect(r.stderr).not.toContain('maill');
+  });
+});

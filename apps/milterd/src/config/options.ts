@@ -310,6 +310,9 @@ export function signedHeaderNames(config: Config): string[] | undefined {
   return (config.signHeaders ?? DEFAULT_SIGNED_HEADERS).filter((n) => !omit.has(n.toLowerCase()));
 }
 
+/** The facility names of syslog.conf(5). */
+const SYSLOG_FACILITIES = ['auth', 'authpriv', 'cron', 'daemon', 'ftp', 'kern', 'lpr', 'mail', 'news', 'syslog', 'user', 'uucp', 'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7'];
+
 /** The On-* options, which On-Default fills in. */
 const ACTION_KEYS = ['onBadSignature', 'onDnsError', 'onKeyNotFound', 'onInternalError', 'onNoSignature', 'onSignatureError', 'onSecurity'] as const;
 
@@ -369,7 +372,10 @@ export function setOption(config: Config, name: string, value: string, where: st
   if (v === '' && spec.kind !== 'boolean') throw new ConfigError(where, `${spec.name} needs a value`);
   switch (spec.kind) {
     case 'string':
-      target[spec.key] = v;
+      if (spec.key === 'syslogFacility' && !SYSLOG_FACILITIES.includes(v.toLowerCase())) {
+        throw new ConfigError(where, `SyslogFacility takes one of ${SYSLOG_FACILITIES.join(', ')}${not(v)}`);
+      }
+      target[spec.key] = spec.key === 'syslogFacility' ? v.toLowerCase() : v;
       return;
     case 'boolean':
       target[spec.key] = v === '' ? true : parseBoolean(v, where, spec.name, not);
