@@ -156,7 +156,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'On-SignatureError', key: 'onSignatureError', kind: 'action', description: 'a signature could not be made or read' },
   { name: 'On-Security', key: 'onSecurity', kind: 'action', description: 'a security concern (a message with several From fields)' },
   { name: 'On-Default', key: 'onDefault', kind: 'action', description: 'every On-* action this file does not set' },
-  { name: 'MaximumSignaturesToVerify', key: 'maximumSignaturesToVerify', kind: 'integer', description: 'signatures checked per message' },
+  { name: 'MaximumSignaturesToVerify', key: 'maximumSignaturesToVerify', kind: 'integer', description: 'signatures checked per message, DKIM and DomainKeys together (default 10); the rest: policy' },
   { name: 'LogWhy', key: 'logWhy', kind: 'boolean', description: 'log why each message was signed, verified or left alone' },
   { name: 'MetricsListen', key: 'metricsListen', kind: 'string', description: 'Prometheus metrics on this loopback host:port' },
   { name: 'StateDirectory', key: 'stateDirectory', kind: 'string', description: 'where the first-run development key is kept' },
