@@ -2,6 +2,7 @@ export { main, startDaemon, type Daemon, EX_CONFIG, EX_USAGE } from './daemon.js
 export { createFilter, verdictAction, type Runtime } from './filter.js';
 export { type Config, type Action, type Dataset, type StoreDataset, defaults, parseConfigText, setOption, parseDataset, isStoreDataset } from './config/options.js';
 export { ConfigError } from './config/errors.js';
+export { ConfigErrors } from './config/options.js';
 export { loadSigningPlan, SigningPlan, type SigningKey, type PlanLookup, checkKeyFileSafety, keyFromPem, planFromTables } from './config/tables.js';
 export { SharedTables, StoreRegistry, storeLocationFor } from './config/stores/store-plan.js';
 export { HostList, normalizeAddress } from './hosts.js';

@@ -4,7 +4,7 @@
  * configuration it accepts has values of the right kinds and ranges, and describeConfig
  * can print it.
  */
-import { ConfigError, type Config, describeConfig, parseConfigText } from '@inkan/milterd';
+import { ConfigError, ConfigErrors, type Config, describeConfig, parseConfigText } from '@inkan/milterd';
 import { type FuzzTarget, check, show } from '../target.js';
 
 const ACTIONS = ['accept', 'reject', 'tempfail', 'discard', 'quarantine'];
@@ -89,7 +89,11 @@ export const target: FuzzTarget = {
       config = parseConfigText(data.toString('latin1'), FILE);
     } catch (error) {
       check(error instanceof ConfigError, () => `parseConfigText threw ${show(String(error))}, not a ConfigError`);
-      check(/^fuzz\.conf:\d+$/.test(error.source), () => `a ConfigError names ${show(error.source)}, not the file and line`);
+      if (error instanceof ConfigErrors) {
+        // Several problems: the error names the file, and each problem its line.
+        check(error.source === FILE && error.problems.length > 1, () => `a ConfigErrors names ${show(error.source)} with ${error.problems.length} problem(s)`);
+        for (const p of error.problems) check(/^fuzz\.conf:\d+: /.test(p), () => `a problem of a ConfigErrors does not name the file and line: ${show(p)}`);
+      } else check(/^fuzz\.conf:\d+$/.test(error.source), () => `a ConfigError names ${show(error.source)}, not the file and line`);
       return;
     }
     checkConfig(config);
