@@ -1,5 +1,5 @@
 /**
- * inkan-milterd's header collection under MaximumHeaders / MaximumHeaderBytes: the input
+ * inkan-milterd's header collection under MaximumHeaderFields / MaximumHeaderBytes: the input
  * chooses the limits (1..48 fields, 1,024..8,192 bytes), the On-Security action, signing
  * (a loopback client) or verifying (an outside one), and a program of header fields (runs
  * of fillers, a jump to just around the field limit, big folded fields, DKIM-Signatures
@@ -372,7 +372,7 @@ async function converse(p: Plan, second: readonly Field[]): Promise<Outcome[]> {
 
 export const target: FuzzTarget = {
   name: 'header-limits',
-  description: 'milterd header collection under MaximumHeaders / MaximumHeaderBytes, real filter over an in-memory connection',
+  description: 'milterd header collection under MaximumHeaderFields / MaximumHeaderBytes, real filter over an in-memory connection',
   maxLength: 1024,
   dictionary: ['\x00', '\x01', '\x02', '\x03', '\x04', '\x05', '\x06', '\x07', '\x09', '\x0f', '\x10', '\x20', '\x21', '\x2f', '\x31', '\xff', '\x00\x00', '\xff\xff', '\x1c\x00'],
 
