@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand, encodePacket, MilterClient } from '@inkan/milter-protocol';
 import { freePort, makeKeys, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
-import { fdCount, insertedSignatures, type MilterdProcess, rssKiB, startMilterd, timedTransaction } from './helpers.js';
+import { fdCount, insertedSignatures, type MilterdProcess, rssKiB, sampleRss, startMilterd, timedTransaction } from './helpers.js';
 
 let keys: TestKeys;
 let dir: string;
@@ -226,15 +226,8 @@ describe('1,000 idle connections', () => {
       if (now === fdBase) break;
       fdBase = now;
     }
-    const rssBase = rssKiB(pid);
-    let rssPeak = rssBase;
-    const sampler = setInterval(() => {
-      try {
-        rssPeak = Math.max(rssPeak, rssKiB(pid));
-      } catch {
-        // the process is gone: the assertions below say so
-      }
-    }, 100);
+    const rss = sampleRss(pid, 100);
+    const rssBase = rss.baseKiB;
     try {
       // Open them in batches of 100: every one negotiated, every other one also inside a message.
       const openStarted = performance.now();
@@ -271,8 +264,8 @@ describe('1,000 idle connections', () => {
       await waitFor(() => (milterd?.output().match(idleLine) ?? []).length >= COUNT, `${COUNT} idle lines`);
       const after = await good(port);
       expect(after.selectors).toEqual(['one']);
-      clearInterval(sampler);
-      const peakMiB = (rssPeak - rssBase) / 1024;
+      rss.stop();
+      const peakMiB = rss.peakMiB();
       expect(peakMiB).toBeLessThan(64);
       console.log(
         `1,000 idle connections (MilterIdleTimeout ${IDLE_S} s): opened in ${Math.round(openMs)} ms; a transaction meanwhile ${Math.round(during.ms)} ms; ` +
@@ -280,7 +273,7 @@ describe('1,000 idle connections', () => {
           `RSS ${Math.round(rssBase / 1024)} MiB -> ${Math.round(rssOpen / 1024)} MiB with them open, peak +${peakMiB.toFixed(1)} MiB`,
       );
     } finally {
-      clearInterval(sampler);
+      rss.stop();
     }
   });
 });

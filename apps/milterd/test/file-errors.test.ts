@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freePort, makeKeys, runProgram, tempDir } from '@inkan/testbed';
 import { EX_CONFIG } from '../src/index.js';
+import { expectRefusedConfigs } from './helpers.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js');
 const run = (args: string[]) => runProgram(process.execPath, [BIN, ...args], { timeoutMs: 30_000, env: { ...process.env, INKAN_LOG_LEVEL: 'trace' } });
@@ -54,19 +55,14 @@ describe('files that are something else: named by file and line, their content n
       ['ExternalIgnoreList', `Mode v\nExternalIgnoreList ${shadow}\n`, /shadow:1: ExternalIgnoreList: not an address, a CIDR block or a host name/],
       ['MilterPeers', `Mode v\nMilterPeers ${shadow}\n`, /shadow:1: MilterPeers: not an address, a CIDR block or a host name/],
     ];
-    const runs: [string, string[], RegExp][] = [['-x', ['-x', shadow], /shadow:1: this line is not an option/]];
-    for (const [what, text, why] of cases) {
-      const conf = join(dir, `${what}.conf`);
-      writeFileSync(conf, `RequireSafeKeys no\n${text}`);
-      runs.push([what, ['-x', conf], why]);
-    }
-    const results = await Promise.all(runs.map(([, args]) => run([...args, '--check-config'])));
-    for (const [i, [what, , why]] of runs.entries()) {
-      const r = results[i] as Awaited<ReturnType<typeof run>>;
-      expect(r.code, `${what}: ${r.stderr}`).toBe(EX_CONFIG);
-      expect(r.stderr, what).toMatch(why);
-      expectNoSecrets(r.stdout + r.stderr, what);
-    }
+    await expectRefusedConfigs({
+      dir,
+      configs: cases,
+      extra: [['-x', ['-x', shadow], /shadow:1: this line is not an option/]],
+      code: EX_CONFIG,
+      inspect: expectNoSecrets,
+      env: { INKAN_LOG_LEVEL: 'trace' },
+    });
   });
 
   it('lines further down: key data or a passwd-like line in a KeyTable, a secret value in the configuration and in a SigningTable', async () => {

@@ -242,6 +242,53 @@ export function rssKiB(pid: number): number {
   return Number(/(\d+)/.exec(line ?? '')?.[1] ?? Number.NaN);
 }
 
+/**
+ * Each configuration is written to `dir` (file name from its label, or `files[label]`) after a
+ * `RequireSafeKeys no` line, and checked with `--check-config` beside the `extra` runs; every
+ * run must exit with `code`, its stderr match its pattern, and its output pass `inspect`.
+ */
+export async function expectRefusedConfigs(options: {
+  dir: string;
+  configs: [label: string, config: string, error: RegExp][];
+  extra?: [label: string, args: string[], error: RegExp][];
+  fileNames?: Record<string, string>;
+  code: number;
+  inspect: (output: string, label: string) => void;
+  env?: NodeJS.ProcessEnv;
+}): Promise<void> {
+  const runs: [string, string[], RegExp][] = [...(options.extra ?? [])];
+  for (const [label, text, error] of options.configs) {
+    const conf = join(options.dir, options.fileNames?.[label] ?? `${label}.conf`);
+    writeFileSync(conf, `RequireSafeKeys no\n${text}`);
+    runs.push([label, ['-x', conf], error]);
+  }
+  const env = { ...process.env, ...options.env };
+  const results = await Promise.all(runs.map(([, args]) => runProgram(process.execPath, [BIN, ...args, '--check-config'], { timeoutMs: 30_000, env })));
+  for (const [i, [label, , error]] of runs.entries()) {
+    const r = results[i] as Awaited<ReturnType<typeof runProgram>>;
+    expect(r.code, `${label}: ${r.stderr}`).toBe(options.code);
+    expect(r.stderr, label).toMatch(error);
+    options.inspect(r.stdout + r.stderr, label);
+  }
+}
+
+/**
+ * Samples a process's RSS every `everyMs` from now on: `peakMiB()` is the largest growth over
+ * the RSS at the start; `stop()` ends the sampling (call it in a finally).
+ */
+export function sampleRss(pid: number, everyMs: number): { baseKiB: number; peakMiB(): number; stop(): void } {
+  const baseKiB = rssKiB(pid);
+  let peak = baseKiB;
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssKiB(pid));
+    } catch {
+      // the process is gone: the caller's assertions say so
+    }
+  }, everyMs);
+  return { baseKiB, peakMiB: () => (peak - baseKiB) / 1024, stop: () => clearInterval(timer) };
+}
+
 /** Open file descriptors of a process (entries of /proc/<pid>/fd). */
 export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;

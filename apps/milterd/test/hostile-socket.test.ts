@@ -15,7 +15,7 @@ import { encodeCommand, MilterClient } from '@inkan/milter-protocol';
 import { freePort, makeKeys, runProgram, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
 import { EX_CONFIG } from '../src/index.js';
 import { isLoopbackHost } from '../src/loopback.js';
-import { insertedSignatures, type MilterdProcess, rssKiB, startMilterd, timedTransaction } from './helpers.js';
+import { insertedSignatures, type MilterdProcess, sampleRss, startMilterd, timedTransaction } from './helpers.js';
 
 /** Uid and primary gid of a user. */
 function readUser(name: string): { uid: number; gid: number } {
@@ -177,15 +177,8 @@ describe('MaximumBufferedBytes', () => {
     const pid = milterd.pid;
     expect(await good(port)).toEqual(['one']); // warm up
     const inside = await midMessage(port);
-    const rssBase = rssKiB(pid);
-    let rssPeak = rssBase;
-    const sampler = setInterval(() => {
-      try {
-        rssPeak = Math.max(rssPeak, rssKiB(pid));
-      } catch {
-        // gone: the assertions say so
-      }
-    }, 20);
+    const rss = sampleRss(pid, 20);
+    const rssBase = rss.baseKiB;
     try {
       const COUNT = 100;
       const chunk = Buffer.alloc(900 * 1024, 0x42);
@@ -202,15 +195,15 @@ describe('MaximumBufferedBytes', () => {
       expect(budgetLines.length).toBeGreaterThanOrEqual(COUNT - 9);
       expect(await finish(inside)).toEqual(['one']);
       expect(await good(port)).toEqual(['one']);
-      clearInterval(sampler);
-      const peakMiB = (rssPeak - rssBase) / 1024;
+      rss.stop();
+      const peakMiB = rss.peakMiB();
       // 92 MB arrived; without the budget it is all held (RSS grows by more than that)
       expect(peakMiB).toBeLessThan(64);
       console.log(
         `MaximumBufferedBytes 8 MiB: ${closedCount}/${COUNT} connections holding 900 KiB each closed; RSS ${Math.round(rssBase / 1024)} MiB, peak +${peakMiB.toFixed(1)} MiB`,
       );
     } finally {
-      clearInterval(sampler);
+      rss.stop();
     }
   });
 });

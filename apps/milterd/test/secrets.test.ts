@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runTransaction } from '@inkan/milter-protocol';
 import { freePort, makeKeys, runProgram, tempDir, type TestKey, type TestKeys, waitFor } from '@inkan/testbed';
 import { EX_CONFIG } from '../src/index.js';
-import { startMilterd } from './helpers.js';
+import { expectRefusedConfigs, startMilterd } from './helpers.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js');
 const TRACE = { ...process.env, INKAN_LOG_LEVEL: 'trace' };
@@ -120,18 +120,14 @@ describe('private keys in logs and error messages', () => {
       ['PeerList', `Mode v\nPeerList ${rsaFile}\n`, tableError],
       ['a key pasted into the configuration', `Domain example.org\nSelector rsa\nKeyFile ${keys.rsa2048.pem}`, /pasted\.conf: holds a private key, not a configuration/],
     ];
-    const runs: [string, string[], RegExp][] = [['-x key', ['-x', rsaFile], /rsa\.private: holds a private key, not a configuration/]];
-    for (const [what, text, why] of cases) {
-      const conf = join(dir, what === 'a key pasted into the configuration' ? 'pasted.conf' : `${what}.conf`);
-      writeFileSync(conf, `RequireSafeKeys no\n${text}`);
-      runs.push([what, ['-x', conf], why]);
-    }
-    const results = await Promise.all(runs.map(([, args]) => run([...args, '--check-config'])));
-    for (const [i, [what, , why]] of runs.entries()) {
-      const r = results[i] as Awaited<ReturnType<typeof run>>;
-      expect(r.code, `${what}: ${r.stderr}`).toBe(EX_CONFIG);
-      expect(r.stderr, what).toMatch(why);
-      expectNoKeyMaterial(r.stdout + r.stderr, what);
-    }
+    await expectRefusedConfigs({
+      dir,
+      configs: cases,
+      extra: [['-x key', ['-x', rsaFile], /rsa\.private: holds a private key, not a configuration/]],
+      fileNames: { 'a key pasted into the configuration': 'pasted.conf' },
+      code: EX_CONFIG,
+      inspect: expectNoKeyMaterial,
+      env: TRACE,
+    });
   });
 });

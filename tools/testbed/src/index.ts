@@ -2,7 +2,7 @@
  * inkan's test harness: real servers and independent peers on loopback, started and
  * stopped by the tests themselves. Nothing here reads outside the repository.
  */
-export { freePort, waitFor, tempDir, findProgram, runProgram, type RunResult } from './process.js';
+export { freePort, waitFor, tempDir, findProgram, runProgram, countLoopTurns, type RunResult } from './process.js';
 export { startDnsmasq, txtStrings, type DnsServer, type DnsRecords, type TxtData } from './dnsmasq.js';
 export { startSlowDns, type SlowDns, type SlowDnsOptions, type DnsDelay } from './slow-dns.js';
 export { makeKeys, dkimKeyRecord, type TestKey, type TestKeys } from './keys.js';
