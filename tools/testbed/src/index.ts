@@ -5,7 +5,7 @@
 export { freePort, waitFor, tempDir, findProgram, runProgram, countLoopTurns, type RunResult } from './process.js';
 export { startDnsmasq, txtStrings, type DnsServer, type DnsRecords, type TxtData } from './dnsmasq.js';
 export { startSlowDns, type SlowDns, type SlowDnsOptions, type DnsDelay } from './slow-dns.js';
-export { makeKeys, dkimKeyRecord, type TestKey, type TestKeys } from './keys.js';
+export { makeKeys, dkimKeyRecord, type TestKey, type RsaTestKey, type TestKeys } from './keys.js';
 export {
   peers,
   dkimpyVerify,

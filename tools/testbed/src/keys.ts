@@ -11,13 +11,16 @@ export interface TestKey {
   p: string;
 }
 
+/** An RSA test key, which always has its PKCS#1 form. */
+export type RsaTestKey = TestKey & { pkcs1Pem: string };
+
 export interface TestKeys {
-  rsa2048: TestKey;
-  rsa1024: TestKey;
+  rsa2048: RsaTestKey;
+  rsa1024: RsaTestKey;
   ed25519: TestKey;
 }
 
-function rsa(bits: number): TestKey {
+function rsa(bits: number): RsaTestKey {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: bits });
   return {
     type: 'rsa',
