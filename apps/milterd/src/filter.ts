@@ -4,6 +4,7 @@ import {
   type KeyResolver,
   type HeaderField,
   type VerificationResult,
+  DkimError,
   Signer,
   formatAuthenticationResults,
   parseAuthenticationResults,
@@ -84,6 +85,8 @@ interface MessageState {
 type Status = readonly [string, string];
 /** A DKIM verdict: cryptographic failure / no passing signature (RFC 7372). */
 const DKIM_STATUS: Status = ['4.7.5', '5.7.20'];
+/** A message that cannot be signed: "other or undefined security status" (RFC 3463), as OpenDKIM replies. */
+const SIGN_STATUS: Status = ['4.7.0', '5.7.0'];
 /** Over a header limit: message too big for system. */
 const LIMIT_STATUS: Status = ['4.3.4', '5.3.4'];
 /** Not a valid RFC 5322 message (several From fields): media error. */
@@ -162,17 +165,28 @@ function authservIdOf(runtime: Runtime, ctx: MilterContext): string {
   return j && /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(j) ? j : runtime.authservId;
 }
 
-/** Which configured action the verification results call for. */
+/**
+ * Which configured action the verification results call for, as OpenDKIM classifies them:
+ * a key lookup that failed temporarily gets On-DNSError; no key at the selector, On-KeyNotFound;
+ * every other failure (a bad signature, a revoked key, a signature or key that cannot be
+ * checked) On-BadSignature, which a key in testing mode (t=y) turns from reject, tempfail or
+ * discard into accept. On-SignatureError is for mail that cannot be signed.
+ */
 export function verdictAction(config: Config, results: VerificationResult[]): { action: Action; why: string } {
   if (results.length === 0) return { action: config.onNoSignature, why: 'no signature' };
   if (results.some((r) => r.result === 'pass')) return { action: 'accept', why: 'a signature passed' };
   let worst: { action: Action; why: string } = { action: 'accept', why: 'no passing signature' };
   for (const r of results) {
     let candidate: { action: Action; why: string } | undefined;
-    if (r.result === 'fail') candidate = { action: config.onBadSignature, why: `bad signature: ${r.reason}` };
-    else if (r.result === 'temperror') candidate = { action: config.onDnsError, why: `DNS error: ${r.reason}` };
-    else if (r.result === 'permerror' && /no key record|revoked/.test(r.reason ?? '')) candidate = { action: config.onKeyNotFound, why: `key not found: ${r.reason}` };
-    else if (r.result === 'permerror' || r.result === 'policy') candidate = { action: config.onSignatureError, why: `signature error: ${r.reason}` };
+    if (r.result === 'temperror') candidate = { action: config.onDnsError, why: `DNS error: ${r.reason}` };
+    else if (r.result === 'permerror' && /no key record/.test(r.reason ?? '')) candidate = { action: config.onKeyNotFound, why: `key not found: ${r.reason}` };
+    else if (r.result === 'fail' || r.result === 'permerror' || r.result === 'policy') {
+      const bad = config.onBadSignature;
+      candidate =
+        r.testing && (bad === 'reject' || bad === 'tempfail' || bad === 'discard')
+          ? { action: 'accept', why: `bad signature from a key in testing mode (t=y): ${r.reason}` }
+          : { action: bad, why: `bad signature: ${r.reason}` };
+    }
     if (candidate && SEVERITY[candidate.action] > SEVERITY[worst.action]) worst = candidate;
   }
   return worst;
@@ -471,9 +485,19 @@ export function createFilter(current: () => Runtime): HandlerFactory {
           logger.info(log, 'passed through');
           return 'accept';
         } catch (error) {
-          metrics?.errors.inc();
           log.failed = step;
           log.error = forLog((error as Error).message);
+          if (s.role === 'sign' && (step === 'reading the message' || step === 'making the signatures') && DkimError.isInstance(error)) {
+            // The message or the key cannot be signed (OpenDKIM's On-SignatureError); never passed on unsigned unless configured so.
+            log.action = config.onSignatureError;
+            logger.error(log, `not signed: ${forLog(error.message)}; On-SignatureError is ${config.onSignatureError}`);
+            try {
+              return decide(config.onSignatureError, modifier, `cannot sign: ${error.message}`, SIGN_STATUS);
+            } catch {
+              return decide('tempfail', undefined, 'cannot sign, try again later');
+            }
+          }
+          metrics?.errors.inc();
           log.action = config.onInternalError;
           logger.error(log, `internal error while ${step}; On-InternalError is ${config.onInternalError}`);
           try {

@@ -165,5 +165,26 @@ describe('hosts, addresses, verdicts', () => {
     expect(verdictAction(c, [r('fail', 'body hash did not verify')]).action).toBe('reject');
     expect(verdictAction(c, [r('temperror', 'timeout')]).action).toBe('tempfail');
     expect(verdictAction(c, [r('permerror', 'no key record at x')]).action).toBe('accept');
+    // As OpenDKIM: a revoked key or a signature that cannot be checked is a bad signature, not On-SignatureError.
+    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'key revoked (empty p=)')]).action).toBe('reject');
+    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'signature has no b= tag')]).action).toBe('reject');
+    // A key in testing mode (t=y): a failure is never rejected, tempfailed or discarded; quarantine stays.
+    const testing = { ...r('fail', 'body hash did not verify'), testing: true };
+    expect(verdictAction(c, [testing]).action).toBe('accept');
+    expect(verdictAction({ ...c, onBadSignature: 'discard' }, [testing]).action).toBe('accept');
+    expect(verdictAction({ ...c, onBadSignature: 'quarantine' }, [testing]).action).toBe('quarantine');
+  });
+
+  it('has OpenDKIM\'s On-* defaults', () => {
+    const d = defaults();
+    expect([d.onBadSignature, d.onDnsError, d.onInternalError, d.onKeyNotFound, d.onNoSignature, d.onSecurity, d.onSignatureError]).toEqual([
+      'accept',
+      'tempfail',
+      'tempfail',
+      'accept',
+      'accept',
+      'tempfail',
+      'reject',
+    ]);
   });
 });

@@ -186,7 +186,7 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
   try {
     const port = await freePort();
     const conf = join(o.dir, 'milterd-hostile-cpu.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nAuthservID bench.example\nNameservers 127.0.0.1@${dns.port}\nAllowRoot yes\n`);
+    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nAuthservID bench.example\nNameservers 127.0.0.1@${dns.port}\nOn-DNSError accept\nAllowRoot yes\n`);
     const proc = spawn(process.execPath, [o.milterd, '-x', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
     child = proc;
     await waitFor(() => accepting(port), 'inkan-milterd (hostile cpu)', 200);

@@ -367,7 +367,7 @@ async function memory(list: Milter[]): Promise<void> {
   cleanups.push(() => dns.stop());
   const sock = join(dir, 'inkan-mem.sock');
   const conf = join(dir, 'milterd-mem.conf');
-  writeFileSync(conf, `Socket local:${sock}\nMode sv\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nInternalHosts 127.0.0.2\nNameservers ${dns.server}\nAllowRoot yes\nUMask 000\n`);
+  writeFileSync(conf, `Socket local:${sock}\nMode sv\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nInternalHosts 127.0.0.2\nNameservers ${dns.server}\nOn-DNSError accept\nAllowRoot yes\nUMask 000\n`);
   const fresh = await startProcess(process.execPath, [MILTERD, '-x', conf], async () => (await runProgram('test', ['-S', sock])).code === 0, 'inkan-milterd (memory)');
   const pid = fresh.pid as number;
   await new Promise((r) => setTimeout(r, 500));

@@ -434,6 +434,8 @@ async function main(): Promise<Results> {
       'AlwaysAddARHeader yes',
       `Nameservers 127.0.0.1@${dns.port}`,
       'DNSTimeout 2',
+      '# as before OpenDKIM\'s default (tempfail): a slow lookup is recorded as dkim=temperror, not deferred',
+      'On-DNSError accept',
       `MetricsListen ${metricsAt}`,
       'UserID nobody',
       '',
