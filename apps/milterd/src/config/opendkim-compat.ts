@@ -206,7 +206,7 @@ export const OPENDKIM_OPTIONS: readonly CompatEntry[] = [
     name: 'SignatureAlgorithm',
     meaning: 'signing algorithm (default rsa-sha256)',
     status: 'implemented',
-    note: 'rsa-sha1 is refused (RFC 8301); still to do (#17): a key of the other type signs with its own algorithm instead of being an error',
+    note: 'rsa-sha1 is refused (RFC 8301); a key of the other type is a configuration error (--check-config, start-up, reload); not set, each key signs with its own algorithm (for dual RSA and Ed25519 signing)',
   },
   { name: 'SignatureTTL', meaning: 'seconds until signatures expire (x=)', status: 'refuse', note: 'not supported yet: remove it (signatures then carry no x=)', sameFor: /^0$/ },
   {

@@ -67,6 +67,8 @@ export interface Config {
   syslogFacility: string;
   canonicalization: string;
   signatureAlgorithm: 'rsa-sha256' | 'ed25519-sha256';
+  /** SignatureAlgorithm (or -S) was given: every key must be of its type. Unset, each key signs with its own algorithm. */
+  signatureAlgorithmSet?: boolean;
   oversignHeaders?: string[];
   signHeaders?: string[];
   /** Fields never signed (From excepted); unset: RFC 6376 §5.4's SHOULD NOT list. */
@@ -429,6 +431,7 @@ export function setOption(config: Config, name: string, value: string, where: st
         throw new ConfigError(where, v === 'rsa-sha1' ? 'rsa-sha1 is not allowed (RFC 8301): use rsa-sha256' : `SignatureAlgorithm takes rsa-sha256 or ed25519-sha256${not(v)}`);
       }
       config.signatureAlgorithm = v;
+      config.signatureAlgorithmSet = true;
       return;
   }
 }

@@ -197,7 +197,15 @@ async function loadKey(name: string, domain: string, selector: string, keyFile: 
   } catch (error) {
     throw new ConfigError(where, `cannot read key file ${keyFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  return keyFromPem(name, domain, selector, pem, keyFile, where);
+  const key = keyFromPem(name, domain, selector, pem, keyFile, where);
+  if (config.signatureAlgorithmSet && key.algorithm !== config.signatureAlgorithm) {
+    // As OpenDKIM: the configured algorithm is the one used, and a key of the other type cannot make it.
+    throw new ConfigError(
+      where,
+      `SignatureAlgorithm is ${config.signatureAlgorithm}, but ${keyFile} is ${key.algorithm === 'rsa-sha256' ? 'an RSA' : 'an Ed25519'} key: use a key of that type, or remove SignatureAlgorithm (each key then signs with its own algorithm)`,
+    );
+  }
+  return key;
 }
 
 export interface TableEntry {
