@@ -5,14 +5,12 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { genkey } from '@inkan/keytool';
 import {
-  ActionFlags,
   createMilterServer,
   formatPostfixMilter,
   formatSendmailFilter,
   type MilterListener,
   type MilterLogger,
   parseSocketSpec,
-  ProtocolFlags,
   type SocketSpec,
 } from '@inkan/milter-protocol';
 import type { Logger } from 'pino';
@@ -22,7 +20,7 @@ import { readHostList } from './config/tables.js';
 import type { HostList } from './hosts.js';
 import type { Config } from './config/options.js';
 import { StoreRegistry } from './config/stores/store-plan.js';
-import { createFilter, type Runtime } from './filter.js';
+import { createFilter, MILTERD_NEGOTIATION, type Runtime } from './filter.js';
 import { createLogger, flushLogger } from './log.js';
 import { isLoopbackHost, parseMetricsListen } from './loopback.js';
 import type { Metrics } from './metrics.js';
@@ -273,17 +271,7 @@ export async function startDaemon(
         },
       };
     },
-    actions: ActionFlags.AddHeaders | ActionFlags.ChangeHeaders | ActionFlags.Quarantine,
-    // The filter decides at end of headers and end of message: MAIL, header fields and body
-    // chunks need no reply, which spares the MTA a round trip per field (over TCP the
-    // server keeps only the header one: see milter-protocol's TCP_NO_REPLY).
-    protocol: ProtocolFlags.HeaderLeadingSpace | ProtocolFlags.NoReplyMail | ProtocolFlags.NoReplyHeader | ProtocolFlags.NoReplyBody,
-    macros: {
-      connect: ['j', '{daemon_name}'],
-      mail: ['i', '{auth_authen}', '{auth_type}'],
-      endOfHeaders: ['i', '{auth_authen}'],
-      endOfMessage: ['i'],
-    },
+    ...MILTERD_NEGOTIATION,
     // A silent connection (no command, or a packet left half sent) is closed; a busy handler is not silence.
     idleTimeoutMs: config.milterIdleTimeout * 1000,
     progressIntervalMs: config.milterProgressInterval * 1000,

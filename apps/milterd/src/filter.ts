@@ -11,6 +11,7 @@ import {
 } from '@inkan/dkim-core';
 import { CombinedVerifier } from '@inkan/domainkeys-verify';
 import {
+  ActionFlags,
   type ConnectInfo,
   type Decision,
   type HandlerFactory,
@@ -43,6 +44,28 @@ export interface Runtime {
   /** The shared store the tables come from (plan and maybe internalHosts then follow it). */
   tables?: SharedTables;
 }
+
+/**
+ * What milterd asks of the MTA at negotiation. Adding fields (signatures, Authentication-Results)
+ * and changing them (removing forged Authentication-Results) are required: an MTA that does not
+ * grant them is refused at negotiation, as libmilter does, so it applies its milter default
+ * action to the connection instead of every message failing at its end (and being retried in
+ * vain). Quarantine is used only when an On-* action asks for it. The filter decides at end of
+ * headers and end of message: MAIL, header fields and body chunks need no reply, which spares
+ * the MTA a round trip per field (over TCP the server keeps only the header one: see
+ * milter-protocol's TCP_NO_REPLY).
+ */
+export const MILTERD_NEGOTIATION = {
+  actions: ActionFlags.AddHeaders | ActionFlags.ChangeHeaders | ActionFlags.Quarantine,
+  requiredActions: ActionFlags.AddHeaders | ActionFlags.ChangeHeaders,
+  protocol: ProtocolFlags.HeaderLeadingSpace | ProtocolFlags.NoReplyMail | ProtocolFlags.NoReplyHeader | ProtocolFlags.NoReplyBody,
+  macros: {
+    connect: ['j', '{daemon_name}'],
+    mail: ['i', '{auth_authen}', '{auth_type}'],
+    endOfHeaders: ['i', '{auth_authen}'],
+    endOfMessage: ['i'],
+  },
+};
 
 /**
  * hold: should be signed, but no usable key is known now (tables not loaded, or bad rows): tempfail.

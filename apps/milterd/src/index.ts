@@ -1,5 +1,5 @@
 export { main, startDaemon, type Daemon, EX_CONFIG, EX_USAGE } from './daemon.js';
-export { createFilter, verdictAction, type Runtime } from './filter.js';
+export { createFilter, MILTERD_NEGOTIATION, verdictAction, type Runtime } from './filter.js';
 export { type Config, type Action, type Dataset, type StoreDataset, defaults, parseConfigText, setOption, parseDataset, isStoreDataset } from './config/options.js';
 export { ConfigError } from './config/errors.js';
 export { ConfigErrors } from './config/options.js';

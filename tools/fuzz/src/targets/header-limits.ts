@@ -18,7 +18,6 @@
  */
 import { Buffer } from 'node:buffer';
 import {
-  ActionFlags,
   type MilterCommand,
   type MilterResponse,
   type MilterServer,
@@ -28,7 +27,7 @@ import {
   decodeResponse,
   encodeCommand,
 } from '@inkan/milter-protocol';
-import { type Runtime, createFilter } from '@inkan/milterd';
+import { type Runtime, createFilter, MILTERD_NEGOTIATION } from '@inkan/milterd';
 import { pair, until } from '../connection.js';
 import { AUTHSERV_ID, DOMAIN } from '../fixtures.js';
 import { milterdRuntime } from '../milterd-runtime.js';
@@ -380,7 +379,7 @@ export const target: FuzzTarget = {
     const filter = createFilter(() => current);
     server = createMilterServer({
       handler: filter,
-      actions: ActionFlags.AddHeaders | ActionFlags.ChangeHeaders | ActionFlags.Quarantine,
+      ...MILTERD_NEGOTIATION,
       protocol: ProtocolFlags.HeaderLeadingSpace,
       idleTimeoutMs: 0,
       progressIntervalMs: 0,

@@ -12,7 +12,6 @@
 import { Buffer } from 'node:buffer';
 import { setImmediate as tick } from 'node:timers/promises';
 import {
-  ActionFlags,
   type MilterServer,
   type MilterSession,
   PacketDecoder,
@@ -21,7 +20,7 @@ import {
   decodeResponse,
   encodeCommand,
 } from '@inkan/milter-protocol';
-import { createFilter } from '@inkan/milterd';
+import { createFilter, MILTERD_NEGOTIATION } from '@inkan/milterd';
 import { type End, pair, until } from '../connection.js';
 import { AUTHSERV_ID, DOMAIN } from '../fixtures.js';
 import { milterdRuntime } from '../milterd-runtime.js';
@@ -101,9 +100,9 @@ export const target: FuzzTarget = {
           },
         };
       },
-      actions: ActionFlags.AddHeaders | ActionFlags.ChangeHeaders | ActionFlags.Quarantine,
+      // milterd's own negotiation, but a reply to every stage (the fuzzer's conversations expect them)
+      ...MILTERD_NEGOTIATION,
       protocol: ProtocolFlags.HeaderLeadingSpace,
-      macros: { connect: ['j', '{daemon_name}'], mail: ['i', '{auth_authen}', '{auth_type}'], endOfHeaders: ['i', '{auth_authen}'], endOfMessage: ['i'] },
       idleTimeoutMs: 0,
       progressIntervalMs: 0,
     });
