@@ -158,8 +158,10 @@ export async function sendThroughOutage(
         continue;
       }
       const r = await postfix.sendSmtp({ ...envelope, data: message(i) });
-      if ((r.data?.code ?? r.mail.code) === 250) continue;
-      expect(Math.floor((r.data?.code ?? r.rejected[0]?.reply.code ?? r.mail.code) / 100), `message ${i}: ${JSON.stringify(r.data ?? r.mail)}`).toBe(4);
+      // Queued only when the end of DATA got 250: a 4xx may come at MAIL, RCPT (then DATA is never sent) or DATA.
+      if (r.data?.code === 250) continue;
+      const refusal = r.data ?? r.rejected[0]?.reply ?? r.mail;
+      expect(Math.floor(refusal.code / 100), `message ${i}: ${JSON.stringify(refusal)}`).toBe(4);
       retry.push(i); // a 4xx: the SMTP client keeps the message and tries again later
     }
   };
@@ -168,7 +170,9 @@ export async function sendThroughOutage(
   await restartDone;
   for (const i of retry) expect((await postfix.sendSmtp({ ...envelope, data: message(i) })).data?.code, `resending message ${i}`).toBe(250);
   await runProgram('postqueue', ['-c', postfix.configDir, '-f']);
-  const delivered = await postfix.waitForDelivered(count, Math.max(600, count * 2));
+  const delivered = await postfix.waitForDelivered(count, Math.max(600, count * 2)).catch(async (error: Error) => {
+    throw new Error(`${error.message}\n${await outageReport(postfix, Array.from({ length: count }, (_, i) => id(i)))}`);
+  });
   const ids = delivered.map((m) => /^Message-ID:\s*<([^>]+)>/im.exec(m.data.toString('latin1'))?.[1] ?? `(none in ${m.file})`);
   expect(ids.length).toBe(count);
   expect(new Set(ids).size).toBe(count);
@@ -176,6 +180,21 @@ export async function sendThroughOutage(
   const unsigned = delivered.filter((m) => !/^DKIM-Signature: /m.test(m.data.toString('latin1')));
   expect(unsigned.map((m) => m.file)).toEqual([]);
   return { sent: count, resent: retry.length, queued, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * What became of the messages the sink has not seen: their lines in Postfix's log (by
+ * Message-ID, then by queue ID) and Postfix's queue, for a failed outage run.
+ */
+async function outageReport(postfix: PostfixInstance, ids: string[]): Promise<string> {
+  const seen = new Set(postfix.sink.messages.map((m) => /^Message-ID:\s*<([^>]+)>/im.exec(m.data.toString('latin1'))?.[1]));
+  const missing = ids.filter((i) => !seen.has(i));
+  const log = postfix.maillog().split('\n');
+  const queueIds = new Set(log.flatMap((line) => (missing.some((i) => line.includes(`<${i}>`)) ? [/: ([0-9A-F]{6,}): /.exec(line)?.[1] ?? ''] : [])));
+  queueIds.delete('');
+  const lines = log.filter((line) => missing.some((i) => line.includes(`<${i}>`)) || [...queueIds].some((q) => line.includes(`${q}:`)));
+  const queue = await runProgram('postqueue', ['-c', postfix.configDir, '-p']).catch((e: Error) => ({ stdout: e.message }));
+  return [`missing at the sink: ${missing.slice(0, 20).join(', ') || '(none)'}`, '--- their log lines ---', ...lines.slice(0, 60), '--- postqueue -p ---', queue.stdout.slice(0, 4000)].join('\n');
 }
 
 /** One transaction driven stage by stage, with the times that matter for stalls. */
