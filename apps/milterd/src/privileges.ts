@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { type Owner, resolveOwner } from '@inkan/keytool';
 
 /** The account to run as: user and group, names and numbers. */
@@ -6,6 +7,18 @@ export type RunAs = Owner;
 /** Resolve "user[:group]" (names or numbers); without a group, the user's primary group. */
 export function resolveRunAs(spec: string): RunAs {
   return resolveOwner(spec);
+}
+
+/** The group ids an account has once dropPrivileges ran: its group and the user's groups (initgroups). */
+export function groupsOf(runAs: RunAs): Set<number> {
+  const groups = new Set([runAs.gid]);
+  try {
+    const listed = execFileSync('id', ['-G', runAs.user], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+    for (const g of listed.trim().split(/\s+/)) if (/^\d+$/.test(g)) groups.add(Number(g));
+  } catch {
+    // A user id without a name in the user database has only its group.
+  }
+  return groups;
 }
 
 /** The account to fall back to when root was not told whom to run as. */

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { CachingKeyResolver, DnsKeyResolver, type KeyResolver } from '@inkan/dkim-core';
+import { CachingKeyResolver, DnsKeyResolver, type KeyResolver, MemoryKeyResolver, parseKeysFile } from '@inkan/dkim-core';
 import type { Logger } from 'pino';
 import { ConfigError } from './config/errors.js';
 import { type Config, defaults, parseConfigText, setOption } from './config/options.js';
@@ -60,6 +60,38 @@ async function readStoreOnce(config: Config, location: StoreLocation, hosts: boo
 }
 
 /**
+ * OpenDKIM's test options (TestPublicKeys, TestDNSData): every key record from their files,
+ * none from DNS, with a warning; undefined when neither is set.
+ */
+async function testKeys(config: Config, logger: Logger): Promise<KeyResolver | undefined> {
+  const files: [string, string][] = [];
+  if (config.testPublicKeys) files.push(['TestPublicKeys', config.testPublicKeys]);
+  if (config.testDnsData) {
+    if (config.testDnsData.kind !== 'file') throw new ConfigError('TestDNSData', 'takes a file (file:/path), read as TestPublicKeys');
+    files.push(['TestDNSData', config.testDnsData.path]);
+  }
+  if (files.length === 0) return undefined;
+  const keys = new MemoryKeyResolver();
+  for (const [option, path] of files) {
+    let text: string;
+    try {
+      text = await readFile(path, 'latin1');
+    } catch (error) {
+      throw new ConfigError(option, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    try {
+      for (const [name, records] of parseKeysFile(text, path)) keys.set(name, records);
+    } catch (error) {
+      // The line is named, never quoted (a file named by mistake must not reach the log).
+      const line = /:(\d+): /.exec((error as Error).message)?.[1];
+      throw new ConfigError(`${path}${line ? `:${line}` : ''}`, `${option}: not a "name record" line (zone-style quoting allowed)`);
+    }
+    logger.warn({ option, file: path }, `${option}: key records come from ${path}, not from DNS: for tests only, never on a mail server`);
+  }
+  return keys;
+}
+
+/**
  * Build everything a message needs from a configuration: keys, tables, host lists, resolver.
  * Tables in a store come from `stores`, which keeps them fresh across messages and reloads:
  * the runtime reads the current plan (and InternalHosts) from them for every message.
@@ -71,17 +103,19 @@ export async function buildRuntime(config: Config, logger: Logger, metrics?: Met
     if (stores) tables = await stores.acquire(config, inStore.location, inStore.hosts);
     else await readStoreOnce(config, inStore.location, inStore.hosts, logger);
   }
-  const plan = tables ? tables.plan : inStore ? SigningPlan.notLoaded('the store was only checked', { multiple: false, subDomains: false }) : await loadSigningPlan(config);
+  const plan = tables ? tables.plan : inStore ? SigningPlan.notLoaded('the store was only checked', { multiple: false, subDomains: false }) : await loadSigningPlan(config, { warn: (message) => logger.warn(message) });
   // Errors name the file and line (or list item) of a bad entry, never the entry.
   const internalHosts = inStore?.hosts ? new HostList([]) : await readHostList(config.internalHosts, 'InternalHosts');
   const externalIgnore = config.externalIgnoreList ? await readHostList(config.externalIgnoreList, 'ExternalIgnoreList') : undefined;
   const peerList = config.peerList ? await readHostList(config.peerList, 'PeerList') : undefined;
   // A lookup ends within DNSTimeout whatever the servers do (OpenDKIM bounds a query the same
   // way): one query a second while no answer has come, each waiting for its own answer.
-  const resolver = new DnsKeyResolver({
-    ...(config.nameservers && config.nameservers.length > 0 ? { servers: config.nameservers } : {}),
-    timeout: config.dnsTimeout * 1000,
-  });
+  const resolver =
+    (await testKeys(config, logger)) ??
+    new DnsKeyResolver({
+      ...(config.nameservers && config.nameservers.length > 0 ? { servers: config.nameservers } : {}),
+      timeout: config.dnsTimeout * 1000,
+    });
   const runtime: Runtime = {
     config,
     plan,
@@ -178,5 +212,7 @@ export function describeConfig(config: Config): string {
   put('MaximumBufferedBytes', config.maximumBufferedBytes);
   put('MaximumKeyBits', config.maximumKeyBits);
   put('UnixClientsInternal', config.unixClientsInternal);
+  put('TestPublicKeys', config.testPublicKeys);
+  put('TestDNSData', config.testDnsData);
   return `${lines.join('\n')}\n`;
 }

@@ -15,8 +15,8 @@
  * criterion holds (see the summary). Everything started here is stopped here, also on
  * failure and Ctrl-C.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, closeSync, createReadStream, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, createReadStream, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -416,6 +416,9 @@ async function main(): Promise<Results> {
   cleanups.push({ what: 'dnsmasq', run: () => dns.stop() });
   writeFileSync(join(dir, 'rsa.private'), ours.rsa2048.pem, { mode: 0o600 });
   writeFileSync(join(dir, 'ed.private'), ours.ed25519.pem, { mode: 0o600 });
+  // Owned by the user milterd runs as (UserID nobody below), so that a reload could read them.
+  const [nobodyUid, nobodyGid] = ['-u', '-g'].map((flag) => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }).trim())) as [number, number];
+  for (const key of ['rsa.private', 'ed.private']) chownSync(join(dir, key), nobodyUid, nobodyGid);
 
   const milterPort = await freePort();
   const metricsPort = await freePort();

@@ -115,6 +115,10 @@ export interface Config {
   maximumKeyBits: number;
   /** Clients the MTA reports on a unix socket count as internal (signed); otherwise InternalHosts decides. */
   unixClientsInternal: boolean;
+  /** OpenDKIM's test option: key records are read from this file ("name record" lines), never from DNS. */
+  testPublicKeys?: string;
+  /** OpenDKIM's test dataset of TXT records (a file), used as TestPublicKeys. */
+  testDnsData?: Dataset;
 }
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -215,6 +219,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   { name: 'MaximumKeyBits', key: 'maximumKeyBits', kind: 'integer', min: 1024, max: 16_384, description: 'larger RSA keys never pass (policy; default 4096)' },
   { name: 'UnixClientsInternal', key: 'unixClientsInternal', kind: 'boolean', description: 'clients on a unix socket count as internal (default no: InternalHosts decides)' },
+  { name: 'TestPublicKeys', key: 'testPublicKeys', kind: 'string', description: 'tests only: key records from this file ("name record" lines), none from DNS; warned at start' },
+  { name: 'TestDNSData', key: 'testDnsData', kind: 'dataset', description: 'tests only: TXT records from this file (file:/path), as TestPublicKeys' },
 ];
 
 const BY_NAME = new Map(OPTIONS.map((o) => [o.name.toLowerCase(), o]));

@@ -3,7 +3,7 @@ import type { Stats } from 'node:fs';
 import { lstat, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { HostList, HostListError } from '../hosts.js';
-import { nobody, resolveRunAs } from '../privileges.js';
+import { groupsOf, nobody, type RunAs, resolveRunAs } from '../privileges.js';
 import { ConfigError } from './errors.js';
 import { type Config, type Dataset, holdsPrivateKey, isStoreDataset } from './options.js';
 
@@ -189,8 +189,67 @@ export function keyFromPem(name: string, domain: string, selector: string, pem: 
   return { name, domain, selector, keyFile: source, privateKey, algorithm: type === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256' };
 }
 
-async function loadKey(name: string, domain: string, selector: string, keyFile: string, where: string, config: Config): Promise<SigningKey> {
+/**
+ * The account milterd reads keys as after start-up when that is not the current one: root
+ * changes to UserID (`named`), or to nobody without one unless AllowRoot; undefined otherwise.
+ */
+function laterReader(config: Pick<Config, 'userId' | 'allowRoot'>): { who: RunAs; named: boolean } | undefined {
+  if (process.geteuid?.() !== 0) return undefined;
+  try {
+    const who = config.userId ? resolveRunAs(config.userId) : config.allowRoot ? undefined : nobody();
+    return who && who.uid !== 0 ? { who, named: config.userId !== undefined } : undefined;
+  } catch {
+    // An unknown user is reported where milterd changes user.
+    return undefined;
+  }
+}
+
+/**
+ * Why the account milterd runs as after start-up cannot read a key that root can (it loads
+ * at start-up and a reload fails): a directory on the way it may not enter, or the key's
+ * owner, group and other bits that apply to it; undefined when it can read it.
+ */
+async function unreadableBy(keyFile: string, who: RunAs, named: boolean): Promise<string | undefined> {
+  let target: string;
+  try {
+    target = await realpath(resolvePath(keyFile));
+  } catch {
+    return undefined; // reading the key reports it
+  }
+  const groups = groupsOf(who);
+  const allows = (st: Stats, bit: number) => {
+    const shift = st.uid === who.uid ? 6 : groups.has(st.gid) ? 3 : 0;
+    return ((st.mode >> shift) & bit) !== 0;
+  };
+  const whom = `${who.user} (uid ${who.uid}), the user milterd runs as after start (${named ? 'UserID' : 'no UserID: nobody'})`;
+  const dirs: string[] = [];
+  for (let d = dirname(target); ; d = dirname(d)) {
+    dirs.unshift(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of dirs) {
+    if (!allows(await stat(d), 1)) {
+      return `key file ${keyFile} cannot be read by ${whom}: it may not enter ${d}; a reload would fail (let that user in, e.g. chmod o+x or chgrp the directory)`;
+    }
+  }
+  if (!allows(await stat(target), 4)) {
+    return `key file ${keyFile} cannot be read by ${whom}; it loads now, as root, but a reload would fail (chown ${who.user} it, or chgrp ${who.group} it with mode 0440)`;
+  }
+  return undefined;
+}
+
+/** Where loadSigningPlan reports what does not stop it (a key that only root can read while milterd falls back to nobody). */
+export interface PlanWarnings {
+  warn?(message: string): void;
+}
+
+async function loadKey(name: string, domain: string, selector: string, keyFile: string, where: string, config: Config, report: PlanWarnings): Promise<SigningKey> {
   if (config.requireSafeKeys) await checkKeyFileSafety(keyFile, where, keyOwners(config));
+  const reader = laterReader(config);
+  const unreadable = reader ? await unreadableBy(keyFile, reader.who, reader.named) : undefined;
+  if (unreadable && reader?.named) throw new ConfigError(where, unreadable);
+  // Without UserID (a first try as root, the built-in defaults) it is a warning: set UserID to make it an error.
+  if (unreadable) report.warn?.(`${where}: ${unreadable}; set UserID to the user that should read it, or AllowRoot yes`);
   let pem: string;
   try {
     pem = await readFile(keyFile, 'utf8');
@@ -363,7 +422,7 @@ function globToRegex(pattern: string): RegExp {
  * Either KeyTable + SigningTable (OpenDKIM's tables, refile: for wildcards), or Domain with
  * Selector + KeyFile and/or SigningKeys ("selector:/path" pairs, for dual signing).
  */
-export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
+export async function loadSigningPlan(config: Config, report: PlanWarnings = {}): Promise<SigningPlan> {
   const options = { wildcard: false, multiple: config.multipleSignatures, subDomains: config.subDomains };
   if (config.keyTable || config.signingTable) {
     if (!config.keyTable || !config.signingTable) throw new ConfigError('configuration', 'KeyTable and SigningTable go together');
@@ -383,7 +442,7 @@ export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
       if (!/^(%|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/.test(domain)) throw new ConfigError(line.where, 'KeyTable: the domain (before the first ":") is not a domain name or %');
       if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(selector)) throw new ConfigError(line.where, 'KeyTable: the selector (between the first two ":") is not a selector');
       if (!/^\.{0,2}\//.test(keyFile)) throw new ConfigError(line.where, 'KeyTable: the key must be named by its file\'s path, starting with "/" or "./" (keys written into the table are not read)');
-      table.set(name, await loadKey(name, domain, selector, keyFile, line.where, config));
+      table.set(name, await loadKey(name, domain, selector, keyFile, line.where, config, report));
     }
     const wildcard = config.signingTable.kind === 'refile';
     const rows = (await readDatasetLines(config.signingTable)).map(({ where, fields: [pattern, ...names] }) => ({ where, pattern: pattern ?? '', names }));
@@ -404,7 +463,7 @@ export async function loadSigningPlan(config: Config): Promise<SigningPlan> {
   if (!config.domain) throw new ConfigError('configuration', 'signing keys are configured but no Domain to sign for');
   const domains = (await readDatasetValues(config.domain)).map((d) => d.toLowerCase());
   const keys: SigningKey[] = [];
-  for (const [selector, keyFile] of pairs) keys.push(await loadKey(selector, '%', selector, keyFile, `key ${selector}`, config));
+  for (const [selector, keyFile] of pairs) keys.push(await loadKey(selector, '%', selector, keyFile, `key ${selector}`, config, report));
   // Every key signs for every Domain; with SubDomains, the parent domain signs its subdomains.
   // "*" (OpenDKIM's "any domain") signs with d= the From domain ("%").
   const entries: TableEntry[] = domains.map((d) => ({
