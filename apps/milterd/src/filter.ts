@@ -369,6 +369,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
                 selector: k.selector,
                 privateKey: k.privateKey,
                 algorithm: k.algorithm,
+                ...(k.identity ? { identity: k.identity } : {}),
                 canonicalization: config.canonicalization,
                 ...(headers ? { headers } : {}),
                 ...(config.oversignHeaders ? { oversignHeaders: config.oversignHeaders } : {}),

@@ -122,6 +122,28 @@ describe('signing plan', () => {
     expect(plan.keysFor('c@example.com')).toEqual([]);
   });
 
+  it("SigningTable (file): OpenDKIM's lookup order and keyname:signer for i= (% is the From domain; an i= outside d= is left out)", async () => {
+    writeFileSync(join(dir, 'kt-order'), `k-user example.org:user:${rsaFile}\nk-parent example.org:parent:${rsaFile}\nk-userparent example.org:userparent:${rsaFile}\nk-star example.org:star:${rsaFile}\nk-anyuser example.org:anyuser:${rsaFile}\n`);
+    writeFileSync(
+      join(dir, 'st-order'),
+      ['joe@mx.example.org k-user:Joe.Signer@mx.example.org', '.example.org k-parent:%', 'ann@.example.org k-userparent:ann@%', 'bob@* k-anyuser:bob@elsewhere.example', '* k-star', ''].join('\n'),
+    );
+    const c = { ...defaults(), keyTable: { kind: 'file' as const, path: join(dir, 'kt-order') }, signingTable: { kind: 'file' as const, path: join(dir, 'st-order') } };
+    const plan = await loadSigningPlan(c);
+    const pick = (from: string) => plan.keysFor(from).map((k) => [k.selector, k.identity]);
+    // user@host first; the signer keeps its spelling
+    expect(pick('joe@mx.example.org')).toEqual([['user', 'Joe.Signer@mx.example.org']]);
+    // user@.parent before .parent, both without SubDomains; "%" in the signer is the From domain
+    expect(pick('ann@a.b.example.org')).toEqual([['userparent', 'ann@a.b.example.org']]);
+    // "%" alone is not an address: no i=
+    expect(pick('zed@mx.example.org')).toEqual([['parent', undefined]]);
+    // user@* before *; a signer outside d= (example.org) is left out, as OpenDKIM does
+    expect(pick('bob@example.net')).toEqual([['anyuser', undefined]]);
+    expect(pick('eve@example.net')).toEqual([['star', undefined]]);
+    const all = await loadSigningPlan({ ...c, multipleSignatures: true });
+    expect(all.keysFor('ann@x.example.org').map((k) => k.selector)).toEqual(['userparent', 'parent', 'star']);
+  });
+
   it('errors name the table line, a missing key, and unsafe permissions', async () => {
     writeFileSync(join(dir, 'badtable'), 'rsakey example.org:rsa\n');
     const c = { ...defaults(), keyTable: { kind: 'file' as const, path: join(dir, 'badtable') }, signingTable: { kind: 'list' as const, values: [] } };

@@ -219,7 +219,7 @@ export const OPENDKIM_OPTIONS: readonly CompatEntry[] = [
     name: 'SigningTable',
     meaning: 'sender address -> key name(s), with an optional i= value; refile: for wildcards',
     status: 'implemented',
-    note: 'also postgresql:// and redis:// stores (docs/fleet.md)',
+    note: 'values "keyname[:signer]" ("%" in the signer is the From domain; an i= outside d= is left out); lookup order user@host, host, user@.parent, .parent, user@*, *; also postgresql:// and redis:// stores (docs/fleet.md)',
   },
   { name: 'SMTPURI', meaning: 'SMTP server for reports', status: 'warn', note: NOT_IN_DEBIAN },
   { name: 'Socket', meaning: 'where the milter listens: local:/path, inet:port@host, inet6:port@host', status: 'implemented', note: '' },

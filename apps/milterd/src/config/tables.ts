@@ -17,6 +17,8 @@ export interface SigningKey {
   keyFile: string;
   privateKey: KeyObject;
   algorithm: 'rsa-sha256' | 'ed25519-sha256';
+  /** i= from the SigningTable ("keyname:signer"); "%" means the domain of the From address. */
+  identity?: string;
 }
 
 interface TableLine {
@@ -337,13 +339,14 @@ export class SigningPlan {
         }
       }
     } else {
-      const candidates = [`${local}@${domain}`, domain];
-      if (this.subDomains) {
-        const labels = domain.split('.');
-        for (let i = 1; i < labels.length - 1; i++) candidates.push(`.${labels.slice(i).join('.')}`, labels.slice(i).join('.'));
-      }
-      candidates.push('*');
-      for (const c of candidates) {
+      // OpenDKIM's order: user@host, host, user@.parent and .parent for each parent domain
+      // (nearest first), user@*, *. SubDomains also lets a bare parent domain match.
+      const labels = domain.split('.');
+      const parents = labels.slice(1).map((_, i) => labels.slice(i + 1).join('.'));
+      const candidates = [`${local}@${domain}`, domain, ...parents.map((p) => `${local}@.${p}`), ...parents.map((p) => `.${p}`)];
+      if (this.subDomains) candidates.push(...parents.slice(0, -1));
+      candidates.push(`${local}@*`, '*');
+      for (const c of new Set(candidates)) {
         const e = this.entries.find((x) => x.pattern === c);
         if (e) {
           take(e);
@@ -351,7 +354,15 @@ export class SigningPlan {
         }
       }
     }
-    const keys = found.map((k) => (k.domain === '%' ? { ...k, domain } : k));
+    const keys = found.map((k) => {
+      const d = k.domain === '%' ? domain : k.domain;
+      const { identity, ...rest } = k;
+      // "%" in the signer is the From domain; an i= outside d= is left out, as OpenDKIM does.
+      const i = identity?.replace(/%/g, domain);
+      const iDomain = i?.slice(i.lastIndexOf('@') + 1).toLowerCase();
+      const fits = i !== undefined && i.includes('@') && (iDomain === d.toLowerCase() || iDomain?.endsWith(`.${d.toLowerCase()}`));
+      return { ...rest, domain: d, ...(fits ? { identity: i } : {}) };
+    });
     return keys.length === 0 && unusable.length > 0 ? { keys, hold: unusable.join('; ') } : { keys };
   }
 }
@@ -386,9 +397,13 @@ export function planFromTables(
     }
     const keys: SigningKey[] = [];
     const missing: string[] = [];
-    for (const n of row.names) {
+    for (const value of row.names) {
+      // OpenDKIM's value: the key name, then optionally ":" and the signer (i=).
+      const colon = value.indexOf(':');
+      const n = colon >= 0 ? value.slice(0, colon) : value;
+      const signer = colon >= 0 ? value.slice(colon + 1) : '';
       const key = table.get(n);
-      if (key) keys.push(key);
+      if (key) keys.push(signer ? { ...key, identity: signer } : key);
       else {
         const error = new ConfigError(row.where, unloadable.has(n) ? `SigningTable names key "${n}", which could not be loaded (${unloadable.get(n)})` : `SigningTable names ${problem ? shownKeyName(n) : 'a key'}, which KeyTable does not have`);
         if (!problem) throw error;
