@@ -10,8 +10,11 @@ try {
   process.exit(1);
 }
 const passed = report.numPassedTests ?? 0;
-// A suite that failed outside its tests (a hook, an import) counts as a failure too.
-const failed = (report.numFailedTests ?? 0) + Math.max(report.numFailedTestSuites ?? 0, report.numRuntimeErrorTestSuites ?? 0);
+// A test file that failed outside its tests (a hook, an import) counts as one failure too;
+// a file whose failures are its tests' is counted by those tests alone.
+const files = Array.isArray(report.testResults) ? report.testResults : [];
+const brokenFiles = files.filter((f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed')).length;
+const failed = (report.numFailedTests ?? 0) + Math.max(brokenFiles, files.length === 0 ? (report.numRuntimeErrorTestSuites ?? 0) : 0);
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed > 0 || passed === 0 ? 1 : 0);

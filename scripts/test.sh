@@ -31,6 +31,9 @@ if ((${#missing[@]})); then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# OpenDKIM's own test scripts, from Debian's source package (once; kept in .cache/).
+bash scripts/opendkim-test-scripts.sh
+
 PNPM_VERSION=10.34.8
 if command -v pnpm >/dev/null && [ "$(pnpm --version)" = "$PNPM_VERSION" ]; then
   pnpm() { command pnpm "$@"; }
