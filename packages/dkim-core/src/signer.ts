@@ -112,7 +112,8 @@ interface PreparedSignature {
   options: SignatureOptions;
   /** Lowercased names to sign, oversigned ones included, From first when missing. */
   wanted: string[];
-  oversign: Set<string>;
+  /** Oversigned names: lowercased name to the name as configured, in configured order. */
+  oversign: Map<string, string>;
   key: KeyObject;
   algorithm: SigningAlgorithm;
   headerCanonicalization: Canonicalization;
@@ -182,9 +183,13 @@ function prepare(options: SignatureOptions): PreparedSignature {
     throw new DkimError('INVALID_OPTION', 'expiresIn must be a positive number of seconds');
   }
   const [headerCanonicalization, bodyCanonicalization] = parseCanonicalization(options.canonicalization);
-  const oversign = new Set((options.oversignHeaders ?? DEFAULT_OVERSIGNED_HEADERS).map((n) => n.toLowerCase()));
+  const oversign = new Map<string, string>();
+  for (const name of options.oversignHeaders ?? DEFAULT_OVERSIGNED_HEADERS) {
+    const key = name.toLowerCase();
+    if (!oversign.has(key)) oversign.set(key, name);
+  }
   const wanted = (options.headers ?? DEFAULT_SIGNED_HEADERS).map((n) => n.toLowerCase());
-  for (const name of oversign) if (!wanted.includes(name)) wanted.push(name);
+  for (const name of oversign.keys()) if (!wanted.includes(name)) wanted.push(name);
   if (!wanted.includes('from')) wanted.unshift('from');
   return { options, key, algorithm, headerCanonicalization, bodyCanonicalization, wanted: [...new Set(wanted)], oversign };
 }
@@ -265,17 +270,25 @@ export class Signer implements MessageSink {
     }
   }
 
+  /**
+   * h=, as OpenDKIM writes it: the signed fields in message order (top to bottom), each
+   * name spelled as in that field, then one more entry per oversigned name, spelled as
+   * its last instance in the message or, when it has none, as configured. Entries with
+   * the same name are interchangeable (a verifier gives the k-th of them the k-th
+   * instance from the bottom), so the signed set is the same as listing them per name;
+   * the header hash follows this list through selectSignedFields, as a verifier does.
+   */
   private signedNames(p: PreparedSignature): string[] {
-    const counts = new Map<string, number>();
-    for (const f of this.headers) {
-      const name = f.name.toLowerCase();
-      counts.set(name, (counts.get(name) ?? 0) + 1);
-    }
+    const wanted = new Set(p.wanted);
     const names: string[] = [];
-    for (const name of p.wanted) {
-      const n = (counts.get(name) ?? 0) + (p.oversign.has(name) ? 1 : 0);
-      for (let i = 0; i < n; i++) names.push(name);
+    const last = new Map<string, string>();
+    for (const f of this.headers) {
+      const key = f.name.toLowerCase();
+      if (!wanted.has(key)) continue;
+      names.push(f.name);
+      last.set(key, f.name);
     }
+    for (const [key, configured] of p.oversign) names.push(last.get(key) ?? configured);
     return names;
   }
 

@@ -47,6 +47,11 @@ async function signed(options: Parameters<typeof signMessage>[1], message = MESS
   return Buffer.concat([Buffer.from(sig, 'latin1'), message]);
 }
 
+/** The first signature's h=, unfolded. */
+function signedHeaderList(msg: Buffer): string | undefined {
+  return /[\s;]h=([^;]*);/.exec(msg.toString('latin1'))?.[1]?.replace(/\s+/g, '');
+}
+
 const rsa = () => ({ domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.privateKey });
 const ed = () => ({ domain: 'example.org', selector: 'ed', privateKey: keys.ed25519.pem });
 
@@ -110,7 +115,7 @@ describe('sign then verify', () => {
 
   it('oversigns From by default so that a second From breaks the signature', async () => {
     const msg = await signed(rsa());
-    expect(msg.toString('latin1')).toMatch(/h=from:from:/);
+    expect(signedHeaderList(msg)).toBe('From:To:Subject:Date:Message-ID:From');
     const withExtra = Buffer.from(msg.toString('latin1').replace('From: Joe', 'From: Mallory <m@evil.example>\r\nFrom: Joe'), 'latin1');
     const [r] = await verifyMessage(withExtra, { resolver });
     expect(r?.result).toBe('fail');
@@ -118,7 +123,7 @@ describe('sign then verify', () => {
 
   it('signs only the listed fields that are present, plus oversigned ones', async () => {
     const msg = await signed({ ...rsa(), headers: ['from', 'subject', 'x-absent'], oversignHeaders: ['from', 'subject'] });
-    expect(msg.toString('latin1')).toMatch(/h=from:from:subject:subject;/);
+    expect(signedHeaderList(msg)).toBe('From:Subject:From:Subject');
   });
 
   it('tampering with the body, Subject or From fails', async () => {
