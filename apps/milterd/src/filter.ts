@@ -370,6 +370,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
                 privateKey: k.privateKey,
                 algorithm: k.algorithm,
                 ...(k.identity ? { identity: k.identity } : {}),
+                ...(config.signatureTtl > 0 ? { expiresIn: config.signatureTtl } : {}),
                 canonicalization: config.canonicalization,
                 ...(headers ? { headers } : {}),
                 ...(config.oversignHeaders ? { oversignHeaders: config.oversignHeaders } : {}),

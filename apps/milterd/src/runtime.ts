@@ -212,6 +212,7 @@ export function describeConfig(config: Config): string {
   put('MaximumBufferedBytes', config.maximumBufferedBytes);
   put('MaximumKeyBits', config.maximumKeyBits);
   put('UnixClientsInternal', config.unixClientsInternal);
+  put('SignatureTTL', config.signatureTtl);
   put('TestPublicKeys', config.testPublicKeys);
   put('TestDNSData', config.testDnsData);
   return `${lines.join('\n')}\n`;

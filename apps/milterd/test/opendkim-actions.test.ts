@@ -142,3 +142,23 @@ describe('On-SignatureError: a message that cannot be signed', () => {
     expect(replyOf(r.reply)).toMatch(/^550 5\.7\.0 DKIM: cannot sign: RSA key of 4104 bits is too large/);
   });
 });
+
+describe('SignatureTTL', () => {
+  it('x= is t= plus SignatureTTL; without it (OpenDKIM default 0) no x=', async () => {
+    const keyFile = join(dir, 'ttl.private');
+    writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
+    const signatureOf = async (spec: string) => {
+      const tx = await timedTransaction(spec, message(), { sender: 'joe@example.org', client: INSIDE });
+      const field = tx.endOfMessage.modifications.find((m) => m.type === 'insertHeader' && m.name === 'DKIM-Signature') as { value: Buffer } | undefined;
+      return (field?.value.toString('latin1') ?? '').replace(/\s+/g, '');
+    };
+    const lines = ['Mode s', 'Domain example.org', 'Selector good', `KeyFile ${keyFile}`, 'AllowRoot yes'];
+    const withTtl = await signatureOf(await daemon('ttl', [...lines, 'SignatureTTL 3600']));
+    const t = Number(/;t=(\d+)/.exec(withTtl)?.[1]);
+    expect(t).toBeGreaterThan(0);
+    expect(Number(/;x=(\d+)/.exec(withTtl)?.[1])).toBe(t + 3600);
+    const without = await signatureOf(await daemon('no-ttl', lines));
+    expect(without).toMatch(/;t=\d+/);
+    expect(without).not.toMatch(/;x=/);
+  });
+});

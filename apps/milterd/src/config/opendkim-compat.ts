@@ -208,7 +208,7 @@ export const OPENDKIM_OPTIONS: readonly CompatEntry[] = [
     status: 'implemented',
     note: 'rsa-sha1 is refused (RFC 8301); a key of the other type is a configuration error (--check-config, start-up, reload); not set, each key signs with its own algorithm (for dual RSA and Ed25519 signing)',
   },
-  { name: 'SignatureTTL', meaning: 'seconds until signatures expire (x=)', status: 'refuse', note: 'not supported yet: remove it (signatures then carry no x=)', sameFor: /^0$/ },
+  { name: 'SignatureTTL', meaning: 'seconds until signatures expire (x=)', status: 'implemented', note: '' },
   {
     name: 'SignHeaders',
     meaning: 'header fields signed when present; "*,+X" / "*,-X" edit the default list',

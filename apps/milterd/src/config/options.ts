@@ -115,6 +115,8 @@ export interface Config {
   maximumKeyBits: number;
   /** Clients the MTA reports on a unix socket count as internal (signed); otherwise InternalHosts decides. */
   unixClientsInternal: boolean;
+  /** Seconds a new signature stays valid (x= is t= plus this); 0: no x=. */
+  signatureTtl: number;
   /** OpenDKIM's test option: key records are read from this file ("name record" lines), never from DNS. */
   testPublicKeys?: string;
   /** OpenDKIM's test dataset of TXT records (a file), used as TestPublicKeys. */
@@ -219,6 +221,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   { name: 'MaximumKeyBits', key: 'maximumKeyBits', kind: 'integer', min: 1024, max: 16_384, description: 'larger RSA keys never pass (policy; default 4096)' },
   { name: 'UnixClientsInternal', key: 'unixClientsInternal', kind: 'boolean', description: 'clients on a unix socket count as internal (default no: InternalHosts decides)' },
+  { name: 'SignatureTTL', key: 'signatureTtl', kind: 'integer', min: 0, max: 315_360_000, description: 'seconds a new signature is valid (x=); 0 (default): no x=' },
   { name: 'TestPublicKeys', key: 'testPublicKeys', kind: 'string', description: 'tests only: key records from this file ("name record" lines), none from DNS; warned at start' },
   { name: 'TestDNSData', key: 'testDnsData', kind: 'dataset', description: 'tests only: TXT records from this file (file:/path), as TestPublicKeys' },
 ];
@@ -264,6 +267,7 @@ export function defaults(): Config {
     maximumBufferedBytes: 64 * 1024 * 1024,
     maximumKeyBits: 4096,
     unixClientsInternal: false,
+    signatureTtl: 0,
   };
 }
 
