@@ -246,6 +246,13 @@ describe('the real binary', () => {
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/^SigningTable refile:/m);
     expect(r.stdout).toMatch(/^LogWhy yes$/m);
+    expect(r.stdout + r.stderr).not.toMatch(/only a refile: table/);
+    // The same table as a plain file: its "*@domain" lines never match (as in OpenDKIM), and that is said, by line.
+    const plain = join(base, 'opendkim-plain.conf');
+    writeFileSync(plain, readFileSync(conf, 'utf8').replace(`SigningTable            refile:`, 'SigningTable            file:'));
+    const p = await run(['-x', plain, '--check-config']);
+    expect(p.code, `${p.stdout}\n${p.stderr}`).toBe(0);
+    for (const line of [1, 2, 3]) expect(p.stdout + p.stderr).toContain(`signing.table:${line}: this SigningTable pattern has a "*", which only a refile: table reads as a wildcard`);
   });
 });
 

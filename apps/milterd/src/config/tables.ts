@@ -461,6 +461,15 @@ export async function loadSigningPlan(config: Config, report: PlanWarnings = {})
     }
     const wildcard = config.signingTable.kind === 'refile';
     const rows = (await readDatasetLines(config.signingTable)).map(({ where, fields: [pattern, ...names] }) => ({ where, pattern: pattern ?? '', names }));
+    if (!wildcard) {
+      // OpenDKIM reads such a pattern literally in a file table too (it never matches): said, not silent.
+      // "*" and "user@*" are literal keys OpenDKIM's lookup does try.
+      for (const row of rows) {
+        if (row.pattern.includes('*') && !/^(\*|[^*@]+@\*)$/.test(row.pattern)) {
+          report.warn?.(`${row.where}: this SigningTable pattern has a "*", which only a refile: table reads as a wildcard; here (as in OpenDKIM) it matches no sender: write SigningTable refile:...`);
+        }
+      }
+    }
     return planFromTables(table, rows, { ...options, wildcard });
   }
 
