@@ -1,9 +1,9 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { genkey, type KeySpec, nextSelector, selectorFromDate } from './genkey.js';
+import { dirname, resolve } from 'node:path';
+import { GenkeyError, type GenkeyResult, genkey, type KeySpec, nextSelector, selectorFromDate } from './genkey.js';
 import { readPrivateKeyFile } from './keys.js';
-import { resolveOwner } from './owner.js';
+import { type Owner, resolveOwner } from './owner.js';
 import { adspRecord, dmarcRecord, type PolicyRecord, sspRecord } from './policy.js';
 import { formatKeyRecord, formatQuotedStrings, formatZoneRecord, splitTxtStrings } from './record.js';
 import { exitCode, testKey } from './testkey.js';
@@ -69,6 +69,15 @@ function nextSteps(domain: string, selector: string, privateKeyFile: string, rec
     '     (or in the config file: Domain, Selector and KeyFile).',
     '',
   ].join('\n');
+}
+
+/** genkey made its output folder: say so on stderr (stdout stays the files and the record). */
+function reportCreatedFolder(io: Io, r: GenkeyResult, owner: Owner | undefined): void {
+  if (!r.createdFolder) return;
+  const outdir = dirname(r.privateKeyFile);
+  const mode = `mode 0${(r.createdFolderMode ?? 0o700).toString(8)}${owner ? `, ${owner.user}:${owner.group}` : ''}`;
+  const above = r.createdFolder !== outdir ? `, with the missing folders above it from ${r.createdFolder}` : '';
+  io.stderr(`inkan-keytool: created the folder ${outdir} (${mode})${above}\n`);
 }
 
 function printPolicy(io: Io, asJson: boolean, record: PolicyRecord): void {
@@ -315,7 +324,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--subdomains', 'allow i= in subdomains (otherwise the record says t=s)')
     .option('--hash-algs <list>', 'hash algorithms allowed with the key (h=), e.g. sha256', listArg)
     .option('--note <text>', 'a note in the record (n=)')
-    .option('-D, --outdir <dir>', 'where to write the files', '.')
+    .option('-D, --outdir <dir>', 'where to write the files (a missing folder is created, 0700)', '.')
     .option('--owner <user:group>', 'chown the private key and make it 0440 (run as root), e.g. root:mail')
     .option('--force', 'replace existing files')
     .option('--store <uri>', 'put the key into this shared store (postgresql://... or redis://...) instead of files')
@@ -323,6 +332,9 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .addHelpText(
       'after',
       `
+Exit status: 0 the files are written, 1 another error, 2 a usage error, 73 the folder or a file
+could not be created, 77 --owner names someone this user may not give files to (needs root).
+
 Examples:
   $ inkan-keytool genkey --domain example.org --selector hoge
   $ inkan-keytool genkey -d example.org -s ed2026 --type ed25519 -D /etc/mail --owner root:mail
@@ -342,6 +354,7 @@ Examples:
         ...(owner ? { owner } : {}),
         force: !!o.force,
       });
+      reportCreatedFolder(io, r, owner);
       if (program.opts().json) {
         io.stdout(json({ privateKeyFile: r.privateKeyFile, recordFile: r.recordFile, type: r.key.type, bits: r.key.bits, record: r.record, strings: splitTxtStrings(r.record) }));
         return;
@@ -482,6 +495,7 @@ Examples:
       if (selectorFromDate(o.selectorFormat, new Date()) === o.selectorFormat) throw new InvalidArgumentError('--selector-format needs YYYY, MM or DD');
       const owner = o.owner ? resolveOwner(o.owner) : undefined;
       const r = await genkey({ domain: o.domain, selector, type: o.type, bits: o.bits, outdir: o.outdir, ...(owner ? { owner } : {}) });
+      reportCreatedFolder(io, r, owner);
       const old = o.current ?? 'OLD';
       const steps = [
         `1. Publish ${r.recordFile} as ${selector}._domainkey.${o.domain} (leave ${old}._domainkey.${o.domain} in place).`,
@@ -504,7 +518,7 @@ Examples:
       return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? 0 : 2;
     }
     io.stderr(`inkan-keytool: ${(error as Error).message}\n`);
-    return 1;
+    return error instanceof GenkeyError ? error.exitCode : 1;
   }
   return code;
 }
