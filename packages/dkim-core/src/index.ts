@@ -1,6 +1,7 @@
 export { DkimError, type DkimErrorCode } from './errors.js';
 export {
   type HeaderField,
+  type LineEndings,
   type MessageInput,
   type MessageSink,
   type MessageParserOptions,

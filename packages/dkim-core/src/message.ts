@@ -138,9 +138,22 @@ export interface MessageSink {
   body(chunk: Buffer): void;
 }
 
+/**
+ * How line endings of a raw message are taken. 'normalize': each bare LF becomes CRLF
+ * before parsing (as normalizeLineEndings; a lone CR is left as it is), so a message from
+ * a Unix file or nodemailer's LF output signs and verifies as it will travel. 'as-is': the
+ * bytes exactly as given (an LF-only message then hashes differently from its CRLF form).
+ */
+export type LineEndings = 'normalize' | 'as-is';
+
 export interface MessageParserOptions {
   /** Largest header section accepted, in bytes (default 1 MiB). */
   maxHeaderBytes?: number;
+  /**
+   * Line endings of the input (default 'as-is' here: the parser gives back every byte it
+   * gets; signMessage and verifyMessage default to 'normalize').
+   */
+  lineEndings?: LineEndings;
 }
 
 export const DEFAULT_MAX_HEADER_BYTES = 1024 * 1024;
@@ -184,13 +197,22 @@ export class MessageParser {
   /** Last bytes seen while still in the header, to find an empty line across chunks. */
   private tail: Buffer = Buffer.from('\r\n', 'latin1');
   private inBody = false;
+  /** Set with lineEndings 'normalize': carries a chunk's final CR over to the next chunk. */
+  private readonly normalizer: LineEndingNormalizer | undefined;
 
   constructor(sink: MessageSink, options: MessageParserOptions = {}) {
     this.sink = sink;
     this.maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+    const lineEndings = options.lineEndings ?? 'as-is';
+    if (lineEndings !== 'normalize' && lineEndings !== 'as-is') {
+      throw new DkimError('INVALID_OPTION', `lineEndings must be 'normalize' or 'as-is': got "${String(lineEndings)}"`);
+    }
+    if (lineEndings === 'normalize') this.normalizer = new LineEndingNormalizer();
   }
 
-  write(chunk: Buffer): void {
+  write(input: Buffer): void {
+    // The normalizer copies a chunk only when it holds a bare LF, one chunk at a time.
+    const chunk = this.normalizer ? this.normalizer.push(input) : input;
     if (chunk.length === 0) return;
     if (this.inBody) {
       this.sink.body(chunk);

@@ -6,7 +6,14 @@ import { relaxedHeader } from './canonicalization/header.js';
 import { signData } from './crypto.js';
 import { DkimError } from './errors.js';
 import { headerHashInput, selectSignedFields } from './header-hash.js';
-import { DEFAULT_MAX_HEADER_BYTES, feedMessage, type HeaderField, type MessageInput, type MessageSink } from './message.js';
+import {
+  DEFAULT_MAX_HEADER_BYTES,
+  feedMessage,
+  type HeaderField,
+  type LineEndings,
+  type MessageInput,
+  type MessageSink,
+} from './message.js';
 import {
   algorithmParts,
   appendFolded,
@@ -97,6 +104,14 @@ export interface SignerOptions {
    * progress and the key has at most 2048 bits, sparing the round trip to the pool.
    */
   rsaThread?: 'pool' | 'when-alone';
+  /**
+   * signMessage only: 'normalize' (default) turns each bare LF of the message into CRLF
+   * before it is signed, so an LF-only file or nodemailer's output is signed as it will
+   * travel; 'as-is' signs the bytes as given. A Signer's header() and body() take fields
+   * and chunks as given (a milter's are CRLF); to stream raw bytes into a Signer, use
+   * MessageParser with this option.
+   */
+  lineEndings?: LineEndings;
 }
 
 /** A signature made: the field name and value for a milter, and the whole field. */
@@ -331,7 +346,8 @@ export class Signer implements MessageSink {
 
 /**
  * Sign a message (a Buffer, or a stream of chunks: only the header is held in memory)
- * with one or more signatures. Returns the DKIM-Signature field(s), each ending in
+ * with one or more signatures. Bare LF line endings are signed as CRLF unless
+ * lineEndings is 'as-is'. Returns the DKIM-Signature field(s), each ending in
  * CRLF, ready to be put in front of the message.
  */
 export async function signMessage(
@@ -340,7 +356,10 @@ export async function signMessage(
   options: SignerOptions = {},
 ): Promise<string> {
   const signer = new Signer(signatures, { rsaThread: 'when-alone', ...options });
-  await feedMessage(message, signer, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES });
+  await feedMessage(message, signer, {
+    maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+    lineEndings: options.lineEndings ?? 'normalize',
+  });
   const fields = await signer.finish();
   return fields.map((f) => `${f.field}\r\n`).join('');
 }

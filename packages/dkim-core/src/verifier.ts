@@ -10,6 +10,7 @@ import {
   HeaderCollector,
   type HeaderField,
   headerValue,
+  type LineEndings,
   type MessageInput,
   type MessageSink,
 } from './message.js';
@@ -42,6 +43,13 @@ export interface VerifierOptions {
    * feeds the body to the set (bodyHashes.update) and body() here does nothing.
    */
   bodyHashes?: BodyHashSet;
+  /**
+   * verifyMessage only: 'normalize' (default) reads each bare LF of the message as CRLF,
+   * as it was (or will be) on the wire, so an LF-only copy of a signed message verifies;
+   * 'as-is' checks the bytes as given. A Verifier's header() and body() take fields and
+   * chunks as given; to stream raw bytes into one, use MessageParser with this option.
+   */
+  lineEndings?: LineEndings;
 }
 
 type KeyOutcome = KeyFetchResult<DkimKeyRecord>;
@@ -199,12 +207,16 @@ export class Verifier implements MessageSink {
 
 /**
  * Verify every DKIM-Signature of a message given as a Buffer or a stream of chunks
- * (bounded memory: only the header is held). Never throws for bad mail.
+ * (bounded memory: only the header is held). Bare LF line endings are read as CRLF
+ * unless lineEndings is 'as-is'. Never throws for bad mail.
  */
 export async function verifyMessage(message: MessageInput, options: VerifierOptions): Promise<VerificationResult[]> {
   const verifier = new Verifier(options);
   try {
-    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES });
+    await feedMessage(message, verifier, {
+      maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+      lineEndings: options.lineEndings ?? 'normalize',
+    });
   } catch (error) {
     if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
       return [{ method: 'dkim', result: 'policy', reason: `not verified: ${error.message}`, domain: '', selector: '', algorithm: '', testing: false }];
