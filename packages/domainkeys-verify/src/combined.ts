@@ -5,6 +5,7 @@ import {
   feedMessage,
   type HeaderField,
   type KeyResolver,
+  type LineEndings,
   type MessageInput,
   type MessageSink,
   type VerificationResult,
@@ -31,6 +32,8 @@ export interface CombinedVerifierOptions {
   maxKeyBits?: number;
   /** Header bytes accepted per message (default 1 MiB), for the parser of verifyDkimAndDomainKeys(). */
   maxHeaderBytes?: number;
+  /** verifyDkimAndDomainKeys() only: bare LFs become CRLF first ('normalize', the default) or not ('as-is'). */
+  lineEndings?: LineEndings;
 }
 
 export interface CombinedResults {
@@ -131,7 +134,7 @@ export class CombinedVerifier implements MessageSink {
 export async function verifyDkimAndDomainKeys(message: MessageInput, options: CombinedVerifierOptions): Promise<CombinedResults> {
   const verifier = new CombinedVerifier(options);
   try {
-    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES });
+    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES, lineEndings: options.lineEndings ?? 'normalize' });
   } catch (error) {
     if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
       const dkim: VerificationResult = { ...tooLarge(error.message), method: 'dkim' };

@@ -15,6 +15,7 @@ import {
   fetchKeyRecord,
   type KeyFetchResult,
   type KeyResolver,
+  type LineEndings,
   type MessageInput,
   type MessageSink,
   type VerificationResult,
@@ -51,6 +52,11 @@ export interface DomainKeysVerifierOptions {
   maxHeaderFields?: number;
   /** Header bytes accepted per message (default 1 MiB). */
   maxHeaderBytes?: number;
+  /**
+   * verifyDomainKeys() only: a bare LF in the message becomes CRLF first ('normalize', the
+   * default, as dkim-core's verifyMessage), or the bytes are taken as they are ('as-is').
+   */
+  lineEndings?: LineEndings;
 }
 
 /** Control characters: never let into a result. */
@@ -238,7 +244,7 @@ export class DomainKeysVerifier implements MessageSink {
 export async function verifyDomainKeys(message: MessageInput, options: DomainKeysVerifierOptions): Promise<VerificationResult[]> {
   const verifier = new DomainKeysVerifier(options);
   try {
-    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES });
+    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES, lineEndings: options.lineEndings ?? 'normalize' });
   } catch (error) {
     if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
       return [tooLarge(error.message)];

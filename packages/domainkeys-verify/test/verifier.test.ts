@@ -89,6 +89,16 @@ describe('DomainKeysVerifier', () => {
     expect(r!.result).toBe('pass');
   });
 
+  it('takes a message with bare LF line ends (as nodemailer writes them) as CRLF, unless lineEndings is as-is', async () => {
+    const lf = (m: Buffer) => Buffer.from(m.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+    const [simple] = await verifyDomainKeys(lf(signed.simple!), { resolver });
+    expect(simple!.result).toBe('pass');
+    const [asIs] = await verifyDomainKeys(lf(signed.simple!), { resolver, lineEndings: 'as-is' });
+    expect(asIs!.result).toBe('fail');
+    const both = await verifyDkimAndDomainKeys(chunks(splitAt(lf(signed.both!), [1, 50, 51, 300])), { resolver });
+    expect([both.dkim[0]?.result, both.domainkeys[0]?.result]).toEqual(['pass', 'pass']);
+  });
+
   it('names the Sender when there is one', async () => {
     // header.b is a token, or a quoted string when its 8 characters hold a "/" (a tspecial).
     const [r] = await verifyDomainKeys(signed.sender!, { resolver });
