@@ -20,6 +20,7 @@ export {
   backoffMs,
 } from './location.js';
 export type { KeyStore, StoredKey, StoredSigning, StoreProblem, StoreSnapshot, SnapshotOptions, NewStoredKey, StoreClientOptions } from './types.js';
+export { MissingDriverError } from './drivers.js';
 export { PostgresKeyStore, schemaSql } from './postgres.js';
 export { RedisKeyStore, redisKeys, redisOptions } from './redis.js';
 export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWith, type StoreListing, type ListedKey, type PublishOptions, type PublishResult } from './admin.js';
@@ -27,6 +28,8 @@ export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWit
 /**
  * Open the store a URI names. Connections are made on first use; `reconnect` keeps a Redis
  * connection coming back with backoff (PostgreSQL connects per use through a pool).
+ * Its driver (pg or ioredis, optional peer dependencies) is loaded here: MissingDriverError
+ * names the package to install when it is not.
  */
 export function openKeyStore(where: string | StoreLocation, options: StoreClientOptions & { reconnect?: boolean; role?: StoreRole } = {}): KeyStore {
   const location = typeof where === 'string' ? parseStoreUri(where, options.role) : where;

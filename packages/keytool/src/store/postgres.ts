@@ -1,6 +1,12 @@
-import { escapeIdentifier, Pool, type PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
+import { loadPg } from './drivers.js';
 import type { StoreLocation, StoreTables } from './location.js';
 import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey, StoredSigning } from './types.js';
+
+/** A PostgreSQL identifier in double quotes (as pg's escapeIdentifier; here so that schemaSql needs no driver). */
+function escapeIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
 
 /** "schema.table" or "table", each part quoted. */
 function qualified(name: string): string {
@@ -103,6 +109,7 @@ export class PostgresKeyStore implements KeyStore {
   constructor(location: StoreLocation, options: StoreClientOptions = {}) {
     this.location = location;
     this.t = { keys: qualified(location.tables.keys), signing: qualified(location.tables.signing), hosts: qualified(location.tables.hosts) };
+    const { Pool } = loadPg();
     this.pool = new Pool({
       connectionString: location.connection,
       max: 2,

@@ -1,5 +1,6 @@
+import { loadIoredis } from './drivers.js';
 import { backoffMs, type StoreLocation } from './location.js';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey } from './types.js';
 
 /**
@@ -56,6 +57,7 @@ export class RedisKeyStore implements KeyStore {
   constructor(location: StoreLocation, options: StoreClientOptions & { reconnect?: boolean } = {}) {
     this.location = location;
     this.k = redisKeys(location.prefix);
+    const { Redis } = loadIoredis();
     this.redis = new Redis(location.connection, redisOptions(location, options));
     this.redis.on('error', (error: Error) => options.onError?.(error));
   }
