@@ -36,7 +36,7 @@ beforeAll(async () => {
 describe('packed @inkan/dkim-core', () => {
   it('ships only dist and metadata', () => {
     const files = readdirSync(join(project, 'node_modules', '@inkan', 'dkim-core'));
-    expect(files.sort()).toEqual(['README.md', 'dist', 'package.json']);
+    expect(files.sort()).toEqual(['LICENSE', 'README.md', 'dist', 'package.json']);
   });
 
   it('is importable from plain JavaScript (ESM) and signs and verifies', async () => {
