@@ -179,7 +179,7 @@ describe('inkan keygen and testkey', () => {
     const out = tempDir('inkan-cli-keygen-');
     const r = await inkan(['keygen', '--domain', 'example.org', '--selector', 'cli', '--type', 'ed25519', '-D', out]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/cli\._domainkey\tIN\tTXT\t"v=DKIM1; k=ed25519; t=s; p=/);
+    expect(r.stdout).toMatch(/cli\._domainkey\.example\.org\.\tIN\tTXT\t"v=DKIM1; k=ed25519; t=s; p=/);
     const t = await inkan(['testkey', '--domain', 'example.org', '--selector', 'rsa', '--dns', dns.server, '--key', join(dir, 'rsa.private')]);
     expect(t.code).toBe(0);
     expect(t.stdout).toMatch(/good/);

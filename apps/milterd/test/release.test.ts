@@ -83,7 +83,7 @@ describe('scripts/release.mjs --dry-run', () => {
       const r = await runProgram(process.execPath, [join(clone, 'scripts', 'release.mjs')], { cwd: clone, timeoutMs: 100_000 });
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/^release: @inkan\/[a-z-]+ names the repository git\+https:\/\/github\.com\/inkan-dkim\/inkan\.git, but origin is https:\/\/github\.com\/someone-else\/fork\.git/);
-      expect(r.stdout).not.toMatch(/npm|first release/);
+      expect(r.stdout).not.toMatch(/first release|on npm at/);
       expect(execFileSync('git', ['status', '--porcelain'], { cwd: clone, encoding: 'utf8' })).toBe('');
 
       execFileSync('git', ['remote', 'remove', 'origin'], { cwd: clone });
