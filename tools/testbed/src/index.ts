@@ -24,3 +24,5 @@ export { startSmtpSink, type SmtpSink, type SmtpSinkOptions, type SinkMessage, t
 export { headerFields, headerValues, subjectOf, authenticationResults, type HeaderField, type ParsedAuthenticationResults } from './message.js';
 export { startSendmail, prepareSendmail, sendmailMissing, type SendmailInstance, type SendmailOptions, type SendmailMilter, type SendmailRole, type SendmailDistribution } from './sendmail.js';
 export { startPostgres, startRedis, postgresMissing, redisMissing, type PostgresServer, type RedisServer } from './stores.js';
+/** The slow reference canonicalizations (RFC 6376 simple/relaxed, RFC 4870 simple/nofws) that tests and fuzz targets compare with. */
+export * as canonicalizationReference from './reference-canonicalization.js';
