@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
+import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, startPostfix, statusField, tempDir, type TestKeys } from '@inkan/testbed';
 import { runTransaction } from '@inkan/milter-protocol';
 import { EX_CONFIG } from '../src/index.js';
 import { OUTAGE_MESSAGES, sendThroughOutage, startMilterd } from './helpers.js';
@@ -37,13 +37,6 @@ function ensureMilterUser(): void {
     run('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', 'milter']);
   }
   run('usermod', ['-a', '-G', 'inkan-keys', 'milter']);
-}
-
-function statusField(pid: number, field: string): string {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return (line ?? '').slice(field.length + 1).trim();
 }
 
 beforeAll(async () => {

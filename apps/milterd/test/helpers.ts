@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
@@ -253,14 +253,6 @@ export function withSignatures(message: Buffer, modifications: readonly Modifica
   return Buffer.concat([Buffer.from(insertedSignatures(modifications).join(''), 'latin1'), message]);
 }
 
-/** VmRSS of a process, in KiB (from /proc/<pid>/status). */
-export function rssKiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('VmRSS:'));
-  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? Number.NaN);
-}
-
 /**
  * Each configuration is written to `dir` (file name from its label, or `files[label]`) after a
  * `RequireSafeKeys no` line, and checked with `--check-config` beside the `extra` runs; every
@@ -289,26 +281,4 @@ export async function expectRefusedConfigs(options: {
     expect(r.stderr, label).toMatch(error);
     options.inspect(r.stdout + r.stderr, label);
   }
-}
-
-/**
- * Samples a process's RSS every `everyMs` from now on: `peakMiB()` is the largest growth over
- * the RSS at the start; `stop()` ends the sampling (call it in a finally).
- */
-export function sampleRss(pid: number, everyMs: number): { baseKiB: number; peakMiB(): number; stop(): void } {
-  const baseKiB = rssKiB(pid);
-  let peak = baseKiB;
-  const timer = setInterval(() => {
-    try {
-      peak = Math.max(peak, rssKiB(pid));
-    } catch {
-      // the process is gone: the caller's assertions say so
-    }
-  }, everyMs);
-  return { baseKiB, peakMiB: () => (peak - baseKiB) / 1024, stop: () => clearInterval(timer) };
-}
-
-/** Open file descriptors of a process (entries of /proc/<pid>/fd). */
-export function fdCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
 }

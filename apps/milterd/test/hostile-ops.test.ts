@@ -11,9 +11,9 @@ import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, makeKeys, runProgram, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
+import { freePort, makeKeys, rssKiB, runProgram, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
 import { capLine, LogOutput } from '../src/log.js';
-import { insertedSignatures, type MilterdProcess, rssKiB, startMilterd, timedTransaction } from './helpers.js';
+import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction } from './helpers.js';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
 

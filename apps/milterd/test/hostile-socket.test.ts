@@ -12,10 +12,10 @@ import { connect, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand, MilterClient } from '@inkan/milter-protocol';
-import { freePort, makeKeys, runProgram, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
+import { freePort, makeKeys, runProgram, sampleRss, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
 import { EX_CONFIG } from '../src/index.js';
 import { isLoopbackHost } from '../src/loopback.js';
-import { insertedSignatures, type MilterdProcess, sampleRss, startMilterd, timedTransaction } from './helpers.js';
+import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction } from './helpers.js';
 
 /** Uid and primary gid of a user. */
 function readUser(name: string): { uid: number; gid: number } {

@@ -11,12 +11,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { MemoryKeyResolver, signMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { freePort, startDnsmasq, waitFor } from '@inkan/testbed';
+import { cpuSeconds, freePort, startDnsmasq, waitFor } from '@inkan/testbed';
 import { verifyDkimAndDomainKeys } from '../../../packages/domainkeys-verify/dist/index.js';
 import { rsaPublicKeyB64, rsaPublicKeyWithExponentB64, withManySignatures } from '../../../packages/dkim-core/bench/hostile.js';
 import { rate } from '../../../packages/dkim-core/bench/measure.js';
@@ -165,12 +165,6 @@ async function sender(spec: string, message: Buffer, until: number, stats: Sende
   }
 }
 
-/** CPU seconds a process has used so far (user + system), from /proc. */
-function cpuSecondsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 const median = (xs: number[]) => (xs.length === 0 ? Number.NaN : ([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number));
 
 async function milterd(o: HostileCpuOptions): Promise<void> {
@@ -230,13 +224,13 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
       const normalStats: SenderStats = { done: 0, latencies: [] };
       const attackStats: SenderStats = { done: 0, latencies: [] };
       const started = performance.now();
-      const cpuBefore = cpuSecondsOf(proc.pid as number);
+      const cpuBefore = cpuSeconds(proc.pid as number);
       await Promise.all([
         sender(spec, normal, until, normalStats),
         ...(attack ? Array.from({ length: 4 }, () => sender(spec, attack, until, attackStats)) : []),
       ]);
       const elapsed = (performance.now() - started) / 1000;
-      const cpuMs = (cpuSecondsOf(proc.pid as number) - cpuBefore) * 1000;
+      const cpuMs = (cpuSeconds(proc.pid as number) - cpuBefore) * 1000;
       const all = normalStats.done + attackStats.done;
       rows.push([
         name,

@@ -9,11 +9,11 @@
  * Called from main.ts; `--quick` uses 20 connections and 30,000 fields.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { encodeCommand, MilterClient } from '@inkan/milter-protocol';
-import { freePort, waitFor } from '@inkan/testbed';
+import { freePort, statusKiB, waitFor } from '@inkan/testbed';
 
 export interface HostileMemoryOptions {
   quick: boolean;
@@ -25,13 +25,6 @@ export interface HostileMemoryOptions {
   keyFile: string;
   /** Print a table (main.ts's). */
   table(title: string, head: string[], rows: string[][]): void;
-}
-
-function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return Number((line ?? '').replace(/\D+/g, ''));
 }
 
 const mib = (kib: number) => (kib / 1024).toFixed(1);

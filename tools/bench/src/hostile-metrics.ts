@@ -6,11 +6,11 @@
  * which costs what the "render" row says, on the main thread, each time).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { runTransaction } from '@inkan/milter-protocol';
-import { freePort, waitFor } from '@inkan/testbed';
+import { cpuSeconds, freePort, waitFor } from '@inkan/testbed';
 import { Metrics } from '../../../apps/milterd/dist/metrics.js';
 import { rate } from '../../../packages/dkim-core/bench/measure.js';
 
@@ -107,11 +107,8 @@ async function signing(spec: string, until: number): Promise<number> {
   return done / ((performance.now() - started) / 1000);
 }
 
-/** CPU milliseconds a process has used so far (user + system), from /proc. */
-function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
+/** CPU milliseconds a process has used so far (user + system). */
+const cpuMsOf = (pid: number) => cpuSeconds(pid) * 1000;
 
 export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
   const seconds = o.quick ? 2 : 8;

@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MemoryKeyResolver, signMessage, verifyMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { findProgram, freePort, runProgram, startDnsmasq, startPostfix, tempDir, waitFor } from '@inkan/testbed';
+import { cpuSeconds, findProgram, freePort, runProgram, startDnsmasq, startPostfix, statusKiB, tempDir, waitFor } from '@inkan/testbed';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
@@ -201,13 +201,6 @@ function startProcess(command: string, args: string[], ready: () => Promise<bool
   );
 }
 
-function rssKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return Number((line ?? '').replace(/\D+/g, ''));
-}
-
 interface Milter {
   name: string;
   tcp: string;
@@ -231,7 +224,7 @@ async function startMilters(): Promise<Milter[]> {
   const inkan = await startProcess(process.execPath, [MILTERD, '-x', conf], () => accepting('127.0.0.1', inkanPort), 'inkan-milterd');
   const inkanUnix = await startProcess(process.execPath, [MILTERD, '-x', unixConf], async () => (await runProgram('test', ['-S', inkanSock])).code === 0, 'inkan-milterd (unix)');
   await new Promise((r) => setTimeout(r, 500));
-  milters.push({ name: 'inkan-milterd', tcp: `inet:${inkanPort}@127.0.0.1`, unix: `unix:${inkanSock}`, child: inkan, unixPid: inkanUnix.pid as number, idleMiB: rssKiB(inkan.pid as number, 'VmRSS') / 1024 });
+  milters.push({ name: 'inkan-milterd', tcp: `inet:${inkanPort}@127.0.0.1`, unix: `unix:${inkanSock}`, child: inkan, unixPid: inkanUnix.pid as number, idleMiB: statusKiB(inkan.pid as number, 'VmRSS') / 1024 });
   const opendkim = findProgram('opendkim');
   if (opendkim) {
     const odkSock = join(dir, 'opendkim.sock');
@@ -240,7 +233,7 @@ async function startMilters(): Promise<Milter[]> {
     writeFileSync(join(dir, 'opendkim-unix.conf'), `${base}Socket local:${odkSock}\n`);
     const odk = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-tcp.conf')], () => accepting('127.0.0.1', odkPort), 'opendkim');
     const odkUnix = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-unix.conf')], async () => (await runProgram('test', ['-S', odkSock])).code === 0, 'opendkim (unix)');
-    milters.push({ name: 'OpenDKIM', tcp: `inet:${odkPort}@127.0.0.1`, unix: `unix:${odkSock}`, child: odk, unixPid: odkUnix.pid as number, idleMiB: rssKiB(odk.pid as number, 'VmRSS') / 1024 });
+    milters.push({ name: 'OpenDKIM', tcp: `inet:${odkPort}@127.0.0.1`, unix: `unix:${odkSock}`, child: odk, unixPid: odkUnix.pid as number, idleMiB: statusKiB(odk.pid as number, 'VmRSS') / 1024 });
   }
   return milters;
 }
@@ -277,12 +270,6 @@ async function milterRate(spec: string, clients: number, total: number, file: st
     );
   }
   return (each * clients) / ((performance.now() - start) / 1000);
-}
-
-/** CPU seconds a process has used so far (user + system), from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function milters(list: Milter[]): Promise<void> {
@@ -358,8 +345,8 @@ async function memory(list: Milter[]): Promise<void> {
   const out = await runProgram(process.execPath, ['--import', 'tsx', STREAM_RSS, String(mib)], { timeoutMs: 600_000, cwd: join(root, 'packages', 'dkim-core') });
   const lib = JSON.parse(out.stdout) as { result: string; peakRssMiB: number; baselineRssMiB: number };
   const inkan = list[0] as Milter;
-  const busy = rssKiB(inkan.child.pid as number, 'VmRSS') / 1024;
-  const busyPeak = rssKiB(inkan.child.pid as number, 'VmHWM') / 1024;
+  const busy = statusKiB(inkan.child.pid as number, 'VmRSS') / 1024;
+  const busyPeak = statusKiB(inkan.child.pid as number, 'VmHWM') / 1024;
   // A fresh daemon for the big message, so that its peak is the message's and not the
   // throughput runs'. It signs for clients in InternalHosts (127.0.0.2 here) and verifies
   // the rest, with the key served by dnsmasq.
@@ -371,11 +358,11 @@ async function memory(list: Milter[]): Promise<void> {
   const fresh = await startProcess(process.execPath, [MILTERD, '-x', conf], async () => (await runProgram('test', ['-S', sock])).code === 0, 'inkan-milterd (memory)');
   const pid = fresh.pid as number;
   await new Promise((r) => setTimeout(r, 500));
-  const idle = rssKiB(pid, 'VmRSS') / 1024;
+  const idle = statusKiB(pid, 'VmRSS') / 1024;
   const body = corpusMessage(mib * 1024 * 1024);
   const signedTx = await runTransaction(`unix:${sock}`, { client: { address: '127.0.0.2' }, sender: 'joe@example.org', recipients: ['x@example.net'], message: body }, { timeoutMs: 600_000 });
   const signature = signedTx.endOfMessage?.modifications.find((m) => m.type === 'insertHeader' || m.type === 'addHeader');
-  const signPeak = rssKiB(pid, 'VmHWM') / 1024;
+  const signPeak = statusKiB(pid, 'VmHWM') / 1024;
   let verdict = 'not signed';
   if (signature && 'value' in signature && 'name' in signature) {
     const signedMessage = Buffer.concat([Buffer.from(`${signature.name}:${signature.value.toString('latin1').replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1'), body]);
@@ -383,7 +370,7 @@ async function memory(list: Milter[]): Promise<void> {
     const ar = verified.endOfMessage?.modifications.find((m) => 'name' in m && m.name === 'Authentication-Results');
     verdict = ar && 'value' in ar ? (/dkim=(\w+)/.exec(ar.value.toString('latin1'))?.[1] ?? 'no dkim result') : 'no Authentication-Results';
   }
-  const verifyPeak = rssKiB(pid, 'VmHWM') / 1024;
+  const verifyPeak = statusKiB(pid, 'VmHWM') / 1024;
   fresh.kill('SIGTERM');
   table(`memory (${mib} MiB message, RSA-2048 relaxed)`, ['what', 'peak RSS MiB', 'note'], [
     ['dkim-core sign + verify, streamed', fmt(lib.peakRssMiB, 1), `process baseline ${fmt(lib.baselineRssMiB, 1)} MiB; result ${lib.result}`],

@@ -25,7 +25,9 @@ import { MemoryKeyResolver, signMessage } from '@inkan/dkim-core';
 import {
   dkimKeyRecord,
   dkimpyVerify,
+  describeFds,
   type DnsServer,
+  fdCount,
   findProgram,
   freePort,
   mailDkimVerify,
@@ -33,14 +35,16 @@ import {
   peers,
   type PostfixInstance,
   type PeerVerdict,
+  type ProcessSample,
   runProgram,
+  sampleProcess,
   startDnsmasq,
   startPostfix,
   type TestKeys,
 } from '@inkan/testbed';
 import { Checker } from './soak/checker.js';
 import { addresses, bodyBlock, buildMessage, type Kind, OUTSIDE_DOMAIN, type PlannedMessage, type PlannedSession, planSessions, tamper } from './soak/corpus.js';
-import { describeFds, type MetricValues, metricSum, type ProcSample, sampleProcess, scrapeMetrics } from './soak/probe.js';
+import { type MetricValues, metricSum, scrapeMetrics } from './soak/probe.js';
 import { SmtpSession } from './soak/smtp-client.js';
 
 // ---------------------------------------------------------------------------------------
@@ -485,12 +489,14 @@ async function main(): Promise<Results> {
   // Baseline: the idle daemon, after one metrics request (so the HTTP side is warm too).
   const metricsBaseline = await scrapeMetrics(metricsAt);
   await sleep(3000);
-  const baseline = sampleProcess(milterd.pid, now());
+  const baseline = { at: now(), ...sampleProcess(milterd.pid) };
   const baselineFds = describeFds(milterd.pid);
   log(`baseline: RSS ${mib(baseline.rssKiB)}, ${baseline.fds} fds, ${baseline.threads} threads`);
 
   // Samples every second, each with the count accepted so far; one more at every tenth of the run.
-  interface Sample extends ProcSample {
+  interface Sample extends ProcessSample {
+    /** Milliseconds since the soak started. */
+    at: number;
     accepted: number;
   }
   const samples: Sample[] = [{ ...baseline, accepted: 0 }];
@@ -501,7 +507,7 @@ async function main(): Promise<Results> {
   let acceptedSoFar = 0;
   const take = (): Sample | undefined => {
     try {
-      const s = { ...sampleProcess(milterd.pid, now()), accepted: acceptedSoFar };
+      const s = { at: now(), ...sampleProcess(milterd.pid), accepted: acceptedSoFar };
       samples.push(s);
       return s;
     } catch {
@@ -560,8 +566,8 @@ async function main(): Promise<Results> {
   // Settle: the daemon idle again; fds back to the baseline (bounded wait), then the end sample.
   const metricsEnd = await scrapeMetrics(metricsAt).catch(() => undefined);
   await sleep(5000);
-  for (let i = 0; i < 50 && sampleProcess(milterd.pid, now()).fds > baseline.fds; i++) await sleep(500);
-  const end: Sample = { ...sampleProcess(milterd.pid, now()), accepted: acceptedSoFar };
+  for (let i = 0; i < 50 && fdCount(milterd.pid) > baseline.fds; i++) await sleep(500);
+  const end: Sample = { at: now(), ...sampleProcess(milterd.pid), accepted: acceptedSoFar };
   samples.push(end);
   const endFds = describeFds(milterd.pid);
   clearInterval(sampler);

@@ -3,6 +3,7 @@
  * stopped by the tests themselves. Nothing here reads outside the repository.
  */
 export { freePort, waitFor, tempDir, findProgram, runProgram, countLoopTurns, type RunResult } from './process.js';
+export { statusField, statusKiB, rssKiB, cpuSeconds, fdCount, describeFds, sampleProcess, sampleRss, type ProcessSample } from './proc-sample.js';
 export { startDnsmasq, txtStrings, type DnsServer, type DnsRecords, type TxtData } from './dnsmasq.js';
 export { startSlowDns, type SlowDns, type SlowDnsOptions, type DnsDelay } from './slow-dns.js';
 export { makeKeys, dkimKeyRecord, type TestKey, type RsaTestKey, type TestKeys } from './keys.js';
