@@ -38,6 +38,7 @@ import {
   type ProcessSample,
   runProgram,
   sampleProcess,
+  SmtpSession,
   startDnsmasq,
   startPostfix,
   type TestKeys,
@@ -45,7 +46,6 @@ import {
 import { Checker } from './soak/checker.js';
 import { addresses, bodyBlock, buildMessage, type Kind, OUTSIDE_DOMAIN, type PlannedMessage, type PlannedSession, planSessions, tamper } from './soak/corpus.js';
 import { type MetricValues, metricSum, scrapeMetrics } from './soak/probe.js';
-import { SmtpSession } from './soak/smtp-client.js';
 
 // ---------------------------------------------------------------------------------------
 // Options
@@ -333,7 +333,7 @@ async function sendAll(
       for (const m of session.messages) {
         if (halted) break;
         const data = await prepare(m);
-        const reply = await smtp.send(from, to, data);
+        const { decided: reply } = await smtp.transaction(from, to, data, { crlf: false, announceSize: true, resetAfterRefusal: true });
         done++;
         if (reply.code === 250) {
           stats.accepted++;

@@ -20,7 +20,19 @@ export {
   type PeerSignOptions,
 } from './peers.js';
 export { mailDkimDomainKeysSign, mailDkimDomainKeysVerify, type DomainKeysSignOptions, type DomainKeysPeerSignature, type DomainKeysPeerVerdict } from './domainkeys-peers.js';
-export { startPostfix, sendSmtp, postfixMissing, type PostfixInstance, type PostfixOptions, type SmtpSendOptions, type SmtpSendResult, type SmtpServerReply } from './postfix.js';
+export { startPostfix, postfixMissing, type PostfixInstance, type PostfixOptions } from './postfix.js';
+export {
+  SmtpSession,
+  sendSmtp,
+  toCrlf,
+  dotStuff,
+  type SmtpSessionOptions,
+  type SmtpTransactionOptions,
+  type SmtpTransactionResult,
+  type SmtpSendOptions,
+  type SmtpSendResult,
+  type SmtpServerReply,
+} from './smtp-client.js';
 export { startSmtpSink, type SmtpSink, type SmtpSinkOptions, type SinkMessage, type DeliveredMessage } from './smtp-sink.js';
 export { headerFields, headerValues, subjectOf, authenticationResults, type HeaderField, type ParsedAuthenticationResults } from './message.js';
 export { startSendmail, prepareSendmail, sendmailMissing, type SendmailInstance, type SendmailOptions, type SendmailMilter, type SendmailRole, type SendmailDistribution } from './sendmail.js';

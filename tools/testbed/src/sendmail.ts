@@ -17,7 +17,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type SmtpSendOptions, type SmtpSendResult, logTail, sendSmtp, waitForBanner, waitForDelivery } from './postfix.js';
+import { logTail, waitForBanner, waitForDelivery } from './postfix.js';
+import { type SmtpSendOptions, type SmtpSendResult, sendSmtp } from './smtp-client.js';
 import { type RunResult, findProcesses, findProgram, freePort, parentOf, readUser, runProgram, signalAll, tempDir, waitFor } from './process.js';
 import { type DeliveredMessage, type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
