@@ -20,6 +20,8 @@ import {
   makeKeys,
   runProgram,
   startDnsmasq,
+  startMilterd,
+  tcpAccepting,
   tempDir,
   type TestKeys,
   waitFor,
@@ -28,7 +30,6 @@ import { signMessage } from '@inkan/dkim-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const INKAN = resolve(here, '..', 'bin', 'inkan.js');
-const MILTERD = resolve(here, '..', '..', 'milterd', 'bin', 'inkan-milterd.js');
 
 let keys: TestKeys;
 let dns: DnsServer;
@@ -196,22 +197,11 @@ async function spawnReady(command: string, args: string[], ready: () => Promise<
   return child;
 }
 
-async function accepting(port: number): Promise<boolean> {
-  const { connect } = await import('node:net');
-  return new Promise((r) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy();
-      r(true);
-    });
-    s.on('error', () => r(false));
-  });
-}
-
 describe('inkan milter-test', () => {
   it('drives a running inkan-milterd: signs for an internal client, verifies for an outside one', async () => {
     const port = await freePort();
     const conf = save('milterd.conf', `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector rsa\nKeyFile ${join(dir, 'rsa.private')}\nNameservers 127.0.0.1@${dns.port}\nAuthservID mx.inkan.test\nAlwaysAddARHeader yes\n`);
-    const milterd = await spawnReady(process.execPath, [MILTERD, '-x', conf], () => accepting(port), 'inkan-milterd');
+    const milterd = await startMilterd(['-x', conf]);
     try {
       const file = save('mt.eml', MESSAGE);
       const r = await inkan(['milter-test', '--socket', `inet:${port}@127.0.0.1`, '--from', 'joe@example.org', '--rcpt', 'suzie@example.net', file]);
@@ -224,7 +214,7 @@ describe('inkan milter-test', () => {
       const json = JSON.parse(outside.stdout);
       expect(json.modifications).toEqual(['insert header at 0: Authentication-Results: mx.inkan.test; dkim=none']);
     } finally {
-      milterd.kill('SIGTERM');
+      await milterd.stop();
     }
   });
 
@@ -236,7 +226,7 @@ describe('inkan milter-test', () => {
       'opendkim.conf',
       `Socket inet:${port}@127.0.0.1\nMode s\nDomain example.org\nSelector rsa\nKeyFile ${join(dir, 'rsa.private')}\nSyslog no\nRequireSafeKeys no\nBackground no\nUserID root\n`,
     );
-    const child = await spawnReady(opendkim as string, ['-f', '-x', conf], () => accepting(port), 'opendkim');
+    const child = await spawnReady(opendkim as string, ['-f', '-x', conf], () => tcpAccepting(port), 'opendkim');
     try {
       const file = save('mt-odk.eml', MESSAGE);
       const r = await inkan(['milter-test', '--json', '--socket', `inet:${port}@127.0.0.1`, '--from', 'joe@example.org', file]);

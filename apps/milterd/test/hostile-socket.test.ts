@@ -285,7 +285,7 @@ describe('files beside a hostile user', () => {
     const port = await freePort();
     const conf = join(d, 'pid.conf');
     writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nPidFile ${pidFile}\n`);
-    const refused = await startMilterd(['-x', conf], { expectExit: true });
+    const refused = await startMilterd(['-x', conf], { ready: 'none' });
     expect(await refused.exited).not.toBe(0);
     expect(refused.output()).toContain(`PidFile ${pidFile} exists and is not a regular file (a symbolic link); refusing to use it`);
     expect(readFileSync(target, 'utf8')).toBe('precious\n');
@@ -296,7 +296,7 @@ describe('files beside a hostile user', () => {
     // A live pid (this test's process) is refused and left alone.
     spawnSync('rm', ['-f', pidFile]);
     writeFileSync(pidFile, `${process.pid}\n`);
-    const live = await startMilterd(['-x', conf], { expectExit: true });
+    const live = await startMilterd(['-x', conf], { ready: 'none' });
     expect(await live.exited).not.toBe(0);
     expect(live.output()).toContain(`PidFile ${pidFile} names process ${process.pid}, which is running`);
     expect(readFileSync(pidFile, 'utf8')).toBe(`${process.pid}\n`);
@@ -345,7 +345,7 @@ describe('files beside a hostile user', () => {
     writeFileSync(target, 'precious\n', { mode: 0o600 });
     const before = lstatSync(target);
     symlinkSync(target, sock);
-    const refused = await startMilterd(['-x', conf], { expectExit: true });
+    const refused = await startMilterd(['-x', conf], { ready: 'none' });
     expect(await refused.exited).not.toBe(0);
     expect(refused.output()).toContain(`${sock} exists and is not a socket; refusing to replace it`);
     const after = lstatSync(target);

@@ -9,14 +9,12 @@
  * after another without letting the event loop run; that work is measured here with
  * node:crypto (the same RSA operations on the same key), beside the library as it is now.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { MemoryKeyResolver, signMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { cpuSeconds, freePort, startDnsmasq, waitFor } from '@inkan/testbed';
+import { cpuSeconds, freePort, type MilterdProcess, startDnsmasq, startMilterd, tcpAccepting } from '@inkan/testbed';
 import { verifyDkimAndDomainKeys } from '../../../packages/domainkeys-verify/dist/index.js';
 import { rsaPublicKeyB64, rsaPublicKeyWithExponentB64, withManySignatures } from '../../../packages/dkim-core/bench/hostile.js';
 import { rate } from '../../../packages/dkim-core/bench/measure.js';
@@ -25,8 +23,6 @@ export interface HostileCpuOptions {
   quick: boolean;
   /** A scratch directory (configuration files). */
   dir: string;
-  /** apps/milterd/bin/inkan-milterd.js */
-  milterd: string;
   table: (title: string, head: string[], rows: string[][]) => void;
   fmt: (n: number, digits?: number) => string;
 }
@@ -139,16 +135,6 @@ async function library(o: HostileCpuOptions): Promise<void> {
   ], rows);
 }
 
-function accepting(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
-
 interface SenderStats {
   done: number;
   latencies: number[];
@@ -176,14 +162,13 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
     [`hostile._domainkey.${DOMAIN}`]: `p=${rsaPublicKeyB64(3072, 2048)}`,
     [`big._domainkey.${DOMAIN}`]: `p=${rsaPublicKeyWithExponentB64(4096, 65537n)}`,
   });
-  let child: ChildProcess | undefined;
+  let child: MilterdProcess | undefined;
   try {
     const port = await freePort();
     const conf = join(o.dir, 'milterd-hostile-cpu.conf');
     writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nAuthservID bench.example\nNameservers 127.0.0.1@${dns.port}\nOn-DNSError accept\nAllowRoot yes\n`);
-    const proc = spawn(process.execPath, [o.milterd, '-x', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const proc = await startMilterd(['-x', conf], { output: 'quiet', ready: () => tcpAccepting(port) });
     child = proc;
-    await waitFor(() => accepting(port), 'inkan-milterd (hostile cpu)', 200);
     const spec = `inet:${port}@127.0.0.1`;
     const base = baseMessage(1);
     const normal = Buffer.concat([Buffer.from(await signMessage(base, { domain: DOMAIN, selector: 'good', privateKey: good.privateKey }), 'latin1'), base]);
@@ -250,7 +235,7 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
       'milterd CPU ms/msg',
     ], rows);
   } finally {
-    child?.kill('SIGTERM');
+    await child?.stop();
     await dns.stop();
   }
 }

@@ -5,12 +5,12 @@
  * (inkan_metrics_renders_total: at most once a second now; b5f5af8 made it for every scrape,
  * which costs what the "render" row says, on the main thread, each time).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { runTransaction } from '@inkan/milter-protocol';
-import { cpuSeconds, freePort, waitFor } from '@inkan/testbed';
+import { cpuSeconds, freePort, type MilterdProcess, startMilterd } from '@inkan/testbed';
 import { Metrics } from '../../../apps/milterd/dist/metrics.js';
 import { rate } from '../../../packages/dkim-core/bench/measure.js';
 
@@ -18,8 +18,6 @@ export interface HostileMetricsOptions {
   quick: boolean;
   /** A scratch directory (configuration files). */
   dir: string;
-  /** apps/milterd/bin/inkan-milterd.js */
-  milterd: string;
   /** An RSA-2048 key file (mode 0600) in `dir`. */
   keyFile: string;
   table: (title: string, head: string[], rows: string[][]) => void;
@@ -121,14 +119,9 @@ export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
   const metricsPort = await freePort();
   const conf = join(o.dir, 'milterd-hostile-metrics.conf');
   writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector bench\nKeyFile ${o.keyFile}\nMetricsListen 127.0.0.1:${metricsPort}\nAllowRoot yes\n`);
-  let child: ChildProcess | undefined;
+  let child: MilterdProcess | undefined;
   try {
-    child = spawn(process.execPath, [o.milterd, '-x', conf], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let ready = false;
-    child.stdout?.on('data', (d: Buffer) => {
-      ready ||= d.includes('"msg":"ready"');
-    });
-    await waitFor(() => ready, 'inkan-milterd (hostile metrics)', 200);
+    child = await startMilterd(['-x', conf]);
     const spec = `inet:${port}@127.0.0.1`;
     await signing(spec, performance.now() + 500); // warm-up
     const pid = child.pid as number;
@@ -158,6 +151,6 @@ export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
       ['main-thread ms/s b5f5af8 spent rendering at this scrape rate', o.fmt(perSecond * renderMs, 0)],
     ]);
   } finally {
-    child?.kill('SIGTERM');
+    await child?.stop();
   }
 }

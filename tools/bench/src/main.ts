@@ -7,12 +7,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createPrivateKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MemoryKeyResolver, signMessage, verifyMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { cpuSeconds, findProgram, freePort, runProgram, startDnsmasq, startPostfix, statusKiB, tempDir, waitFor } from '@inkan/testbed';
+import { cpuSeconds, findProgram, freePort, runProgram, startDnsmasq, startMilterd, startPostfix, statusKiB, tcpAccepting, tempDir, waitFor } from '@inkan/testbed';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
@@ -24,7 +23,6 @@ import { hostileMetrics } from './hostile-metrics.js';
 const quick = process.argv.includes('--quick');
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..', '..');
-const MILTERD = join(root, 'apps', 'milterd', 'bin', 'inkan-milterd.js');
 const STREAM_RSS = join(root, 'packages', 'dkim-core', 'bench', 'stream-rss.ts');
 const minMs = quick ? 150 : 1200;
 const dir = tempDir('inkan-bench-');
@@ -177,14 +175,11 @@ async function library(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------
-async function accepting(host: string, port: number): Promise<boolean> {
-  return new Promise((r) => {
-    const s = connect(port, host, () => {
-      s.destroy();
-      r(true);
-    });
-    s.on('error', () => r(false));
-  });
+/** inkan-milterd (the testbed's starter) with this configuration, stopped at the end; stdout dropped, as it logs every message. */
+async function startInkan(conf: string, ready: () => Promise<boolean>): Promise<ChildProcess> {
+  const m = await startMilterd(['-x', conf], { output: 'quiet', ready });
+  cleanups.push(() => m.stop());
+  return m.child;
 }
 
 function startProcess(command: string, args: string[], ready: () => Promise<boolean>, what: string): Promise<ChildProcess> {
@@ -221,8 +216,8 @@ async function startMilters(): Promise<Milter[]> {
   writeFileSync(conf, `Socket inet:${inkanPort}@127.0.0.1\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\n`);
   const unixConf = join(dir, 'milterd-unix.conf');
   writeFileSync(unixConf, `Socket local:${inkanSock}\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\nUMask 000\n`);
-  const inkan = await startProcess(process.execPath, [MILTERD, '-x', conf], () => accepting('127.0.0.1', inkanPort), 'inkan-milterd');
-  const inkanUnix = await startProcess(process.execPath, [MILTERD, '-x', unixConf], async () => (await runProgram('test', ['-S', inkanSock])).code === 0, 'inkan-milterd (unix)');
+  const inkan = await startInkan(conf, () => tcpAccepting(inkanPort));
+  const inkanUnix = await startInkan(unixConf, async () => (await runProgram('test', ['-S', inkanSock])).code === 0);
   await new Promise((r) => setTimeout(r, 500));
   milters.push({ name: 'inkan-milterd', tcp: `inet:${inkanPort}@127.0.0.1`, unix: `unix:${inkanSock}`, child: inkan, unixPid: inkanUnix.pid as number, idleMiB: statusKiB(inkan.pid as number, 'VmRSS') / 1024 });
   const opendkim = findProgram('opendkim');
@@ -231,7 +226,7 @@ async function startMilters(): Promise<Milter[]> {
     const base = `Mode s\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nSyslog no\nRequireSafeKeys no\nBackground no\nUserID root\nUMask 000\n`;
     writeFileSync(join(dir, 'opendkim-tcp.conf'), `${base}Socket inet:${odkPort}@127.0.0.1\n`);
     writeFileSync(join(dir, 'opendkim-unix.conf'), `${base}Socket local:${odkSock}\n`);
-    const odk = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-tcp.conf')], () => accepting('127.0.0.1', odkPort), 'opendkim');
+    const odk = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-tcp.conf')], () => tcpAccepting(odkPort), 'opendkim');
     const odkUnix = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-unix.conf')], async () => (await runProgram('test', ['-S', odkSock])).code === 0, 'opendkim (unix)');
     milters.push({ name: 'OpenDKIM', tcp: `inet:${odkPort}@127.0.0.1`, unix: `unix:${odkSock}`, child: odk, unixPid: odkUnix.pid as number, idleMiB: statusKiB(odk.pid as number, 'VmRSS') / 1024 });
   }
@@ -355,7 +350,7 @@ async function memory(list: Milter[]): Promise<void> {
   const sock = join(dir, 'inkan-mem.sock');
   const conf = join(dir, 'milterd-mem.conf');
   writeFileSync(conf, `Socket local:${sock}\nMode sv\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nInternalHosts 127.0.0.2\nNameservers ${dns.server}\nOn-DNSError accept\nAllowRoot yes\nUMask 000\n`);
-  const fresh = await startProcess(process.execPath, [MILTERD, '-x', conf], async () => (await runProgram('test', ['-S', sock])).code === 0, 'inkan-milterd (memory)');
+  const fresh = await startInkan(conf, async () => (await runProgram('test', ['-S', sock])).code === 0);
   const pid = fresh.pid as number;
   await new Promise((r) => setTimeout(r, 500));
   const idle = statusKiB(pid, 'VmRSS') / 1024;
@@ -388,9 +383,9 @@ try {
   await milters(list);
   await endToEnd(list);
   await memory(list);
-  await hostileMemory({ quick, milterd: MILTERD, dir, keyFile: join(dir, 'rsa.private'), table });
-  await hostileCpu({ quick, dir, milterd: MILTERD, table, fmt });
-  await hostileMetrics({ quick, dir, milterd: MILTERD, keyFile: join(dir, 'rsa.private'), table, fmt });
+  await hostileMemory({ quick, dir, keyFile: join(dir, 'rsa.private'), table });
+  await hostileCpu({ quick, dir, table, fmt });
+  await hostileMetrics({ quick, dir, keyFile: join(dir, 'rsa.private'), table, fmt });
 } finally {
   for (const c of cleanups.reverse()) await c();
 }

@@ -15,8 +15,8 @@
  * criterion holds (see the summary). Everything started here is stopped here, also on
  * failure and Ctrl-C.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, createReadStream, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, createReadStream, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -40,6 +40,7 @@ import {
   sampleProcess,
   SmtpSession,
   startDnsmasq,
+  startMilterd,
   startPostfix,
   type TestKeys,
 } from '@inkan/testbed';
@@ -102,7 +103,6 @@ function parseOptions(argv: string[]): Options {
 const options = parseOptions(process.argv.slice(2));
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..', '..');
-const MILTERD = join(root, 'apps', 'milterd', 'bin', 'inkan-milterd.js');
 const DKIMPY = join(root, 'tools', 'testbed', 'peers', 'dkimpy.py');
 const AUTHSERV = 'mx.inkan.test';
 const INTERNAL = '127.0.0.1';
@@ -152,61 +152,35 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 // ---------------------------------------------------------------------------------------
-// inkan-milterd as a real process, its log in a file (no pipe to keep drained).
+// inkan-milterd as a real process (the testbed's), its log in a file (no pipe to keep drained).
 
 interface Milterd {
-  child: ChildProcess;
   pid: number;
   logFile: string;
-  exited: Promise<number | null>;
   stop(): Promise<{ code: number | null; ms: number }>;
 }
 
-async function startMilterd(dir: string, conf: string, logFile: string): Promise<Milterd> {
-  // The real bin, started through a symlink of another name: on a shared machine a broad
-  // `pkill -f inkan-milterd` meant for someone else's daemon must not end this one mid-run.
-  const bin = join(dir, 'soak-daemon.js');
-  symlinkSync(MILTERD, bin);
-  const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [bin, '-x', conf], { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  let code: number | null | undefined;
-  let stopping = false;
-  const exited = new Promise<number | null>((r) =>
-    child.once('exit', (c, signal) => {
-      code = c ?? (signal ? 128 : null);
-      if (!stopping) {
-        // Not asked by us: the soak cannot go on (someone else's kill, or a crash).
-        const said = readFileSync(logFile, 'utf8').split('\n').filter((l) => l && !/"msg":"(signed|verified)"/.test(l)).slice(-6).join('\n');
-        halted ??= `inkan-milterd (pid ${child.pid}) exited during the run (code ${c}, signal ${signal}) at ${seconds(now())}; the end of its log:\n${said}`;
-        log(halted);
-      }
-      r(code);
-    }),
-  );
-  const m: Milterd = {
-    child,
-    pid: child.pid as number,
-    logFile,
-    exited,
-    async stop() {
-      const t = performance.now();
-      if (code !== undefined) return { code, ms: 0 };
-      stopping = true;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const c = await exited;
-      clearTimeout(timer);
-      return { code: c, ms: performance.now() - t };
+async function startSoakMilterd(dir: string, conf: string, logFile: string): Promise<Milterd> {
+  const m = await startMilterd(['-x', conf], {
+    output: { file: logFile },
+    // The real bin, started through a symlink of another name: on a shared machine a broad
+    // `pkill -f inkan-milterd` meant for someone else's daemon must not end this one mid-run.
+    alias: join(dir, 'soak-daemon.js'),
+    readyTries: 300,
+    onUnexpectedExit(code, signal, pid) {
+      // Not asked by us: the soak cannot go on (someone else's kill, or a crash).
+      const said = readFileSync(logFile, 'utf8').split('\n').filter((l) => l && !/"msg":"(signed|verified)"/.test(l)).slice(-6).join('\n');
+      halted ??= `inkan-milterd (pid ${pid}) exited during the run (code ${code}, signal ${signal}) at ${seconds(now())}; the end of its log:\n${said}`;
+      log(halted);
     },
+  });
+  const stop = async () => {
+    const t = performance.now();
+    const code = await m.stop();
+    return { code, ms: performance.now() - t };
   };
-  cleanups.push({ what: 'inkan-milterd', run: () => m.stop() });
-  for (let i = 0; i < 300; i++) {
-    if (code !== undefined) throw new Error(`inkan-milterd exited (${code}):\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
-    if (readFileSync(logFile, 'utf8').includes('"msg":"ready"')) return m;
-    await sleep(50);
-  }
-  throw new Error(`inkan-milterd did not get ready:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+  cleanups.push({ what: 'inkan-milterd', run: stop });
+  return { pid: m.pid, logFile, stop };
 }
 
 /** Lines of milterd's log by level, and the first errors and warnings. */
@@ -448,7 +422,7 @@ async function main(): Promise<Results> {
       '',
     ].join('\n'),
   );
-  const milterd = await startMilterd(dir, conf, join(dir, 'daemon.log'));
+  const milterd = await startSoakMilterd(dir, conf, join(dir, 'daemon.log'));
   log(`inkan-milterd ready, pid ${milterd.pid}, inet:${milterPort}@127.0.0.1, metrics on ${metricsAt}`);
 
   // The plan and the judge at the sink.

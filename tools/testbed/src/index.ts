@@ -20,6 +20,7 @@ export {
   type PeerSignOptions,
 } from './peers.js';
 export { mailDkimDomainKeysSign, mailDkimDomainKeysVerify, type DomainKeysSignOptions, type DomainKeysPeerSignature, type DomainKeysPeerVerdict } from './domainkeys-peers.js';
+export { startMilterd, tcpAccepting, MILTERD_BIN, type MilterdProcess, type MilterdOptions } from './milterd.js';
 export { startPostfix, postfixMissing, type PostfixInstance, type PostfixOptions } from './postfix.js';
 export {
   SmtpSession,
