@@ -20,7 +20,7 @@ import {
   makeKeys,
   runProgram,
   startDnsmasq,
-  startMilterd,
+  startMilterdOnPort,
   tcpAccepting,
   tempDir,
   type TestKeys,
@@ -199,9 +199,8 @@ async function spawnReady(command: string, args: string[], ready: () => Promise<
 
 describe('inkan milter-test', () => {
   it('drives a running inkan-milterd: signs for an internal client, verifies for an outside one', async () => {
-    const port = await freePort();
-    const conf = save('milterd.conf', `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector rsa\nKeyFile ${join(dir, 'rsa.private')}\nNameservers 127.0.0.1@${dns.port}\nAuthservID mx.inkan.test\nAlwaysAddARHeader yes\n`);
-    const milterd = await startMilterd(['-x', conf]);
+    const lines = ['Domain example.org', 'Selector rsa', `KeyFile ${join(dir, 'rsa.private')}`, `Nameservers 127.0.0.1@${dns.port}`, 'AuthservID mx.inkan.test', 'AlwaysAddARHeader yes'];
+    const { milterd, port } = await startMilterdOnPort(join(dir, 'milterd.conf'), lines);
     try {
       const file = save('mt.eml', MESSAGE);
       const r = await inkan(['milter-test', '--socket', `inet:${port}@127.0.0.1`, '--from', 'joe@example.org', '--rcpt', 'suzie@example.net', file]);

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { type EndOfMessageResult, MilterClient, type Modification, ProtocolFlags, splitMessage } from '@inkan/milter-protocol';
-import { freePort, MILTERD_BIN, type PostfixInstance, runProgram, startMilterd, type MilterdProcess } from '@inkan/testbed';
+import { MILTERD_BIN, type MilterdProcess, type PostfixInstance, runProgram, startMilterdOnPort } from '@inkan/testbed';
 
 /** inkan-milterd as a real process: the testbed's, shared with the bench and the soak. */
 export { startMilterd, type MilterdProcess } from '@inkan/testbed';
@@ -22,24 +22,18 @@ export async function startVerifyingMilterd(
   authservId: string,
   options: { env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ milterd: MilterdProcess; port: number }> {
-  const port = await freePort();
-  const conf = join(dir, 'verify.conf');
-  writeFileSync(
-    conf,
-    [
-      `Socket inet:${port}@127.0.0.1`,
-      'Mode v',
-      '# 127.0.0.1 is the outside world for this instance',
-      'InternalHosts 192.0.2.1',
-      `AuthservID ${authservId}`,
-      'AlwaysAddARHeader yes',
-      `Nameservers 127.0.0.1@${dnsPort}`,
-      'DNSTimeout 2',
-      'LogWhy yes',
-      '',
-    ].join('\n'),
-  );
-  return { milterd: await startMilterd(['-x', conf], options), port };
+  const lines = [
+    'Mode v',
+    '# 127.0.0.1 is the outside world for this instance',
+    'InternalHosts 192.0.2.1',
+    `AuthservID ${authservId}`,
+    'AlwaysAddARHeader yes',
+    `Nameservers 127.0.0.1@${dnsPort}`,
+    'DNSTimeout 2',
+    'LogWhy yes',
+  ];
+  const { milterd, port } = await startMilterdOnPort(join(dir, 'verify.conf'), lines, options);
+  return { milterd, port };
 }
 
 /** Messages sent through each outage under Postfix (SIGKILL, SIGTERM): the reliability issue's figure. */

@@ -12,7 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand, MilterClient } from '@inkan/milter-protocol';
-import { freePort, makeKeys, runProgram, sampleRss, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
+import { freePort, makeKeys, runProgram, sampleRss, startMilterdOnPort, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
 import { EX_CONFIG } from '../src/index.js';
 import { isLoopbackHost } from '../src/loopback.js';
 import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction } from './helpers.js';
@@ -37,12 +37,12 @@ beforeAll(() => {
   writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
 });
 
+let signingConfs = 0;
+
 /** A signing inkan-milterd on TCP loopback with these extra configuration lines. */
 async function startSigning(extra: string[]): Promise<{ milterd: MilterdProcess; port: number }> {
-  const port = await freePort();
-  const conf = join(dir, `milterd-${port}.conf`);
-  writeFileSync(conf, [`Socket inet:${port}@127.0.0.1`, 'Domain example.org', 'Selector one', `KeyFile ${keyFile}`, ...extra, ''].join('\n'));
-  return { milterd: await startMilterd(['-x', conf]), port };
+  const { milterd, port } = await startMilterdOnPort(join(dir, `milterd-signing-${++signingConfs}.conf`), ['Domain example.org', 'Selector one', `KeyFile ${keyFile}`, ...extra]);
+  return { milterd, port };
 }
 
 function message(): Buffer {

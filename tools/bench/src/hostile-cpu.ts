@@ -10,11 +10,10 @@
  * node:crypto (the same RSA operations on the same key), beside the library as it is now.
  */
 import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryKeyResolver, signMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { cpuSeconds, freePort, type MilterdProcess, startDnsmasq, startMilterd, tcpAccepting } from '@inkan/testbed';
+import { cpuSeconds, type MilterdProcess, startDnsmasq, startMilterdOnPort } from '@inkan/testbed';
 import { verifyDkimAndDomainKeys } from '../../../packages/domainkeys-verify/dist/index.js';
 import { rsaPublicKeyB64, rsaPublicKeyWithExponentB64, withManySignatures } from '../../../packages/dkim-core/bench/hostile.js';
 import { rate } from '../../../packages/dkim-core/bench/measure.js';
@@ -164,12 +163,9 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
   });
   let child: MilterdProcess | undefined;
   try {
-    const port = await freePort();
-    const conf = join(o.dir, 'milterd-hostile-cpu.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nAuthservID bench.example\nNameservers 127.0.0.1@${dns.port}\nOn-DNSError accept\nAllowRoot yes\n`);
-    const proc = await startMilterd(['-x', conf], { output: 'quiet', ready: () => tcpAccepting(port) });
+    const lines = ['Mode v', 'AuthservID bench.example', `Nameservers 127.0.0.1@${dns.port}`, 'On-DNSError accept', 'AllowRoot yes'];
+    const { milterd: proc, socket: spec } = await startMilterdOnPort(join(o.dir, 'milterd-hostile-cpu.conf'), lines, { output: 'quiet' });
     child = proc;
-    const spec = `inet:${port}@127.0.0.1`;
     const base = baseMessage(1);
     const normal = Buffer.concat([Buffer.from(await signMessage(base, { domain: DOMAIN, selector: 'good', privateKey: good.privateKey }), 'latin1'), base]);
     const attacks: [string, Buffer][] = [

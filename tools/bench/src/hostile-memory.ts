@@ -8,11 +8,10 @@
  *  - one message of 300,000 small header fields (whatever header limits filter.ts has).
  * Called from main.ts; `--quick` uses 20 connections and 30,000 fields.
  */
-import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { encodeCommand, MilterClient } from '@inkan/milter-protocol';
-import { freePort, startMilterd, statusKiB, tcpAccepting } from '@inkan/testbed';
+import { startMilterdOnPort, statusKiB } from '@inkan/testbed';
 
 export interface HostileMemoryOptions {
   quick: boolean;
@@ -34,10 +33,8 @@ interface Daemon {
 
 /** A signing inkan-milterd on 127.0.0.1 with these extra configuration lines, once it accepts. */
 async function startDaemon(o: HostileMemoryOptions, name: string, extra: string[]): Promise<Daemon> {
-  const port = await freePort();
-  const conf = join(o.dir, `hostile-${name}.conf`);
-  writeFileSync(conf, [`Socket inet:${port}@127.0.0.1`, 'Domain example.org', 'Selector bench', `KeyFile ${o.keyFile}`, 'AllowRoot yes', 'MilterIdleTimeout 120', ...extra, ''].join('\n'));
-  const m = await startMilterd(['-x', conf], { output: 'quiet', ready: () => tcpAccepting(port) });
+  const lines = ['Domain example.org', 'Selector bench', `KeyFile ${o.keyFile}`, 'AllowRoot yes', 'MilterIdleTimeout 120', ...extra];
+  const { milterd: m, port } = await startMilterdOnPort(join(o.dir, `hostile-${name}.conf`), lines, { output: 'quiet' });
   await new Promise((r) => setTimeout(r, 300)); // let start-up allocations settle
   return { pid: m.pid, port, stop: () => m.stop() };
 }

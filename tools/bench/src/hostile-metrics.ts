@@ -6,11 +6,10 @@
  * which costs what the "render" row says, on the main thread, each time).
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { runTransaction } from '@inkan/milter-protocol';
-import { cpuSeconds, freePort, type MilterdProcess, startMilterd } from '@inkan/testbed';
+import { cpuSeconds, freePort, type MilterdProcess, startMilterdOnPort } from '@inkan/testbed';
 import { Metrics } from '../../../apps/milterd/dist/metrics.js';
 import { rate } from '../../../packages/dkim-core/bench/measure.js';
 
@@ -115,14 +114,13 @@ export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
   const renderMs = 1000 / (await rate(() => registry.registry.metrics(), o.quick ? 100 : 1000, 20_000));
   await registry.close();
 
-  const port = await freePort();
   const metricsPort = await freePort();
-  const conf = join(o.dir, 'milterd-hostile-metrics.conf');
-  writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector bench\nKeyFile ${o.keyFile}\nMetricsListen 127.0.0.1:${metricsPort}\nAllowRoot yes\n`);
+  const lines = ['Domain example.org', 'Selector bench', `KeyFile ${o.keyFile}`, `MetricsListen 127.0.0.1:${metricsPort}`, 'AllowRoot yes'];
   let child: MilterdProcess | undefined;
   try {
-    child = await startMilterd(['-x', conf]);
-    const spec = `inet:${port}@127.0.0.1`;
+    const started = await startMilterdOnPort(join(o.dir, 'milterd-hostile-metrics.conf'), lines);
+    child = started.milterd;
+    const spec = started.socket;
     await signing(spec, performance.now() + 500); // warm-up
     const pid = child.pid as number;
     const cpuQuietStart = cpuMsOf(pid);

@@ -40,7 +40,7 @@ import {
   sampleProcess,
   SmtpSession,
   startDnsmasq,
-  startMilterd,
+  startMilterdOnPort,
   startPostfix,
   type TestKeys,
 } from '@inkan/testbed';
@@ -160,8 +160,8 @@ interface Milterd {
   stop(): Promise<{ code: number | null; ms: number }>;
 }
 
-async function startSoakMilterd(dir: string, conf: string, logFile: string): Promise<Milterd> {
-  const m = await startMilterd(['-x', conf], {
+async function startSoakMilterd(dir: string, lines: string[], logFile: string): Promise<{ milterd: Milterd; port: number }> {
+  const { milterd: m, port } = await startMilterdOnPort(join(dir, 'daemon.conf'), lines, {
     output: { file: logFile },
     // The real bin, started through a symlink of another name: on a shared machine a broad
     // `pkill -f inkan-milterd` meant for someone else's daemon must not end this one mid-run.
@@ -180,7 +180,7 @@ async function startSoakMilterd(dir: string, conf: string, logFile: string): Pro
     return { code, ms: performance.now() - t };
   };
   cleanups.push({ what: 'inkan-milterd', run: stop });
-  return { pid: m.pid, logFile, stop };
+  return { milterd: { pid: m.pid, logFile, stop }, port };
 }
 
 /** Lines of milterd's log by level, and the first errors and warnings. */
@@ -415,14 +415,11 @@ async function keysAndDns(dir: string): Promise<{ theirs: TestKeys; records: Rec
 
 /** inkan-milterd signing for the internal submitter and verifying the rest, with metrics on. */
 async function startDaemon(dir: string, dnsPort: number): Promise<{ milterd: Milterd; milterPort: number; metricsAt: string }> {
-  const milterPort = await freePort();
   const metricsPort = await freePort();
   const metricsAt = `127.0.0.1:${metricsPort}`;
-  const conf = join(dir, 'daemon.conf');
-  writeFileSync(
-    conf,
+  const { milterd, port: milterPort } = await startSoakMilterd(
+    dir,
     [
-      `Socket inet:${milterPort}@127.0.0.1`,
       'Mode sv',
       'Domain example.org',
       `SigningKeys rsa:${join(dir, 'rsa.private')}, ed:${join(dir, 'ed.private')}`,
@@ -436,10 +433,9 @@ async function startDaemon(dir: string, dnsPort: number): Promise<{ milterd: Mil
       'On-DNSError accept',
       `MetricsListen ${metricsAt}`,
       'UserID nobody',
-      '',
-    ].join('\n'),
+    ],
+    join(dir, 'daemon.log'),
   );
-  const milterd = await startSoakMilterd(dir, conf, join(dir, 'daemon.log'));
   log(`inkan-milterd ready, pid ${milterd.pid}, inet:${milterPort}@127.0.0.1, metrics on ${metricsAt}`);
   return { milterd, milterPort, metricsAt };
 }

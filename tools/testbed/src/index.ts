@@ -1,6 +1,12 @@
 /**
  * inkan's test harness: real servers and independent peers on loopback, started and
  * stopped by the tests themselves. Nothing here reads outside the repository.
+ *
+ * The one toolbox of the tests, the bench, the soak and the fuzz targets: inkan-milterd as a
+ * process (milterd.ts), an SMTP client (smtp-client.ts) and sink (smtp-sink.ts), private
+ * Postfix and Sendmail instances, /proc readers for a server under test (proc-sample.ts), and
+ * the reference canonicalizations the streaming ones are checked against. Product code does
+ * not import it.
  */
 export { freePort, waitFor, tempDir, findProgram, runProgram, countLoopTurns, type RunResult } from './process.js';
 export { statusField, statusKiB, rssKiB, cpuSeconds, fdCount, describeFds, sampleProcess, sampleRss, type ProcessSample } from './proc-sample.js';
@@ -20,7 +26,7 @@ export {
   type PeerSignOptions,
 } from './peers.js';
 export { mailDkimDomainKeysSign, mailDkimDomainKeysVerify, type DomainKeysSignOptions, type DomainKeysPeerSignature, type DomainKeysPeerVerdict } from './domainkeys-peers.js';
-export { startMilterd, tcpAccepting, MILTERD_BIN, type MilterdProcess, type MilterdOptions } from './milterd.js';
+export { startMilterd, startMilterdOnPort, tcpAccepting, MILTERD_BIN, type MilterdProcess, type MilterdOptions, type MilterdOnPort } from './milterd.js';
 export { startPostfix, postfixMissing, type PostfixInstance, type PostfixOptions } from './postfix.js';
 export {
   SmtpSession,

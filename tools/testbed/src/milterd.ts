@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, symlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './process.js';
+import { freePort, waitFor } from './process.js';
 
 /**
  * inkan-milterd as a real process for the tests, the bench and the soak: the bin of this
@@ -150,4 +150,24 @@ export async function startMilterd(args: string[], options: MilterdOptions = {})
     throw new Error(`${(error as Error).message}\n${exitCode === undefined ? output().slice(-2000) : ''}`.trimEnd());
   }
   return proc;
+}
+
+export interface MilterdOnPort {
+  milterd: MilterdProcess;
+  port: number;
+  /** Its socket as milters write it: "inet:PORT@127.0.0.1". */
+  socket: string;
+}
+
+/**
+ * inkan-milterd on a free TCP port of 127.0.0.1: `Socket inet:PORT@127.0.0.1` and then `lines`
+ * written to the configuration file `conf`, started with `-x conf`. With output 'quiet' (no log
+ * to read) and no ready check of the caller's, it is ready once the port accepts.
+ */
+export async function startMilterdOnPort(conf: string, lines: string[], options: MilterdOptions = {}): Promise<MilterdOnPort> {
+  const port = await freePort();
+  const socket = `inet:${port}@127.0.0.1`;
+  writeFileSync(conf, [`Socket ${socket}`, ...lines, ''].join('\n'));
+  const ready = options.ready ?? (options.output === 'quiet' ? () => tcpAccepting(port) : 'log');
+  return { milterd: await startMilterd(['-x', conf], { ...options, ready }), port, socket };
 }

@@ -11,6 +11,23 @@ afterEach(async () => {
   for (const stop of stops.splice(0).reverse()) await stop();
 });
 
+/** A TCP server of the test's own on 127.0.0.1 (stopped after the test, its connections closed); its port. */
+async function server(onConnection: (socket: Socket) => void): Promise<number> {
+  const held = new Set<Socket>();
+  const s = createServer((socket) => {
+    held.add(socket);
+    socket.on('error', () => {});
+    onConnection(socket);
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  stops.push(async () => {
+    for (const socket of held) socket.destroy();
+    await new Promise<void>((r) => s.close(() => r()));
+  });
+  const address = s.address();
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
 async function sink(options: Parameters<typeof startSmtpSink>[0] = {}): Promise<SmtpSink> {
   const s = await startSmtpSink(options);
   stops.push(() => s.stop());
@@ -48,15 +65,7 @@ describe('sendSmtp to the sink', () => {
   });
 
   it('a server that never answers: a bounded failure that names the time-out', async () => {
-    const held = new Set<Socket>();
-    const silent = createServer((socket) => held.add(socket));
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
-    stops.push(async () => {
-      for (const socket of held) socket.destroy();
-      await new Promise<void>((r) => silent.close(() => r()));
-    });
-    const address = silent.address();
-    const port = typeof address === 'object' && address ? address.port : 0;
+    const port = await server(() => {});
     const started = performance.now();
     await expect(sendSmtp({ port, from: 'a@example.org', to: ['b@example.net'], data: 'x\r\n', timeoutMs: 300 })).rejects.toThrow(/300 ms/);
     expect(performance.now() - started).toBeLessThan(5000);
@@ -105,19 +114,7 @@ describe('SmtpSession', () => {
   });
 
   it('requireReady: a server that greets with 554 is refused at open', async () => {
-    const held = new Set<Socket>();
-    const rude = createServer((socket) => {
-      held.add(socket);
-      socket.on('error', () => {});
-      socket.write('554 go away\r\n');
-    });
-    await new Promise<void>((r) => rude.listen(0, '127.0.0.1', () => r()));
-    stops.push(async () => {
-      for (const socket of held) socket.destroy();
-      await new Promise<void>((r) => rude.close(() => r()));
-    });
-    const address = rude.address();
-    const port = typeof address === 'object' && address ? address.port : 0;
+    const port = await server((socket) => socket.write('554 go away\r\n'));
     await expect(SmtpSession.open({ port, replyTimeoutMs: 2000 })).rejects.toThrow(/banner: 554 go away/);
   });
 });
