@@ -61,6 +61,14 @@ export {
 } from './key-record.js';
 export { yieldToEventLoop } from './crypto.js';
 export {
+  type PrivateKeyInfo,
+  MIN_SIGNING_KEY_BITS,
+  MAX_SIGNING_KEY_BITS,
+  MAX_PRIVATE_KEY_FILE_BYTES,
+  parsePrivateKey,
+  readPrivateKey,
+} from './keys.js';
+export {
   type KeyResolver,
   type KeyLookupErrorCode,
   type DnsKeyResolverOptions,
@@ -92,7 +100,6 @@ export {
   type SignatureField,
   Signer,
   signMessage,
-  loadPrivateKey,
   DEFAULT_SIGNED_HEADERS,
   DEFAULT_OVERSIGNED_HEADERS,
 } from './signer.js';
