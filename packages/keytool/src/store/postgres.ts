@@ -1,7 +1,18 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Client, Pool, PoolClient } from 'pg';
 import { loadPg } from './drivers.js';
-import type { StoreLocation, StoreTables } from './location.js';
-import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey, StoredSigning } from './types.js';
+import { backoffMs, type StoreLocation, type StoreTables } from './location.js';
+import type {
+  KeyStore,
+  NewStoredKey,
+  SnapshotOptions,
+  StoreClientOptions,
+  StoreSnapshot,
+  StoredKey,
+  StoredSigning,
+  StoreWatcher,
+  WatchEvents,
+  WatchOptions,
+} from './types.js';
 
 /** A PostgreSQL identifier in double quotes (as pg's escapeIdentifier; here so that schemaSql needs no driver). */
 function escapeIdentifier(name: string): string {
@@ -261,5 +272,86 @@ export class PostgresKeyStore implements KeyStore {
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+}
+
+/**
+ * LISTEN for the NOTIFY that the tables' triggers send on every change (see the migration),
+ * on a connection of its own. When the connection goes, it comes back with backoff (0.5 s
+ * doubling up to the location's retry=), and says so, so that the tables are re-read.
+ */
+export class PostgresWatcher implements StoreWatcher {
+  private readonly Client: typeof Client;
+  private client: Client | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private closed = false;
+
+  constructor(
+    private readonly location: StoreLocation,
+    private readonly events: WatchEvents,
+    private readonly options: WatchOptions = {},
+  ) {
+    this.Client = loadPg().Client;
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const client = new this.Client({
+      connectionString: this.location.connection,
+      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 5000,
+      keepAlive: true,
+      application_name: this.options.clientName ?? 'inkan-milterd listen',
+    });
+    this.client = client;
+    let gone = false;
+    const lost = (error: Error) => {
+      if (gone) return;
+      gone = true;
+      if (this.client === client) this.client = undefined;
+      client.removeAllListeners('notification');
+      client.end().catch(() => {});
+      if (this.closed) return;
+      this.events.lost(error);
+      this.attempt++;
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.connect();
+      }, backoffMs(this.attempt, this.location.retrySeconds));
+      this.timer.unref();
+    };
+    client.on('error', (error) => lost(error));
+    client.on('end', () => lost(new Error('the LISTEN connection closed')));
+    client.on('notification', (n) => {
+      if (n.channel === this.location.channel) this.events.changed(n.payload ?? 'notify');
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${escapeIdentifier(this.location.channel)}`);
+    } catch (error) {
+      lost(error as Error);
+      return;
+    }
+    if (this.closed) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.attempt = 0;
+    this.events.connected();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      client.removeAllListeners('notification');
+      await client.end().catch(() => {});
+    }
   }
 }
