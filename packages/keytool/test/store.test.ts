@@ -61,6 +61,26 @@ describe('store URIs', () => {
   it('the shipped migration is the schema inkan-keytool store init creates', () => {
     expect(readFileSync(join(SQL, '001_dkim_tables.sql'), 'utf8')).toBe(schemaSql({ tables: DEFAULT_TABLES, channel: DEFAULT_CHANNEL }));
   });
+
+  it('other table names and channel: every default name in the migration is replaced, nothing else changes', () => {
+    const sql = schemaSql({ tables: { keys: 'mail.k', signing: 's', hosts: 'h' }, channel: 'chan' });
+    expect(sql).not.toMatch(/dkim_keys|dkim_signing|dkim_internal_hosts|'inkan_dkim'|listening on inkan_dkim/);
+    for (const line of [
+      'CREATE TABLE IF NOT EXISTS "mail"."k" (',
+      'CREATE TABLE IF NOT EXISTS "s" (',
+      'CREATE TABLE IF NOT EXISTS "h" (',
+      'CREATE OR REPLACE FUNCTION "mail".inkan_dkim_notify() RETURNS trigger LANGUAGE plpgsql AS $$',
+      'DROP TRIGGER IF EXISTS "k_notify" ON "mail"."k";',
+      'CREATE TRIGGER "h_notify" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "h"',
+      `  FOR EACH STATEMENT EXECUTE FUNCTION "mail".inkan_dkim_notify('chan');`,
+      '-- Every change, by inkan-keytool or by hand, notifies the milterds listening on chan.',
+    ]) {
+      expect(sql.split('\n')).toContain(line);
+    }
+    // The same lines, the same comments: only the names differ.
+    expect(sql.split('\n').length).toBe(readFileSync(join(SQL, '001_dkim_tables.sql'), 'utf8').split('\n').length);
+    expect(() => schemaSql({ tables: DEFAULT_TABLES, channel: "x'); DROP TABLE t; --" })).toThrow(/not a plain identifier/);
+  });
 });
 
 interface Accounts {
@@ -204,6 +224,33 @@ CREATE ROLE inkan_dns LOGIN PASSWORD 'dns-pw';`);
       dnsReadsPrivate: () => as('inkan_dns', 'dns-pw', 'SELECT private_key FROM dkim_keys'),
       milterdWrites: () => as('inkan_milterd', 'milterd-pw', "UPDATE dkim_signing SET key_name = 'x'"),
     };
+  });
+});
+
+describe.skipIf(pgMissing !== undefined && !process.env.CI)(`the migration with other names${pgMissing ? ` (${pgMissing})` : ''}`, () => {
+  let pg: PostgresServer;
+  afterAll(async () => {
+    await pg?.close();
+  });
+  it('store init with keys=, signing=, hosts= and channel= creates those tables, and their triggers notify that channel', async () => {
+    pg = await startPostgres();
+    await pg.psql('CREATE SCHEMA other;');
+    const uri = pg.url({ query: 'keys=other.my_keys&signing=my_signing&hosts=my_hosts&channel=my_channel' });
+    expect(await ok(['store', 'init', '--store', uri])).toMatch(/Created the tables other\.my_keys, my_signing and my_hosts in .* \(notifying my_channel\)/);
+    await ok(['store', 'init', '--store', uri]);
+    const changes: string[] = [];
+    let connected = false;
+    const watcher = watchStore(uri, { changed: (what) => changes.push(what), connected: () => (connected = true), lost: () => {} });
+    try {
+      watcher.start();
+      await waitFor(() => connected, 'the watcher connected');
+      await ok(['genkey', '-d', 'example.org', '-s', 'o1', '--type', 'ed25519', '--store', uri, '--sign', 'example.org']);
+      await waitFor(() => changes.includes('my_keys') && changes.includes('my_signing'), 'both changes announced on my_channel');
+    } finally {
+      await watcher.close();
+    }
+    const listing = JSON.parse(await ok(['--json', 'store', 'list', '--store', uri]));
+    expect(listing.keys.map((k: { name: string }) => k.name)).toEqual(['o1._domainkey.example.org']);
   });
 });
 
