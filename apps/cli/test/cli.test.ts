@@ -4,6 +4,7 @@
  * running OpenDKIM for milter-test.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -158,6 +159,17 @@ describe('inkan sign', () => {
     const r = await inkan(['sign', '-d', 'example.org', '-s', 'x', '-k', join(dir, 'nope.private')], MESSAGE);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/nope\.private: ENOENT/);
+  });
+  it('a file that is no key, or an RSA key under 1024 bits: refused by name (the same loader and limits as milterd)', async () => {
+    const text = save('text.private', 'secret words, not a key\n');
+    const notKey = await inkan(['sign', '-d', 'example.org', '-s', 'x', '-k', text], MESSAGE);
+    expect(notKey.code).toBe(2);
+    expect(notKey.stderr).toMatch(/key file .*text\.private does not hold a PEM private key/);
+    expect(notKey.stderr).not.toMatch(/secret words/);
+    const small = save('small.private', generateKeyPairSync('rsa', { modulusLength: 768 }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    const weak = await inkan(['sign', '-d', 'example.org', '-s', 'x', '-k', small], MESSAGE);
+    expect(weak.code).toBe(2);
+    expect(weak.stderr).toMatch(/small\.private is an RSA key of 768 bits, under 1024/);
   });
 });
 

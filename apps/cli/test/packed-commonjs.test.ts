@@ -108,14 +108,17 @@ const entries = ${JSON.stringify(ENTRY_POINTS)};
     writeFileSync(join(bare, 'package.json'), JSON.stringify({ name: 'bare', private: true, type: 'commonjs' }));
     const r = await node(
       `'use strict';
-const { openKeyStore, MissingDriverError } = require('@inkan/keytool/store');
+const { openKeyStore, watchStore, MissingDriverError } = require('@inkan/keytool/store');
 const missing = {};
+const quiet = { changed() {}, connected() {}, lost() {} };
 for (const uri of ['postgresql://inkan@127.0.0.1/mail', 'redis://127.0.0.1:6379/0']) {
-  try {
-    openKeyStore(uri).close();
-  } catch (error) {
-    if (!(error instanceof MissingDriverError)) throw error;
-    missing[uri] = error.packageName;
+  for (const [how, open] of [['open', () => openKeyStore(uri)], ['watch', () => watchStore(uri, quiet)]]) {
+    try {
+      open().close();
+    } catch (error) {
+      if (!(error instanceof MissingDriverError)) throw error;
+      missing[how + ' ' + uri] = error.packageName;
+    }
   }
 }
 for (const driver of ['pg', 'ioredis']) {
@@ -129,7 +132,12 @@ console.log(JSON.stringify(missing));
       bare,
     );
     expect(r.stderr).toBe('');
-    expect(JSON.parse(r.stdout)).toEqual({ 'postgresql://inkan@127.0.0.1/mail': 'pg', 'redis://127.0.0.1:6379/0': 'ioredis' });
+    expect(JSON.parse(r.stdout)).toEqual({
+      'open postgresql://inkan@127.0.0.1/mail': 'pg',
+      'watch postgresql://inkan@127.0.0.1/mail': 'pg',
+      'open redis://127.0.0.1:6379/0': 'ioredis',
+      'watch redis://127.0.0.1:6379/0': 'ioredis',
+    });
 
     const keytool = join(bare, 'node_modules', '@inkan', 'keytool', 'bin', 'inkan-keytool.js');
     const list = await runProgram(process.execPath, [keytool, 'store', 'list', '--store', 'postgresql://inkan@127.0.0.1/mail'], { cwd: bare, env, timeoutMs: 60_000 });

@@ -1,6 +1,6 @@
 /** `npx @inkan/keytool` as a user runs it: the packed packages installed into a temp project. */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ function pnpm(args: string[], cwd: string): string {
 }
 
 let project: string;
+let keytoolTarball: string;
 /** A user's shell has none of the npm_* variables that pnpm sets for the test run. */
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_')));
 
@@ -26,6 +27,7 @@ beforeAll(async () => {
     .filter((f) => f.endsWith('.tgz'))
     .map((f) => join(out, f));
   expect(tarballs).toHaveLength(2);
+  keytoolTarball = tarballs.find((f) => /keytool-[^/]*\.tgz$/.test(f)) as string;
   project = join(out, 'admin');
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'admin', private: true }));
@@ -53,5 +55,23 @@ describe('packed @inkan/keytool', () => {
     const sub = await runProgram('npx', ['--no-install', 'inkan-keytool', 'testkey', '--help'], { cwd: project, env });
     expect(sub.stdout).toMatch(/Examples:/);
     expect(sub.stdout).toMatch(/Exit status: 0/);
+  });
+
+  it('ships the PostgreSQL migration, and store init --print reads it from there (no pg needed)', async () => {
+    const listing = execFileSync('tar', ['-tzf', keytoolTarball], { encoding: 'utf8' }).split('\n');
+    expect(listing).toContain('package/sql/001_dkim_tables.sql');
+    expect(listing).toContain('package/sql/grants.sql');
+    const shipped = readFileSync(join(project, 'node_modules', '@inkan', 'keytool', 'sql', '001_dkim_tables.sql'), 'utf8');
+    const print = (uri: string) => runProgram('npx', ['--no-install', 'inkan-keytool', 'store', 'init', '--print', '--store', uri], { cwd: project, env, timeoutMs: 60_000 });
+    const plain = await print('postgresql://127.0.0.1/mail');
+    expect([plain.code, plain.stderr]).toEqual([0, '']);
+    expect(plain.stdout).toBe(shipped);
+    const named = await print('postgresql://127.0.0.1/mail?keys=k&signing=s&hosts=h&channel=c');
+    expect(named.stdout).toBe(
+      shipped
+        .replace(/"dkim_(keys|signing|internal_hosts)(_notify)?"/g, (_m, t: string, n: string | undefined) => `"${t === 'internal_hosts' ? 'h' : (t as string)[0]}${n ?? ''}"`)
+        .replace(/'inkan_dkim'/g, "'c'")
+        .replace('listening on inkan_dkim.', 'listening on c.'),
+    );
   });
 });
