@@ -228,14 +228,17 @@ console.log(JSON.stringify({ crlf: await verdict(asSent), lf: await verdict(lfCo
     const r = await node(
       'check.js',
       `'use strict';
-const { openKeyStore, MissingDriverError } = require('@inkan/keytool/store');
+const { openKeyStore, watchStore, MissingDriverError } = require('@inkan/keytool/store');
 const missing = {};
+const quiet = { changed() {}, connected() {}, lost() {} };
 for (const uri of ['postgresql://inkan@127.0.0.1/mail', 'redis://127.0.0.1:6379/0']) {
-  try {
-    openKeyStore(uri).close();
-  } catch (error) {
-    if (!(error instanceof MissingDriverError)) throw error;
-    missing[uri] = error.packageName;
+  for (const [how, open] of [['open', () => openKeyStore(uri)], ['watch', () => watchStore(uri, quiet)]]) {
+    try {
+      open().close();
+    } catch (error) {
+      if (!(error instanceof MissingDriverError)) throw error;
+      missing[how + ' ' + uri] = error.packageName;
+    }
   }
 }
 for (const driver of ['pg', 'ioredis']) {
@@ -249,12 +252,34 @@ console.log(JSON.stringify(missing));
       bare,
     );
     expect(r.stderr).toBe('');
-    expect(JSON.parse(r.stdout)).toEqual({ 'postgresql://inkan@127.0.0.1/mail': 'pg', 'redis://127.0.0.1:6379/0': 'ioredis' });
+    expect(JSON.parse(r.stdout)).toEqual({
+      'open postgresql://inkan@127.0.0.1/mail': 'pg',
+      'watch postgresql://inkan@127.0.0.1/mail': 'pg',
+      'open redis://127.0.0.1:6379/0': 'ioredis',
+      'watch redis://127.0.0.1:6379/0': 'ioredis',
+    });
 
     const keytool = join(bare, 'node_modules', '@inkan', 'keytool', 'bin', 'inkan-keytool.js');
     const list = await runProgram(process.execPath, [keytool, 'store', 'list', '--store', 'postgresql://inkan@127.0.0.1/mail'], { cwd: bare, env, timeoutMs: 60_000 });
     expect(list.code).toBe(1);
     expect(list.stderr).toMatch(/^inkan-keytool: a postgresql:\/\/ store needs the pg package, which is not installed: npm install pg /);
+  });
+
+  it('keytool ships the PostgreSQL migration, and store init --print reads it from there (no pg needed)', async () => {
+    const sql = join(project, 'node_modules', '@inkan', 'keytool', 'sql');
+    expect(readdirSync(sql).sort()).toEqual(['001_dkim_tables.sql', 'grants.sql']);
+    const shipped = readFileSync(join(sql, '001_dkim_tables.sql'), 'utf8');
+    const print = (uri: string) => runProgram('npx', ['--no-install', 'inkan-keytool', 'store', 'init', '--print', '--store', uri], { cwd: project, env, timeoutMs: 60_000 });
+    const plain = await print('postgresql://127.0.0.1/mail');
+    expect([plain.code, plain.stderr]).toEqual([0, '']);
+    expect(plain.stdout).toBe(shipped);
+    const named = await print('postgresql://127.0.0.1/mail?keys=k&signing=s&hosts=h&channel=c');
+    expect(named.stdout).toBe(
+      shipped
+        .replace(/"dkim_(keys|signing|internal_hosts)(_notify)?"/g, (_m, t: string, n: string | undefined) => `"${t === 'internal_hosts' ? 'h' : (t as string)[0]}${n ?? ''}"`)
+        .replace(/'inkan_dkim'/g, "'c'")
+        .replace('listening on inkan_dkim.', 'listening on c.'),
+    );
   });
 });
 

@@ -135,6 +135,43 @@ export function checkImportedKey(keyType: string, imported: { bits?: number; pub
   return undefined;
 }
 
+/** What acceptPublicKey checks a key against: the limits, and the signature it is to verify. */
+export interface PublicKeyPolicy extends KeyLimits {
+  /** The signature the key is for: its key type must be the record's k= (a= names it in reasons). */
+  signature?: { keyType: string; algorithm: string };
+}
+
+/** A key from a key record that may be used, or why not ("policy" for local limits, "permerror" for the rest). */
+export type PublicKeyAcceptance =
+  | { ok: true; key: KeyObject; keyType: 'rsa' | 'ed25519'; bits: number; publicExponent?: bigint }
+  | { ok: false; result: 'policy' | 'permerror'; reason: string; bits?: number };
+
+/**
+ * The one rule for the public key of a DKIM or DomainKeys key record: not revoked (empty p=);
+ * k= fits the signature's algorithm; k= is rsa or ed25519; p= no longer than an RSA key within
+ * maxKeyBits can be (refused unread); p= parses (RSA: SubjectPublicKeyInfo or RSAPublicKey;
+ * Ed25519: the raw 32 octets); RSA within [minKeyBits, maxKeyBits] bits with an odd exponent
+ * from 3 to 2^32 - 1. A refusal carries the key size when the key was read.
+ */
+export function acceptPublicKey(record: { keyType: string; publicKey: string }, policy: PublicKeyPolicy = {}): PublicKeyAcceptance {
+  const { keyType, publicKey } = record;
+  if (publicKey === '') return { ok: false, result: 'permerror', reason: 'key revoked (empty p=)' };
+  if (policy.signature && keyType !== policy.signature.keyType) {
+    return { ok: false, result: 'permerror', reason: `key type k=${clip(keyType)} does not match a=${clip(policy.signature.algorithm)}` };
+  }
+  if (keyType !== 'rsa' && keyType !== 'ed25519') return { ok: false, result: 'permerror', reason: `unknown key type k=${clip(keyType)}` };
+  const tooLong = checkKeyRecordSize(keyType, publicKey, policy);
+  if (tooLong) return { ok: false, ...tooLong };
+  const imported = importPublicKey(keyType, publicKey);
+  if (!imported.ok) return { ok: false, result: 'permerror', reason: imported.error };
+  const bits = imported.bits ?? imported.key.asymmetricKeyDetails?.modulusLength ?? 0;
+  const refused = checkImportedKey(keyType, imported, policy);
+  if (refused) return { ok: false, ...refused, bits };
+  const accepted: PublicKeyAcceptance = { ok: true, key: imported.key, keyType, bits };
+  if (imported.publicExponent !== undefined) accepted.publicExponent = imported.publicExponent;
+  return accepted;
+}
+
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw 32-byte key follows it. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 

@@ -3,7 +3,7 @@ import { BodyHashSet, type BodyHasher } from './body-hash.js';
 import { verifyData, yieldToEventLoop } from './crypto.js';
 import { DkimError } from './errors.js';
 import { headerHashInput, selectSignedFields } from './header-hash.js';
-import { checkImportedKey, checkKeyRecordSize, type DkimKeyRecord, importPublicKey, parseKeyRecord } from './key-record.js';
+import { acceptPublicKey, type DkimKeyRecord, parseKeyRecord } from './key-record.js';
 import {
   DEFAULT_MAX_HEADER_BYTES,
   feedMessage,
@@ -169,8 +169,9 @@ export class Verifier implements MessageSink {
     if (!outcome.ok) return fail(outcome.result, outcome.reason);
     const record = outcome.record;
     result.testing = record.testing;
-    if (record.publicKey === '') return fail('permerror', 'key revoked (empty p=)');
-    if (record.keyType !== sig.keyType) return fail('permerror', `key type k=${record.keyType} does not match a=${sig.algorithm}`);
+    const accepted = acceptPublicKey(record, { ...this.options, signature: sig });
+    if (accepted.bits !== undefined) result.keyBits = accepted.bits;
+    if (!accepted.ok) return fail(accepted.result, accepted.reason);
     if (record.hashAlgorithms && !record.hashAlgorithms.includes(sig.hashAlgorithm)) {
       return fail('permerror', `key h= does not allow ${sig.hashAlgorithm}`);
     }
@@ -183,13 +184,6 @@ export class Verifier implements MessageSink {
         return fail('permerror', 'key t=s forbids an i= in a subdomain of d=');
       }
     }
-    const tooLong = checkKeyRecordSize(record.keyType, record.publicKey, this.options);
-    if (tooLong) return fail(tooLong.result, tooLong.reason);
-    const imported = importPublicKey(record.keyType, record.publicKey);
-    if (!imported.ok) return fail('permerror', imported.error);
-    if (imported.bits !== undefined) result.keyBits = imported.bits;
-    const refused = checkImportedKey(record.keyType, imported, this.options);
-    if (refused) return fail(refused.result, refused.reason);
     const body = hasher.digest();
     if (sig.bodyLength !== undefined) {
       if (sig.bodyLength > body.canonicalLength) {
@@ -199,7 +193,7 @@ export class Verifier implements MessageSink {
     }
     if (!body.hash.equals(sig.bodyHash)) return fail('fail', 'body hash did not verify');
     await yieldToEventLoop();
-    const good = verifyData(sig.keyType, sig.hashAlgorithm, headerData, imported.key, sig.signature);
+    const good = verifyData(sig.keyType, sig.hashAlgorithm, headerData, accepted.key, sig.signature);
     if (!good) return fail('fail', 'signature did not verify');
     return { ...result, result: 'pass' };
   }

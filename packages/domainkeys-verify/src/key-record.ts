@@ -34,10 +34,11 @@ export function granularityMatches(granularity: string, localPart: string): bool
   return localPart.length >= begins.length + ends.length && localPart.startsWith(begins) && localPart.endsWith(ends);
 }
 
-/** Why a key cannot be used for a DomainKeys signature, or undefined when it can. */
+/**
+ * Why a key's tags do not allow it for a DomainKeys signature from this sender, or undefined
+ * when they do. The key itself (revoked, k=rsa, size, parse) is dkim-core's acceptPublicKey.
+ */
 export function checkDomainKeysKey(record: DomainKeysKeyRecord, sender: { localPart: string; domain?: string }, domain: string): string | undefined {
-  if (record.publicKey === '') return 'key revoked (empty p=)';
-  if (record.keyType !== 'rsa') return `key type k=${clip(record.keyType)} is not rsa (RFC 4870 3.2.3)`;
   if (!record.serviceTypes.some((s) => s === '*' || s.toLowerCase() === 'email')) return 'key s= does not include email';
   if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1')) return 'key h= does not allow sha1';
   if (!granularityMatches(record.granularity, sender.localPart)) {

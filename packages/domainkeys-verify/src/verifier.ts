@@ -1,16 +1,14 @@
 import type { Buffer } from 'node:buffer';
 import { createVerify, type Verify } from 'node:crypto';
 import {
+  acceptPublicKey,
   type BodyCanonicalizer,
   DEFAULT_MAX_HEADER_BYTES,
   DkimError,
   feedMessage,
-  checkImportedKey,
-  checkKeyRecordSize,
   HeaderCollector,
   type HeaderField,
   headerValue,
-  importPublicKey,
   isSameOrSubdomain,
   fetchKeyRecord,
   type KeyFetchResult,
@@ -216,19 +214,15 @@ export class DomainKeysVerifier implements MessageSink {
     if (!outcome.ok) return fail(outcome.result, outcome.reason);
     const record = outcome.record;
     result.testing = record.testing;
+    const accepted = acceptPublicKey(record, { ...this.options, signature: { keyType: 'rsa', algorithm: sig.algorithm } });
+    if (accepted.bits !== undefined) result.keyBits = accepted.bits;
+    if (!accepted.ok) return fail(accepted.result, accepted.reason);
     const unusable = checkDomainKeysKey(record, sender, sig.domain);
     if (unusable) return fail('permerror', unusable);
-    const tooLong = checkKeyRecordSize('rsa', record.publicKey, this.options);
-    if (tooLong) return fail(tooLong.result, tooLong.reason);
-    const imported = importPublicKey('rsa', record.publicKey);
-    if (!imported.ok) return fail('permerror', imported.error);
-    if (imported.bits !== undefined) result.keyBits = imported.bits;
-    const refused = checkImportedKey('rsa', imported, this.options);
-    if (refused) return fail(refused.result, refused.reason);
     await yieldToEventLoop();
     let good = false;
     try {
-      good = hash.verify(imported.key, sig.signature);
+      good = hash.verify(accepted.key, sig.signature);
     } catch {
       good = false;
     }
