@@ -340,6 +340,17 @@ describe('the README examples, verbatim from the packed READMEs', () => {
     expect(r.stdout.trim()).toBe('0 mx.example.net; none');
   });
 
+  it('@inkan/milterd: the dkim-filter command line is read as it stands (checked with --check-config: it names system paths and a run user)', async () => {
+    const blocks = readme('@inkan/milterd');
+    expect(blocks.map((b) => b.lang)).toEqual(['sh']);
+    const words = (blocks[0] as { code: string }).code.replace(/\\\n/g, ' ').trim().split(/\s+/);
+    expect(words[0]).toBe('inkan-milterd');
+    const r = await runProgram('npx', ['--no-install', ...words, '--check-config'], { cwd: project, env, timeoutMs: 60_000 });
+    // every option is known and valid; what stops it is the key file that this machine lacks
+    expect(r.stderr.split('\n').filter((l) => l && !/Syslog yes, but there is no \/dev\/log/.test(l))).toEqual(['inkan-milterd: key hoge: key file /etc/mail/hoge.private: ENOENT']);
+    expect(r.code).toBe(78);
+  });
+
   it('@inkan/milter-protocol: the filter, driven by the MTA-side example; the config lines', async () => {
     const dir = exampleFolder('@inkan/milter-protocol');
     const blocks = readme('@inkan/milter-protocol');

@@ -32,9 +32,9 @@ export type {
   WatchEvents,
   WatchOptions,
 } from './types.js';
-export { MissingDriverError } from './drivers.js';
+export { MissingDriverError } from './missing-driver.js';
 export { PostgresKeyStore, schemaSql } from './postgres.js';
-export { RedisKeyStore, redisKeys, redisOptions } from './redis.js';
+export { RedisKeyStore, redisKeys } from './redis.js';
 export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWith, type StoreListing, type ListedKey, type PublishOptions, type PublishResult } from './admin.js';
 
 /**

@@ -36,7 +36,7 @@ interface KeyMeta {
 const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
 
 /** ioredis options for a connection to this location. */
-export function redisOptions(location: StoreLocation, options: StoreClientOptions & { reconnect?: boolean }): RedisOptions {
+function redisOptions(location: StoreLocation, options: StoreClientOptions & { reconnect?: boolean }): RedisOptions {
   return {
     connectTimeout: options.connectTimeoutMs ?? 5000,
     commandTimeout: options.queryTimeoutMs ?? 10_000,
