@@ -202,7 +202,7 @@ export function verdictAction(config: Config, results: VerificationResult[]): { 
   for (const r of results) {
     let candidate: { action: Action; why: string } | undefined;
     if (r.result === 'temperror') candidate = { action: config.onDnsError, why: `DNS error: ${r.reason}` };
-    else if (r.result === 'permerror' && /no key record/.test(r.reason ?? '')) candidate = { action: config.onKeyNotFound, why: `key not found: ${r.reason}` };
+    else if (r.code === 'key-not-found') candidate = { action: config.onKeyNotFound, why: `key not found: ${r.reason}` };
     else if (r.result === 'fail' || r.result === 'permerror' || r.result === 'policy') {
       const bad = config.onBadSignature;
       candidate =
@@ -222,7 +222,7 @@ export function verdictAction(config: Config, results: VerificationResult[]): { 
  */
 function withConcern(results: VerificationResult[], concern: string): VerificationResult[] {
   return results.map((r) =>
-    r.result === 'pass' ? { ...r, result: 'policy' as const, reason: concern } : { ...r, reason: r.reason ? `${r.reason}; ${concern}` : concern },
+    r.result === 'pass' ? { ...r, result: 'policy' as const, code: 'local-policy' as const, reason: concern } : { ...r, reason: r.reason ? `${r.reason}; ${concern}` : concern },
   );
 }
 
@@ -498,6 +498,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
               d: forLog(r.domain),
               s: forLog(r.selector),
               result: r.result,
+              code: r.code,
               ...(r.reason ? { reason: forLog(r.reason) } : {}),
             }));
             log.action = verdict.action;

@@ -75,7 +75,27 @@ export {
   normalizeServer,
 } from './resolver.js';
 export { selectSignedFields, headerHashInput } from './header-hash.js';
-export { type AuthResult, type VerificationResult, uncheckedOutcome } from './result.js';
+export {
+  type AuthResult,
+  type ParseProblem,
+  type Verdict,
+  type VerificationCode,
+  type VerificationResult,
+  VERIFICATION_CODES,
+  uncheckedOutcome,
+} from './result.js';
+export {
+  type KeyAcceptance,
+  type SignatureTags,
+  type WholeMessageOptions,
+  KeyLookups,
+  acceptKey,
+  concluded,
+  notVerified,
+  pendingResult,
+  verdict,
+  verifyWhole,
+} from './verification.js';
 export {
   type AuthResultEntry,
   type AuthResultProperty,

@@ -1,4 +1,4 @@
-import { clip, type DkimKeyRecord, parseKeyRecord, trimFws } from '@inkan/dkim-core';
+import { clip, type DkimKeyRecord, parseKeyRecord, trimFws, type Verdict, verdict } from '@inkan/dkim-core';
 
 /**
  * A DomainKeys key record (RFC 4870 §3.2.3), read with dkim-core's DKIM key record
@@ -34,17 +34,20 @@ export function granularityMatches(granularity: string, localPart: string): bool
   return localPart.length >= begins.length + ends.length && localPart.startsWith(begins) && localPart.endsWith(ends);
 }
 
-/** Why a key cannot be used for a DomainKeys signature, or undefined when it can. */
-export function checkDomainKeysKey(record: DomainKeysKeyRecord, sender: { localPart: string; domain?: string }, domain: string): string | undefined {
-  if (record.publicKey === '') return 'key revoked (empty p=)';
-  if (record.keyType !== 'rsa') return `key type k=${clip(record.keyType)} is not rsa (RFC 4870 3.2.3)`;
-  if (!record.serviceTypes.some((s) => s === '*' || s.toLowerCase() === 'email')) return 'key s= does not include email';
-  if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1')) return 'key h= does not allow sha1';
+/**
+ * DomainKeys' own rules for a key record (RFC 4870 §3.2.3): k=rsa, h= (if any) with sha1, g=
+ * matching the sender's local part, t=s holding the sender to d= itself. The verdict, or
+ * undefined when the key may be used. (An empty p= and s= are checked by dkim-core's
+ * acceptKey, as for DKIM.)
+ */
+export function checkDomainKeysKey(record: DomainKeysKeyRecord, sender: { localPart: string; domain?: string }, domain: string): Verdict | undefined {
+  if (record.keyType !== 'rsa') return verdict('permerror', 'key-mismatch', `key type k=${clip(record.keyType)} is not rsa (RFC 4870 3.2.3)`);
+  if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1')) return verdict('permerror', 'key-mismatch', 'key h= does not allow sha1');
   if (!granularityMatches(record.granularity, sender.localPart)) {
-    return `key granularity g=${clip(record.granularity)} does not match the sender's local part`;
+    return verdict('permerror', 'key-restricted', `key granularity g=${clip(record.granularity)} does not match the sender's local part`);
   }
   if (record.strict && (sender.domain ?? '').replace(/\.$/, '') !== domain) {
-    return 'key t=s forbids a sender in a subdomain of d=';
+    return verdict('permerror', 'key-restricted', 'key t=s forbids a sender in a subdomain of d=');
   }
   return undefined;
 }
