@@ -18,6 +18,7 @@ export {
   splitMessage,
 } from './message.js';
 export { type TagListResult, parseTagList, trimFws, stripFws, clip } from './tag-list.js';
+export { type Mailbox, type MailboxListResult, parseMailboxList } from './mailbox.js';
 export {
   type BodyCanonicalizer,
   type ByteSink,
