@@ -7,6 +7,7 @@ import {
   DkimError,
   Signer,
   formatAuthenticationResults,
+  headerValue,
   parseAuthenticationResults,
 } from '@inkan/dkim-core';
 import { CombinedVerifier } from '@inkan/domainkeys-verify';
@@ -332,7 +333,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
             s.securityStatus = FORMAT_STATUS;
           }
           const fromField = s.firstFrom;
-          s.from = fromField ? fromAddress(fromField.raw.toString('latin1').slice(fromField.name.length + 1)) : undefined;
+          s.from = fromField ? fromAddress(headerValue(fromField)) : undefined;
           const client = ctx.client;
           const internal = isInternal(client, internalHosts, config);
           const auth = ctx.macros.get('{auth_authen}');

@@ -155,7 +155,7 @@ export class DomainKeysVerifier implements MessageSink {
         checks.push({ result: concluded(result, verdict('permerror', 'sender-invalid', reason)) });
         continue;
       }
-      if (sender.domain === undefined || !isSameOrSubdomain(sender.domain, sig.domain)) {
+      if (!isSameOrSubdomain(sender.domain, sig.domain)) {
         const where = sender.header === 'sender' ? 'Sender' : 'From';
         const reason = `${where} address is not in d=${sig.domain} or a subdomain (RFC 4870 3.4.3)`;
         checks.push({ result: concluded(result, verdict('permerror', 'identity-mismatch', reason)) });
