@@ -165,6 +165,46 @@ function version(cwd, packages) {
   return publicPackages(cwd).map((p) => ({ ...p, published: packages.find((q) => q.name === p.name)?.published }));
 }
 
+/** What npm shows on a package's page and what its license needs: every tarball carries these. */
+const SHIPPED_WITH_EVERY_PACKAGE = ['README.md', 'LICENSE', 'CHANGELOG.md'];
+
+/** A git URL as host/owner/name, lower-cased: git+https://, https://, ssh://, git@host:path and a trailing .git all alike. */
+function repositoryKey(url) {
+  const text = String(url ?? '').trim();
+  const scp = /^[^@/\s]+@([^:/\s]+):(.+)$/.exec(text);
+  let host;
+  let path;
+  if (scp) [, host, path] = scp;
+  else {
+    const m = /^(?:git\+)?(?:https?|ssh|git):\/\/(?:[^@/]+@)?([^/:]+)(?::\d+)?\/(.+)$/.exec(text);
+    if (!m) return undefined;
+    [, host, path] = m;
+  }
+  return `${host}/${path.replace(/\/+$/, '').replace(/\.git$/, '')}`.toLowerCase();
+}
+
+/**
+ * The repository every package.json names (its README links and npm's "Repository" point there)
+ * must be where this code lives: `git remote get-url origin`. A release refuses a mismatch or a
+ * missing origin; a dry run says so and goes on.
+ */
+function checkRepository(packages) {
+  for (const p of packages) {
+    const manifest = JSON.parse(readFileSync(join(p.path, 'package.json'), 'utf8'));
+    const named = typeof manifest.repository === 'string' ? manifest.repository : manifest.repository?.url;
+    const problem = !named
+      ? `${p.name} has no repository field`
+      : !origin
+        ? `this clone has no "origin" remote to check ${p.name}'s repository (${named}) against`
+        : repositoryKey(named) !== repositoryKey(origin)
+          ? `${p.name} names the repository ${named}, but origin is ${origin}: fix "repository", "homepage" and "bugs" in every package.json (and the README links), or the remote`
+          : undefined;
+    if (!problem) continue;
+    if (!dryRun) throw new ReleaseError(problem);
+    say(`  warning: ${problem} (a release stops here)`);
+  }
+}
+
 /** Pack each package into `out`; read name and version back from each tarball. */
 function pack(packages, out) {
   const tarballs = [];
@@ -179,14 +219,20 @@ function pack(packages, out) {
     const leaked = Object.entries(deps).filter(([, range]) => String(range).startsWith('workspace:'));
     if (leaked.length > 0) throw new ReleaseError(`${made[0]} still has workspace: ranges: ${leaked.map(([n]) => n).join(', ')}`);
     if (manifest.name !== p.name || manifest.version !== p.version) throw new ReleaseError(`${made[0]} is ${manifest.name}@${manifest.version}, expected ${p.name}@${p.version}`);
+    const listed = new Set(run('tar', ['-tzf', file], { capture: true }).stdout.split('\n'));
+    const absent = SHIPPED_WITH_EVERY_PACKAGE.filter((name) => !listed.has(`package/${name}`));
+    if (absent.length > 0) throw new ReleaseError(`${made[0]} lacks ${absent.join(', ')} (add ${absent.length === 1 ? 'it' : 'them'} to "files" in ${join(p.path, 'package.json')})`);
     tarballs.push({ ...p, file });
   }
   return tarballs;
 }
 
+let origin;
+
 function main() {
   step(dryRun ? 'Dry run: nothing is published, this work tree is not changed' : 'Release');
   const head = git(['rev-parse', 'HEAD']);
+  origin = run('git', ['remote', 'get-url', 'origin'], { capture: true, allowFail: true }).stdout.trim() || undefined;
   const dirty = git(['status', '--porcelain']);
   if (dirty && !dryRun) throw new ReleaseError(`the work tree has uncommitted changes; commit or remove them first:\n${dirty}`);
   if (dirty) say(`note: the work tree has uncommitted changes; the dry run releases HEAD (${head.slice(0, 12)}) without them`);
@@ -205,6 +251,7 @@ function main() {
 
     step('Packages and what npm has');
     const packages = publicPackages(cwd);
+    checkRepository(packages);
     for (const p of packages) {
       const r = publishedVersion(p.name);
       p.published = r.version;

@@ -1,6 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { createPrivateKey } from 'node:crypto';
-import { type SignatureOptions, type SigningAlgorithm, signMessage } from '@inkan/dkim-core';
+import { type PrivateKeyInfo, parsePrivateKey, readPrivateKey, type SignatureOptions, type SigningAlgorithm, signMessage } from '@inkan/dkim-core';
 import { CliError, type Io, readMessage } from './io.js';
 
 export interface SignCommandOptions {
@@ -42,6 +40,15 @@ async function keysFromStore(uri: string, domain: string, selectors: string[]): 
   }
 }
 
+/** A key from dkim-core's loader; its refusal (naming the file or the row, never the key) as a CliError. */
+async function cliKey(load: () => PrivateKeyInfo | Promise<PrivateKeyInfo>): Promise<PrivateKeyInfo> {
+  try {
+    return await load();
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
+}
+
 export async function signCommand(file: string | undefined, o: SignCommandOptions, io: Io): Promise<number> {
   const fromStore = o.store ? await keysFromStore(o.store, o.domain, o.selector) : undefined;
   if (!fromStore && o.selector.length !== o.key.length) throw new CliError(`give one --key per --selector (${o.selector.length} selectors, ${o.key.length} keys)`);
@@ -51,29 +58,17 @@ export async function signCommand(file: string | undefined, o: SignCommandOption
     specs.push({
       domain: o.domain,
       selector,
-      privateKey: createPrivateKey(pem),
+      privateKey: (await cliKey(() => parsePrivateKey(pem, `the key of selector ${selector} in the store`))).key,
       ...(o.canonicalization ? { canonicalization: o.canonicalization } : {}),
       ...(o.headers ? { headers: o.headers } : {}),
       ...(o.oversign ? { oversignHeaders: o.oversign } : {}),
     });
   }
   for (const [i, keyFile] of (fromStore ? [] : o.key).entries()) {
-    let pem: string;
-    try {
-      pem = await readFile(keyFile, 'utf8');
-    } catch (error) {
-      throw new CliError(`cannot read ${keyFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    }
-    let privateKey: ReturnType<typeof createPrivateKey>;
-    try {
-      privateKey = createPrivateKey(pem);
-    } catch {
-      throw new CliError(`${keyFile} does not hold a PEM private key`);
-    }
     specs.push({
       domain: o.domain,
       selector: o.selector[i] as string,
-      privateKey,
+      privateKey: (await cliKey(() => readPrivateKey(keyFile))).key,
       ...(o.algorithm && o.key.length === 1 ? { algorithm: o.algorithm } : {}),
       ...(o.canonicalization ? { canonicalization: o.canonicalization } : {}),
       ...(o.headers ? { headers: o.headers } : {}),

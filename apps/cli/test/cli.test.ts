@@ -4,6 +4,7 @@
  * running OpenDKIM for milter-test.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,8 @@ import {
   makeKeys,
   runProgram,
   startDnsmasq,
+  startMilterdOnPort,
+  tcpAccepting,
   tempDir,
   type TestKeys,
   waitFor,
@@ -28,7 +31,6 @@ import { signMessage } from '@inkan/dkim-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const INKAN = resolve(here, '..', 'bin', 'inkan.js');
-const MILTERD = resolve(here, '..', '..', 'milterd', 'bin', 'inkan-milterd.js');
 
 let keys: TestKeys;
 let dns: DnsServer;
@@ -158,6 +160,17 @@ describe('inkan sign', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/nope\.private: ENOENT/);
   });
+  it('a file that is no key, or an RSA key under 1024 bits: refused by name (the same loader and limits as milterd)', async () => {
+    const text = save('text.private', 'secret words, not a key\n');
+    const notKey = await inkan(['sign', '-d', 'example.org', '-s', 'x', '-k', text], MESSAGE);
+    expect(notKey.code).toBe(2);
+    expect(notKey.stderr).toMatch(/key file .*text\.private does not hold a PEM private key/);
+    expect(notKey.stderr).not.toMatch(/secret words/);
+    const small = save('small.private', generateKeyPairSync('rsa', { modulusLength: 768 }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    const weak = await inkan(['sign', '-d', 'example.org', '-s', 'x', '-k', small], MESSAGE);
+    expect(weak.code).toBe(2);
+    expect(weak.stderr).toMatch(/small\.private is an RSA key of 768 bits, under 1024/);
+  });
 });
 
 describe('inkan ar', () => {
@@ -179,7 +192,7 @@ describe('inkan keygen and testkey', () => {
     const out = tempDir('inkan-cli-keygen-');
     const r = await inkan(['keygen', '--domain', 'example.org', '--selector', 'cli', '--type', 'ed25519', '-D', out]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/cli\._domainkey\tIN\tTXT\t"v=DKIM1; k=ed25519; t=s; p=/);
+    expect(r.stdout).toMatch(/cli\._domainkey\.example\.org\.\tIN\tTXT\t"v=DKIM1; k=ed25519; t=s; p=/);
     const t = await inkan(['testkey', '--domain', 'example.org', '--selector', 'rsa', '--dns', dns.server, '--key', join(dir, 'rsa.private')]);
     expect(t.code).toBe(0);
     expect(t.stdout).toMatch(/good/);
@@ -196,22 +209,10 @@ async function spawnReady(command: string, args: string[], ready: () => Promise<
   return child;
 }
 
-async function accepting(port: number): Promise<boolean> {
-  const { connect } = await import('node:net');
-  return new Promise((r) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy();
-      r(true);
-    });
-    s.on('error', () => r(false));
-  });
-}
-
 describe('inkan milter-test', () => {
   it('drives a running inkan-milterd: signs for an internal client, verifies for an outside one', async () => {
-    const port = await freePort();
-    const conf = save('milterd.conf', `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector rsa\nKeyFile ${join(dir, 'rsa.private')}\nNameservers 127.0.0.1@${dns.port}\nAuthservID mx.inkan.test\nAlwaysAddARHeader yes\n`);
-    const milterd = await spawnReady(process.execPath, [MILTERD, '-x', conf], () => accepting(port), 'inkan-milterd');
+    const lines = ['Domain example.org', 'Selector rsa', `KeyFile ${join(dir, 'rsa.private')}`, `Nameservers 127.0.0.1@${dns.port}`, 'AuthservID mx.inkan.test', 'AlwaysAddARHeader yes'];
+    const { milterd, port } = await startMilterdOnPort(join(dir, 'milterd.conf'), lines);
     try {
       const file = save('mt.eml', MESSAGE);
       const r = await inkan(['milter-test', '--socket', `inet:${port}@127.0.0.1`, '--from', 'joe@example.org', '--rcpt', 'suzie@example.net', file]);
@@ -224,7 +225,7 @@ describe('inkan milter-test', () => {
       const json = JSON.parse(outside.stdout);
       expect(json.modifications).toEqual(['insert header at 0: Authentication-Results: mx.inkan.test; dkim=none']);
     } finally {
-      milterd.kill('SIGTERM');
+      await milterd.stop();
     }
   });
 
@@ -236,7 +237,7 @@ describe('inkan milter-test', () => {
       'opendkim.conf',
       `Socket inet:${port}@127.0.0.1\nMode s\nDomain example.org\nSelector rsa\nKeyFile ${join(dir, 'rsa.private')}\nSyslog no\nRequireSafeKeys no\nBackground no\nUserID root\n`,
     );
-    const child = await spawnReady(opendkim as string, ['-f', '-x', conf], () => accepting(port), 'opendkim');
+    const child = await spawnReady(opendkim as string, ['-f', '-x', conf], () => tcpAccepting(port), 'opendkim');
     try {
       const file = save('mt-odk.eml', MESSAGE);
       const r = await inkan(['milter-test', '--json', '--socket', `inet:${port}@127.0.0.1`, '--from', 'joe@example.org', file]);

@@ -1,19 +1,16 @@
 /** `inkan selftest` against the private Postfix + inkan-milterd set-up used by the milterd tests. */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, type DnsServer, freePort, makeKeys, type PostfixInstance, runProgram, startDnsmasq, startPostfix, tempDir, waitFor } from '@inkan/testbed';
+import { dkimKeyRecord, type DnsServer, freePort, makeKeys, type MilterdProcess, type PostfixInstance, runProgram, startDnsmasq, startMilterd, startPostfix, tempDir } from '@inkan/testbed';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const INKAN = resolve(here, '..', 'bin', 'inkan.js');
-const MILTERD = resolve(here, '..', '..', 'milterd', 'bin', 'inkan-milterd.js');
 
 let dns: DnsServer;
 let postfix: PostfixInstance;
-let milterd: ChildProcess;
-let output = '';
+let milterd: MilterdProcess;
 
 beforeAll(async () => {
   const keys = makeKeys();
@@ -21,17 +18,14 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'rsa.private'), keys.rsa2048.pem, { mode: 0o600 });
   dns = await startDnsmasq({ 'rsa._domainkey.example.org': dkimKeyRecord(keys.rsa2048) });
   const port = await freePort();
-  milterd = spawn(process.execPath, [MILTERD, '-p', `inet:${port}@127.0.0.1`, '-d', 'example.org', '-s', 'rsa', '-k', join(dir, 'rsa.private')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  milterd.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  milterd.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  await waitFor(() => /"msg":"ready"/.test(output), 'inkan-milterd ready');
+  milterd = await startMilterd(['-p', `inet:${port}@127.0.0.1`, '-d', 'example.org', '-s', 'rsa', '-k', join(dir, 'rsa.private')]);
   // No relayhost: the MTA delivers inkan-selftest@[127.0.0.2] itself, to 127.0.0.2:25.
   postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}`, mainCf: { relayhost: '' } });
 });
 
 afterAll(async () => {
   await postfix?.stop();
-  milterd?.kill('SIGTERM');
+  await milterd?.stop();
   await dns?.stop();
 });
 

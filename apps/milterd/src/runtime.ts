@@ -47,7 +47,7 @@ function timed(resolver: KeyResolver, metrics: Metrics | undefined): KeyResolver
 
 /** Tables in a store, read once and let go (no daemon to keep them): for --check-config. */
 async function readStoreOnce(config: Config, location: StoreLocation, hosts: boolean, logger: Logger): Promise<void> {
-  const tables = new SharedTables(config, location, { logger, hosts, drivers: await loadDrivers(location) });
+  const tables = new SharedTables(config, location, { logger, hosts, drivers: await loadDrivers() });
   try {
     const r = await tables.readOnce();
     for (const problem of r.problems) logger.warn({ problem }, 'bad row in the shared tables: it would be left out');

@@ -9,8 +9,8 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand, encodePacket, MilterClient } from '@inkan/milter-protocol';
-import { freePort, makeKeys, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
-import { fdCount, insertedSignatures, type MilterdProcess, rssKiB, sampleRss, startMilterd, timedTransaction } from './helpers.js';
+import { fdCount, freePort, makeKeys, rssKiB, sampleRss, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
+import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction } from './helpers.js';
 
 let keys: TestKeys;
 let dir: string;

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
+import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, startPostfix, statusField, tempDir, type TestKeys } from '@inkan/testbed';
 import { runTransaction } from '@inkan/milter-protocol';
 import { EX_CONFIG } from '../src/index.js';
 import { OUTAGE_MESSAGES, sendThroughOutage, startMilterd } from './helpers.js';
@@ -37,13 +37,6 @@ function ensureMilterUser(): void {
     run('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', 'milter']);
   }
   run('usermod', ['-a', '-G', 'inkan-keys', 'milter']);
-}
-
-function statusField(pid: number, field: string): string {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return (line ?? '').slice(field.length + 1).trim();
 }
 
 beforeAll(async () => {
@@ -263,7 +256,7 @@ describe('first run and metrics', () => {
       await milterd.stop();
     }
     writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMetricsListen 192.0.2.1:9\n`);
-    const refused = await startMilterd(['-x', conf], { expectExit: true });
+    const refused = await startMilterd(['-x', conf], { ready: 'none' });
     try {
       expect(await Promise.race([refused.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))])).toBe(EX_CONFIG);
       expect(refused.output()).toMatch(/must be a loopback address/);

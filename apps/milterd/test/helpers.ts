@@ -1,73 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { type EndOfMessageResult, MilterClient, type Modification, ProtocolFlags, splitMessage } from '@inkan/milter-protocol';
-import { freePort, type PostfixInstance, runProgram, waitFor } from '@inkan/testbed';
+import { MILTERD_BIN, type MilterdProcess, type PostfixInstance, runProgram, startMilterdOnPort } from '@inkan/testbed';
 
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
-
-export interface MilterdProcess {
-  child: ChildProcess;
-  pid: number;
-  /** Everything it wrote so far (stdout and stderr). */
-  output(): string;
-  /** Wait (bounded) until the output matches. */
-  waitForOutput(pattern: RegExp, tries?: number): Promise<void>;
-  /** Resolves with the exit code. */
-  exited: Promise<number | null>;
-  /** SIGTERM and wait; SIGKILL if it does not go within 15 s. */
-  stop(): Promise<number | null>;
-}
-
-/** Run inkan-milterd as a real process with these arguments; resolves once it is ready. */
-export async function startMilterd(args: string[], options: { env?: NodeJS.ProcessEnv; expectExit?: boolean } = {}): Promise<MilterdProcess> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
-  let output = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  let exitCode: number | null | undefined;
-  const exited = new Promise<number | null>((r) =>
-    child.once('exit', (code, signal) => {
-      exitCode = code ?? (signal ? 128 : null);
-      r(exitCode);
-    }),
-  );
-  const proc: MilterdProcess = {
-    child,
-    pid: child.pid as number,
-    output: () => output,
-    waitForOutput: (pattern, tries = 200) =>
-      waitFor(() => {
-        if (pattern.test(output)) return true;
-        if (exitCode !== undefined) throw new Error(`inkan-milterd exited (${exitCode}) before ${pattern}:\n${output}`);
-        return false;
-      }, `inkan-milterd output ${pattern}`, tries),
-    exited,
-    async stop() {
-      if (exitCode !== undefined) return exitCode;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-  };
-  if (!options.expectExit) {
-    try {
-      await proc.waitForOutput(/"msg":"ready"/);
-    } catch (error) {
-      child.kill('SIGKILL');
-      throw error;
-    }
-  }
-  return proc;
-}
+/** inkan-milterd as a real process: the testbed's, shared with the bench and the soak. */
+export { startMilterd, type MilterdProcess } from '@inkan/testbed';
 
 export function fixture(name: string): string {
   return join(dirname(fileURLToPath(import.meta.url)), 'fixtures', name);
@@ -83,24 +22,18 @@ export async function startVerifyingMilterd(
   authservId: string,
   options: { env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ milterd: MilterdProcess; port: number }> {
-  const port = await freePort();
-  const conf = join(dir, 'verify.conf');
-  writeFileSync(
-    conf,
-    [
-      `Socket inet:${port}@127.0.0.1`,
-      'Mode v',
-      '# 127.0.0.1 is the outside world for this instance',
-      'InternalHosts 192.0.2.1',
-      `AuthservID ${authservId}`,
-      'AlwaysAddARHeader yes',
-      `Nameservers 127.0.0.1@${dnsPort}`,
-      'DNSTimeout 2',
-      'LogWhy yes',
-      '',
-    ].join('\n'),
-  );
-  return { milterd: await startMilterd(['-x', conf], options), port };
+  const lines = [
+    'Mode v',
+    '# 127.0.0.1 is the outside world for this instance',
+    'InternalHosts 192.0.2.1',
+    `AuthservID ${authservId}`,
+    'AlwaysAddARHeader yes',
+    `Nameservers 127.0.0.1@${dnsPort}`,
+    'DNSTimeout 2',
+    'LogWhy yes',
+  ];
+  const { milterd, port } = await startMilterdOnPort(join(dir, 'verify.conf'), lines, options);
+  return { milterd, port };
 }
 
 /** Messages sent through each outage under Postfix (SIGKILL, SIGTERM): the reliability issue's figure. */
@@ -253,14 +186,6 @@ export function withSignatures(message: Buffer, modifications: readonly Modifica
   return Buffer.concat([Buffer.from(insertedSignatures(modifications).join(''), 'latin1'), message]);
 }
 
-/** VmRSS of a process, in KiB (from /proc/<pid>/status). */
-export function rssKiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('VmRSS:'));
-  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? Number.NaN);
-}
-
 /**
  * Each configuration is written to `dir` (file name from its label, or `files[label]`) after a
  * `RequireSafeKeys no` line, and checked with `--check-config` beside the `extra` runs; every
@@ -282,33 +207,11 @@ export async function expectRefusedConfigs(options: {
     runs.push([label, ['-x', conf], error]);
   }
   const env = { ...process.env, ...options.env };
-  const results = await Promise.all(runs.map(([, args]) => runProgram(process.execPath, [BIN, ...args, '--check-config'], { timeoutMs: 30_000, env })));
+  const results = await Promise.all(runs.map(([, args]) => runProgram(process.execPath, [MILTERD_BIN, ...args, '--check-config'], { timeoutMs: 30_000, env })));
   for (const [i, [label, , error]] of runs.entries()) {
     const r = results[i] as Awaited<ReturnType<typeof runProgram>>;
     expect(r.code, `${label}: ${r.stderr}`).toBe(options.code);
     expect(r.stderr, label).toMatch(error);
     options.inspect(r.stdout + r.stderr, label);
   }
-}
-
-/**
- * Samples a process's RSS every `everyMs` from now on: `peakMiB()` is the largest growth over
- * the RSS at the start; `stop()` ends the sampling (call it in a finally).
- */
-export function sampleRss(pid: number, everyMs: number): { baseKiB: number; peakMiB(): number; stop(): void } {
-  const baseKiB = rssKiB(pid);
-  let peak = baseKiB;
-  const timer = setInterval(() => {
-    try {
-      peak = Math.max(peak, rssKiB(pid));
-    } catch {
-      // the process is gone: the caller's assertions say so
-    }
-  }, everyMs);
-  return { baseKiB, peakMiB: () => (peak - baseKiB) / 1024, stop: () => clearInterval(timer) };
-}
-
-/** Open file descriptors of a process (entries of /proc/<pid>/fd). */
-export function fdCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
 }

@@ -24,11 +24,11 @@ import {
   type StepReply,
   splitMessage,
 } from '@inkan/milter-protocol';
-import { dkimKeyRecord, type DnsServer, freePort, makeKeys, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
+import { dkimKeyRecord, type DnsServer, freePort, makeKeys, rssKiB, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
 import { pino } from 'pino';
 import { createFilter, forLog } from '../src/filter.js';
 import { HostList, parseConfigText, SigningPlan } from '../src/index.js';
-import { insertedSignatures, type MilterdProcess, rssKiB, startMilterd } from './helpers.js';
+import { insertedSignatures, type MilterdProcess, startMilterd } from './helpers.js';
 
 /**
  * dkim-core formats Authentication-Results safely, so no real input reaches the filter's own

@@ -11,9 +11,9 @@ import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, makeKeys, runProgram, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
+import { freePort, makeKeys, rssKiB, runProgram, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
 import { capLine, LogOutput } from '../src/log.js';
-import { insertedSignatures, type MilterdProcess, rssKiB, startMilterd, timedTransaction } from './helpers.js';
+import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction } from './helpers.js';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'inkan-milterd.js');
 
@@ -199,7 +199,7 @@ describe('RequireSafeKeys: owner, directories and symbolic links', () => {
     expect(refused.output).toContain(`key file ${keyFile} is owned by uid ${OTHER}`);
     expect(refused.output).toMatch(/who could replace the key: chown it to root/);
     expect(refused.output).not.toContain('PRIVATE KEY');
-    const start = await startMilterd(['-x', keyConf('owner-start', keyFile)], { expectExit: true });
+    const start = await startMilterd(['-x', keyConf('owner-start', keyFile)], { ready: 'none' });
     try {
       expect(await Promise.race([start.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))])).toBe(78);
       expect(start.output()).toContain(`is owned by uid ${OTHER}`);
@@ -396,45 +396,15 @@ function namespacesWork(): boolean {
   }
 }
 
-interface NamespacedMilterd {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<number | null>;
-  stop(): Promise<number | null>;
-}
-
 /** inkan-milterd in its own mount namespace; /dev/log is `syslogSocket` there, or absent. */
-function startNamespaced(args: string[], syslogSocket: string | undefined): NamespacedMilterd {
+function startNamespaced(args: string[], syslogSocket: string | undefined): Promise<MilterdProcess> {
   const nsDir = join(dir, `ns-${++counter}`);
   mkdirSync(nsDir);
-  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', process.execPath, BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, INKAN_NS_DIR: nsDir, INKAN_NS_SYSLOG: syslogSocket ?? '' },
+  return startMilterd(args, {
+    launcher: { command: 'unshare', args: ['-m', '--propagation', 'private', 'sh', '-c', NAMESPACE_SCRIPT, 'sh'] },
+    env: { INKAN_NS_DIR: nsDir, INKAN_NS_SYSLOG: syslogSocket ?? '' },
+    ready: 'none',
   });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code, signal) => r(code ?? (signal ? 128 : null))));
-  return {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    exited,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return exited;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-  };
 }
 
 /** A unix datagram listener printing each syslog line it gets. */
@@ -478,7 +448,7 @@ describe.skipIf(!namespacesWork())('Syslog yes (milterd in a mount namespace of 
   };
 
   it('without /dev/log: a warning on stderr, and the log on stdout as JSON lines', async () => {
-    const m = startNamespaced(['-x', conf('no-syslog')], undefined);
+    const m = await startNamespaced(['-x', conf('no-syslog')], undefined);
     try {
       await waitFor(() => m.stdout().includes('"msg":"ready"'), 'ready on stdout', 400);
       expect(m.stderr()).toMatch(/Syslog yes, but there is no \/dev\/log \(no syslog daemon running\?\); logging JSON lines to stdout instead/);
@@ -491,7 +461,7 @@ describe.skipIf(!namespacesWork())('Syslog yes (milterd in a mount namespace of 
   it('with a syslog socket: lines arrive there with their priority; when it goes away, the log goes on on stdout', async () => {
     const socket = join(dir, 'syslog.sock');
     const sink = await startSyslogSink(socket);
-    const m = startNamespaced(['-x', conf('syslog')], socket);
+    const m = await startNamespaced(['-x', conf('syslog')], socket);
     try {
       await waitFor(() => sink.lines().some((l) => /^<22>.*inkan-milterd\[\d+\]: ready /.test(l)), 'ready in syslog', 400);
       const lines = sink.lines();

@@ -12,10 +12,10 @@ import { connect, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand, MilterClient } from '@inkan/milter-protocol';
-import { freePort, makeKeys, runProgram, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
+import { freePort, makeKeys, runProgram, sampleRss, startMilterdOnPort, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
 import { EX_CONFIG } from '../src/index.js';
 import { isLoopbackHost } from '../src/loopback.js';
-import { insertedSignatures, type MilterdProcess, sampleRss, startMilterd, timedTransaction } from './helpers.js';
+import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction } from './helpers.js';
 
 /** Uid and primary gid of a user. */
 function readUser(name: string): { uid: number; gid: number } {
@@ -37,12 +37,12 @@ beforeAll(() => {
   writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
 });
 
+let signingConfs = 0;
+
 /** A signing inkan-milterd on TCP loopback with these extra configuration lines. */
 async function startSigning(extra: string[]): Promise<{ milterd: MilterdProcess; port: number }> {
-  const port = await freePort();
-  const conf = join(dir, `milterd-${port}.conf`);
-  writeFileSync(conf, [`Socket inet:${port}@127.0.0.1`, 'Domain example.org', 'Selector one', `KeyFile ${keyFile}`, ...extra, ''].join('\n'));
-  return { milterd: await startMilterd(['-x', conf]), port };
+  const { milterd, port } = await startMilterdOnPort(join(dir, `milterd-signing-${++signingConfs}.conf`), ['Domain example.org', 'Selector one', `KeyFile ${keyFile}`, ...extra]);
+  return { milterd, port };
 }
 
 function message(): Buffer {
@@ -285,7 +285,7 @@ describe('files beside a hostile user', () => {
     const port = await freePort();
     const conf = join(d, 'pid.conf');
     writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nPidFile ${pidFile}\n`);
-    const refused = await startMilterd(['-x', conf], { expectExit: true });
+    const refused = await startMilterd(['-x', conf], { ready: 'none' });
     expect(await refused.exited).not.toBe(0);
     expect(refused.output()).toContain(`PidFile ${pidFile} exists and is not a regular file (a symbolic link); refusing to use it`);
     expect(readFileSync(target, 'utf8')).toBe('precious\n');
@@ -296,7 +296,7 @@ describe('files beside a hostile user', () => {
     // A live pid (this test's process) is refused and left alone.
     spawnSync('rm', ['-f', pidFile]);
     writeFileSync(pidFile, `${process.pid}\n`);
-    const live = await startMilterd(['-x', conf], { expectExit: true });
+    const live = await startMilterd(['-x', conf], { ready: 'none' });
     expect(await live.exited).not.toBe(0);
     expect(live.output()).toContain(`PidFile ${pidFile} names process ${process.pid}, which is running`);
     expect(readFileSync(pidFile, 'utf8')).toBe(`${process.pid}\n`);
@@ -345,7 +345,7 @@ describe('files beside a hostile user', () => {
     writeFileSync(target, 'precious\n', { mode: 0o600 });
     const before = lstatSync(target);
     symlinkSync(target, sock);
-    const refused = await startMilterd(['-x', conf], { expectExit: true });
+    const refused = await startMilterd(['-x', conf], { ready: 'none' });
     expect(await refused.exited).not.toBe(0);
     expect(refused.output()).toContain(`${sock} exists and is not a socket; refusing to replace it`);
     const after = lstatSync(target);

@@ -42,7 +42,7 @@ async function refusedBoth(args: string[], error: RegExp): Promise<void> {
   const check = await runProgram(process.execPath, [BIN, ...args, '--check-config'], { timeoutMs: 30_000 });
   expect(check.code, check.stdout + check.stderr).toBe(EX_CONFIG);
   expect(check.stderr).toMatch(error);
-  const started = await startMilterd(args, { expectExit: true });
+  const started = await startMilterd(args, { ready: 'none' });
   running.push(started);
   expect(await started.exited).toBe(EX_CONFIG);
   expect(started.output()).toMatch(error);

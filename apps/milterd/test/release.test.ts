@@ -5,11 +5,11 @@
  * of a root script (opendkim-scripts.test.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { runProgram } from '@inkan/testbed';
+import { runProgram, tempDir } from '@inkan/testbed';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const status = () => execFileSync('git', ['status', '--porcelain'], { cwd: repo, encoding: 'utf8' });
@@ -64,5 +64,46 @@ describe('scripts/release.mjs --dry-run', () => {
     const removed = /removed \d+ pending changesets? naming only packages not yet on npm[^:]*: (.*)$/m.exec(r.stdout);
     for (const file of removed?.[1]?.split(', ') ?? []) expect(before.changesets).toContain(file);
     expect(JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).scripts.release).toBe('node scripts/release.mjs');
+
+    // every package names the repository; where origin is elsewhere (a local clone, a fork) the dry run warns
+    const origin = execFileSync('git', ['remote'], { cwd: repo, encoding: 'utf8' }).split('\n').includes('origin')
+      ? execFileSync('git', ['remote', 'get-url', 'origin'], { cwd: repo, encoding: 'utf8' }).trim()
+      : undefined;
+    const warnings = [...r.stdout.matchAll(/^ {2}warning: (.*) \(a release stops here\)$/gm)].map((m) => m[1]);
+    if (origin && /github\.com[/:]inkan-dkim\/inkan(\.git)?$/i.test(origin)) expect(warnings).toEqual([]);
+    else expect(warnings).toHaveLength(6);
+  });
+
+  it('a release refuses packages whose repository is not origin, before it asks npm or changes anything', { timeout: 120_000 }, async () => {
+    const work = tempDir('inkan-release-origin-');
+    try {
+      const clone = join(work, 'repo');
+      execFileSync('git', ['clone', '--quiet', repo, clone]);
+      execFileSync('git', ['remote', 'set-url', 'origin', 'https://github.com/someone-else/fork.git'], { cwd: clone });
+      const r = await runProgram(process.execPath, [join(clone, 'scripts', 'release.mjs')], { cwd: clone, timeoutMs: 100_000 });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^release: @inkan\/[a-z-]+ names the repository git\+https:\/\/github\.com\/inkan-dkim\/inkan\.git, but origin is https:\/\/github\.com\/someone-else\/fork\.git/);
+      expect(r.stdout).not.toMatch(/first release|on npm at/);
+      expect(execFileSync('git', ['status', '--porcelain'], { cwd: clone, encoding: 'utf8' })).toBe('');
+
+      execFileSync('git', ['remote', 'remove', 'origin'], { cwd: clone });
+      const none = await runProgram(process.execPath, [join(clone, 'scripts', 'release.mjs')], { cwd: clone, timeoutMs: 100_000 });
+      expect(none.code).toBe(1);
+      expect(none.stderr).toMatch(/^release: this clone has no "origin" remote/);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  it('every public package ships README.md, LICENSE and CHANGELOG.md', () => {
+    for (const group of ['packages', 'apps']) {
+      for (const dir of readdirSync(join(repo, group))) {
+        const file = join(repo, group, dir, 'package.json');
+        if (!existsSync(file)) continue;
+        const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name: string; private?: boolean; files?: string[] };
+        if (pkg.private) continue;
+        expect(pkg.files, pkg.name).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'CHANGELOG.md']));
+      }
+    }
   });
 });

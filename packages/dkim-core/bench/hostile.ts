@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
+import { canonicalizationReference } from '@inkan/testbed';
 
 /** A random odd number of exactly `bits` bits, big-endian. */
 function oddNumber(bits: number): Buffer {
@@ -32,12 +33,9 @@ function spki(n: Buffer, e: Buffer): string {
   return createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'der', type: 'spki' }).toString('base64');
 }
 
-/** The SHA-256 of a body as c=simple canonicalizes it (RFC 6376 §3.4.3). */
+/** The SHA-256 of a body as c=simple canonicalizes it (RFC 6376 §3.4.3, the testbed's reference). */
 function simpleBodyHash(body: Buffer): string {
-  let text = body.toString('latin1');
-  while (text.endsWith('\r\n\r\n')) text = text.slice(0, -2);
-  if (!text.endsWith('\r\n')) text += '\r\n';
-  return createHash('sha256').update(Buffer.from(text, 'latin1')).digest('base64');
+  return createHash('sha256').update(Buffer.from(canonicalizationReference.simpleBody(body.toString('latin1')), 'latin1')).digest('base64');
 }
 
 /**

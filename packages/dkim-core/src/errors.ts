@@ -6,6 +6,7 @@
 export type DkimErrorCode =
   | 'INVALID_OPTION'
   | 'KEY_UNUSABLE'
+  | 'KEY_UNREADABLE'
   | 'KEY_MISMATCH'
   | 'NO_FROM'
   | 'MESSAGE_TOO_LARGE'

@@ -51,15 +51,25 @@ export {
   type KeyLimits,
   type KeyRecordParseResult,
   type KeyRefusal,
+  type PublicKeyAcceptance,
+  type PublicKeyPolicy,
+  type PublicKeyRefusalCode,
   DEFAULT_MAX_KEY_BITS,
   DEFAULT_MIN_KEY_BITS,
   MAX_RSA_PUBLIC_EXPONENT,
-  checkImportedKey,
-  checkKeyRecordSize,
+  acceptPublicKey,
   parseKeyRecord,
   importPublicKey,
 } from './key-record.js';
 export { yieldToEventLoop } from './crypto.js';
+export {
+  type PrivateKeyInfo,
+  MIN_SIGNING_KEY_BITS,
+  MAX_SIGNING_KEY_BITS,
+  MAX_PRIVATE_KEY_FILE_BYTES,
+  parsePrivateKey,
+  readPrivateKey,
+} from './keys.js';
 export {
   type KeyResolver,
   type KeyLookupErrorCode,
@@ -112,7 +122,6 @@ export {
   type SignatureField,
   Signer,
   signMessage,
-  loadPrivateKey,
   DEFAULT_SIGNED_HEADERS,
   DEFAULT_OVERSIGNED_HEADERS,
 } from './signer.js';

@@ -1,11 +1,12 @@
 import { Buffer } from 'node:buffer';
-import { createPrivateKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { BodyHashSet, type BodyHasher } from './body-hash.js';
 import type { Canonicalization } from './canonicalization/body.js';
 import { relaxedHeader } from './canonicalization/header.js';
 import { signData } from './crypto.js';
 import { DkimError } from './errors.js';
 import { headerHashInput, selectSignedFields } from './header-hash.js';
+import { parsePrivateKey } from './keys.js';
 import {
   DEFAULT_MAX_HEADER_BYTES,
   feedMessage,
@@ -136,29 +137,6 @@ interface PreparedSignature {
   hasher?: BodyHasher;
 }
 
-const keyCache = new Map<string, KeyObject>();
-const KEY_CACHE_LIMIT = 100;
-
-/** Parse a private key (cached by PEM text: parsing costs as much as signing). */
-export function loadPrivateKey(key: string | Buffer | KeyObject): KeyObject {
-  if (typeof key === 'object' && !Buffer.isBuffer(key)) {
-    if (key.type !== 'private') throw new DkimError('KEY_UNUSABLE', `expected a private key, got a ${key.type} key`);
-    return key;
-  }
-  const pem = typeof key === 'string' ? key : key.toString('latin1');
-  const cached = keyCache.get(pem);
-  if (cached) return cached;
-  let parsed: KeyObject;
-  try {
-    parsed = createPrivateKey(pem);
-  } catch (error) {
-    throw new DkimError('KEY_UNUSABLE', `cannot read the private key: ${(error as Error).message}`, { cause: error });
-  }
-  keyCache.set(pem, parsed);
-  if (keyCache.size > KEY_CACHE_LIMIT) keyCache.delete(keyCache.keys().next().value as string);
-  return parsed;
-}
-
 const DOMAIN = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?$/;
 
 function parseCanonicalization(value: string | undefined): [Canonicalization, Canonicalization] {
@@ -172,19 +150,7 @@ function prepare(options: SignatureOptions): PreparedSignature {
   if (!options || typeof options !== 'object') throw new DkimError('INVALID_OPTION', 'signature options are required');
   if (!DOMAIN.test(options.domain ?? '')) throw new DkimError('INVALID_OPTION', `invalid domain "${options.domain}"`);
   if (!DOMAIN.test(options.selector ?? '')) throw new DkimError('INVALID_OPTION', `invalid selector "${options.selector}"`);
-  const key = loadPrivateKey(options.privateKey);
-  const type = key.asymmetricKeyType;
-  let algorithm: SigningAlgorithm;
-  if (type === 'rsa') {
-    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (bits < 1024) throw new DkimError('KEY_UNUSABLE', `RSA key of ${bits} bits is too small (minimum 1024, RFC 8301)`);
-    if (bits > 4096) throw new DkimError('KEY_UNUSABLE', `RSA key of ${bits} bits is too large (maximum 4096)`);
-    algorithm = 'rsa-sha256';
-  } else if (type === 'ed25519') {
-    algorithm = 'ed25519-sha256';
-  } else {
-    throw new DkimError('KEY_UNUSABLE', `unsupported key type ${type}: DKIM signs with rsa or ed25519`);
-  }
+  const { key, keyType: type, algorithm } = parsePrivateKey(options.privateKey);
   if (options.algorithm !== undefined && options.algorithm !== algorithm) {
     throw new DkimError('KEY_MISMATCH', `algorithm ${options.algorithm} does not fit a ${type} key`);
   }

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { DkimError } from './errors.js';
-import { checkImportedKey, checkKeyRecordSize, DEFAULT_MIN_KEY_BITS, type DkimKeyRecord, importPublicKey, type KeyLimits } from './key-record.js';
+import { acceptPublicKey, type DkimKeyRecord, type PublicKeyPolicy } from './key-record.js';
 import { DEFAULT_MAX_HEADER_BYTES, feedMessage, type LineEndings, type MessageInput, type MessageSink } from './message.js';
 import { fetchKeyRecord, type KeyFetchResult, type KeyResolver } from './resolver.js';
 import type { VerificationResult, Verdict } from './result.js';
@@ -74,48 +74,28 @@ export type KeyAcceptance = { ok: true; key: KeyObject } | { ok: false; verdict:
 
 /**
  * Wait for a key and decide whether it may check this signature: the lookup must have found
- * a record, its p= must not be empty (revoked), its s= must allow email, `suits` (the
- * protocol's own rules: key type, hash, t=s, g=) must not object, and the key must be within
- * `limits` and importable. Sets `result.testing` (t=y) and `result.keyBits` on the way.
+ * a record, acceptPublicKey must accept its key (not revoked, k= fits the signature, within
+ * the limits, importable), its s= must allow email, and `suits` (the protocol's own tag rules:
+ * h=, t=s, g=) must not object. Sets `result.testing` (t=y) and `result.keyBits` on the way.
  */
 export async function acceptKey<R extends DkimKeyRecord>(
   result: VerificationResult,
   lookup: Promise<KeyFetchResult<R>>,
-  keyType: string,
-  limits: KeyLimits,
+  policy: PublicKeyPolicy,
   suits: (record: R) => Verdict | undefined,
 ): Promise<KeyAcceptance> {
-  const refuse = (result: Verdict['result'], code: Verdict['code'], reason: string): KeyAcceptance => ({
-    ok: false,
-    verdict: verdict(result, code, reason),
-  });
   const outcome = await lookup;
-  if (!outcome.ok) return refuse(outcome.result, outcome.code, outcome.reason);
+  if (!outcome.ok) return { ok: false, verdict: verdict(outcome.result, outcome.code, outcome.reason) };
   const record = outcome.record;
   result.testing = record.testing;
-  if (record.publicKey === '') return refuse('permerror', 'key-revoked', 'key revoked (empty p=)');
+  const accepted = acceptPublicKey(record, policy);
+  if (accepted.bits !== undefined) result.keyBits = accepted.bits;
+  if (!accepted.ok) return { ok: false, verdict: verdict(accepted.result, accepted.code, accepted.reason) };
   if (!record.serviceTypes.some((s) => s === '*' || s.toLowerCase() === 'email')) {
-    return refuse('permerror', 'key-restricted', 'key s= does not include email');
+    return { ok: false, verdict: verdict('permerror', 'key-restricted', 'key s= does not include email') };
   }
   const unsuitable = suits(record);
-  if (unsuitable) return { ok: false, verdict: unsuitable };
-  const tooLong = checkKeyRecordSize(keyType, record.publicKey, limits);
-  if (tooLong) return refuse(tooLong.result, 'key-too-large', tooLong.reason);
-  const imported = importPublicKey(keyType, record.publicKey);
-  if (!imported.ok) return refuse('permerror', 'key-syntax', imported.error);
-  if (imported.bits !== undefined) result.keyBits = imported.bits;
-  const refused = checkImportedKey(keyType, imported, limits);
-  if (refused) return refuse(refused.result, refusalCode(refused.result, imported.bits, limits), refused.reason);
-  return { ok: true, key: imported.key };
-}
-
-/**
- * The code of a key refused after import: "policy" is over a local maximum (size or exponent);
- * a permerror is a key under the minimum size, or else no valid RSA key.
- */
-function refusalCode(result: 'policy' | 'permerror', bits: number | undefined, limits: KeyLimits): Verdict['code'] {
-  if (result === 'policy') return 'key-too-large';
-  return bits !== undefined && bits < (limits.minKeyBits ?? DEFAULT_MIN_KEY_BITS) ? 'key-too-small' : 'key-syntax';
+  return unsuitable ? { ok: false, verdict: unsuitable } : { ok: true, key: accepted.key };
 }
 
 /** Options of the one-shot verification functions. */

@@ -142,7 +142,7 @@ export class Verifier implements MessageSink {
   private async complete(check: Check): Promise<VerificationResult> {
     const { result, signature: sig, key, hasher, headerData } = check;
     if (!sig || !key || !hasher || !headerData) return result;
-    const accepted = await acceptKey(result, key, sig.keyType, this.options, (record) => keyUnsuitable(record, sig));
+    const accepted = await acceptKey(result, key, { ...this.options, signature: sig }, (record) => keyUnsuitable(record, sig));
     if (!accepted.ok) return concluded(result, accepted.verdict);
     const body = hasher.digest();
     if (sig.bodyLength !== undefined) {
@@ -159,9 +159,8 @@ export class Verifier implements MessageSink {
   }
 }
 
-/** DKIM's own rules for a key record (RFC 6376 §3.6.1): k= and h= fit a=, t=s holds i= to d=. */
+/** DKIM's own rules for a key record's tags (RFC 6376 §3.6.1): h= fits a=, t=s holds i= to d= (k= is acceptPublicKey's). */
 function keyUnsuitable(record: DkimKeyRecord, sig: DkimSignature): Verdict | undefined {
-  if (record.keyType !== sig.keyType) return verdict('permerror', 'key-mismatch', `key type k=${record.keyType} does not match a=${sig.algorithm}`);
   if (record.hashAlgorithms && !record.hashAlgorithms.includes(sig.hashAlgorithm)) {
     return verdict('permerror', 'key-mismatch', `key h= does not allow ${sig.hashAlgorithm}`);
   }

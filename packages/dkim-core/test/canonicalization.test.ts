@@ -10,6 +10,7 @@ import {
   canonicalizeHeader,
   parseHeaderFields,
 } from '../src/index.js';
+import { canonicalizationReference as reference } from '@inkan/testbed';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 
@@ -21,30 +22,8 @@ function canonicalize(c: Canonicalization, chunks: Buffer[]): string {
   return Buffer.concat(out).toString('latin1');
 }
 
-/** Straightforward readings of RFC 6376 §3.4.3 and §3.4.4, whole-buffer regexes. */
-const reference = {
-  simple(body: string): string {
-    const stripped = body.replace(/(\r\n)*$/, '');
-    return `${stripped}\r\n`;
-  },
-  relaxed(body: string): string {
-    let s = body.replace(/[ \t]+\r\n/g, '\r\n').replace(/[ \t]+/g, ' ');
-    s = s.replace(/[ \t]+$/, '');
-    s = s.replace(/(\r\n)*$/, '');
-    return s === '' ? '' : `${s}\r\n`;
-  },
-  relaxedHeader(field: string): string {
-    const colon = field.indexOf(':');
-    const name = field.slice(0, colon).replace(/[ \t]+$/, '').toLowerCase();
-    const value = field
-      .slice(colon + 1)
-      .replace(/\r\n$/, '')
-      .replace(/\r\n/g, '')
-      .replace(/[ \t]+/g, ' ')
-      .replace(/^ | $/g, '');
-    return `${name}:${value}`;
-  },
-};
+/** The slow reference body canonicalizations (RFC 6376 §3.4.3, §3.4.4), from the testbed. */
+const REFERENCE_BODY: Record<Canonicalization, (body: string) => string> = { simple: reference.simpleBody, relaxed: reference.relaxedBody };
 
 /** Split bytes at the given cut points. */
 function split(bytes: Buffer, cuts: number[]): Buffer[] {
@@ -106,7 +85,7 @@ describe('body canonicalization properties', () => {
     it(`${c}: equals the whole-buffer reference on random bodies`, () => {
       fc.assert(
         fc.property(bodyArb, (body) => {
-          expect(canonicalize(c, [body])).toBe(reference[c](body.toString('latin1')));
+          expect(canonicalize(c, [body])).toBe(REFERENCE_BODY[c](body.toString('latin1')));
         }),
         { numRuns: 2000 },
       );
@@ -147,7 +126,7 @@ describe('body canonicalization properties', () => {
       .map((parts) => Buffer.concat(parts.map(([body, n, filler]) => Buffer.concat([body, b(filler.repeat(Math.ceil(n / filler.length)))]))));
     fc.assert(
       fc.property(bigArb, fc.array(fc.nat(), { maxLength: 8 }), (body, cuts) => {
-        expect(canonicalize('relaxed', split(body, cuts))).toBe(reference.relaxed(body.toString('latin1')));
+        expect(canonicalize('relaxed', split(body, cuts))).toBe(reference.relaxedBody(body.toString('latin1')));
       }),
       { numRuns: 300 },
     );
@@ -201,7 +180,7 @@ describe('header canonicalization', () => {
     fc.assert(
       fc.property(name, fc.constantFrom('', ' ', '\t '), fc.array(valuePart, { maxLength: 20 }), (n, ws, parts) => {
         const field = `${n}${ws}:${parts.join('')}\r\n`;
-        expect(relaxedHeader(b(field)).toString('latin1')).toBe(reference.relaxedHeader(field));
+        expect(relaxedHeader(b(field)).toString('latin1')).toBe(reference.relaxedHeader(field.slice(0, -2)));
       }),
       { numRuns: 2000 },
     );

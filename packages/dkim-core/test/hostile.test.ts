@@ -7,9 +7,9 @@ import { Buffer } from 'node:buffer';
 import { generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { countLoopTurns, dkimKeyRecord, makeKeys, type TestKeys } from '@inkan/testbed';
+import { checkImportedKey, checkKeyRecordSize } from '../src/key-record.js';
 import {
-  checkImportedKey,
-  checkKeyRecordSize,
+  acceptPublicKey,
   formatAuthenticationResults,
   importPublicKey,
   MemoryKeyResolver,
@@ -188,6 +188,16 @@ describe('RSA key limits', () => {
     const imported = importPublicKey('rsa', p4096);
     expect(imported).toMatchObject({ ok: true, bits: 4096 });
     expect(imported.ok && imported.publicExponent?.toString(2).length).toBe(17);
+  });
+  it('acceptPublicKey: the size limits, checked before and after parsing, carry the key size when it was read', () => {
+    const p4096 = rsaPublicKeyB64(4096, 17);
+    expect(acceptPublicKey({ keyType: 'rsa', publicKey: p4096 })).toMatchObject({ ok: true, keyType: 'rsa', bits: 4096 });
+    const unread = acceptPublicKey({ keyType: 'rsa', publicKey: p4096 }, { maxKeyBits: 1024 });
+    expect(unread).toMatchObject({ ok: false, result: 'policy', reason: expect.stringMatching(/^key too large \(p= holds/) });
+    expect(unread.bits).toBeUndefined();
+    expect(acceptPublicKey({ keyType: 'rsa', publicKey: p4096 }, { maxKeyBits: 4095 })).toMatchObject({ ok: false, result: 'policy', reason: 'key too large (4096 bits, maximum 4095)', bits: 4096 });
+    expect(acceptPublicKey({ keyType: 'rsa', publicKey: p4096 }, { minKeyBits: 8192, maxKeyBits: 8192 })).toMatchObject({ ok: false, result: 'permerror', bits: 4096 });
+    expect(acceptPublicKey({ keyType: 'rsa', publicKey: rsaPublicKeyB64(2048, 2047) })).toMatchObject({ ok: false, result: 'policy', reason: expect.stringMatching(/exponent too large/), bits: 2048 });
   });
 });
 

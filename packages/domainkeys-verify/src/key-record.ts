@@ -35,13 +35,12 @@ export function granularityMatches(granularity: string, localPart: string): bool
 }
 
 /**
- * DomainKeys' own rules for a key record (RFC 4870 §3.2.3): k=rsa, h= (if any) with sha1, g=
+ * DomainKeys' own rules for a key record's tags (RFC 4870 §3.2.3): h= (if any) with sha1, g=
  * matching the sender's local part, t=s holding the sender to d= itself. The verdict, or
- * undefined when the key may be used. (An empty p= and s= are checked by dkim-core's
- * acceptKey, as for DKIM.)
+ * undefined when they allow the key. The key itself (revoked, k=rsa, size, parse) is
+ * dkim-core's acceptPublicKey, s= its acceptKey, as for DKIM.
  */
 export function checkDomainKeysKey(record: DomainKeysKeyRecord, sender: { localPart: string; domain?: string }, domain: string): Verdict | undefined {
-  if (record.keyType !== 'rsa') return verdict('permerror', 'key-mismatch', `key type k=${clip(record.keyType)} is not rsa (RFC 4870 3.2.3)`);
   if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1')) return verdict('permerror', 'key-mismatch', 'key h= does not allow sha1');
   if (!granularityMatches(record.granularity, sender.localPart)) {
     return verdict('permerror', 'key-restricted', `key granularity g=${clip(record.granularity)} does not match the sender's local part`);

@@ -200,7 +200,8 @@ export class DomainKeysVerifier implements MessageSink {
   private async complete(check: Check): Promise<VerificationResult> {
     const { result, signature: sig, sender, hash, key } = check;
     if (!sig || !sender || !hash || !key) return result;
-    const accepted = await acceptKey(result, key, 'rsa', this.options, (record) => checkDomainKeysKey(record, sender, sig.domain));
+    const policy = { ...this.options, signature: { keyType: 'rsa', algorithm: sig.algorithm } };
+    const accepted = await acceptKey(result, key, policy, (record) => checkDomainKeysKey(record, sender, sig.domain));
     if (!accepted.ok) return concluded(result, accepted.verdict);
     await yieldToEventLoop();
     let good = false;

@@ -59,9 +59,12 @@ describe('checkDomainKeysKey', () => {
   it('accepts a plain key', () => {
     expect(checkDomainKeysKey(record(`k=rsa; p=${P}`), joe, 'example.org')).toBeUndefined();
   });
-  // An empty p= and an s= without email are dkim-core's acceptKey's to refuse (verifier tests).
+  it('leaves the key itself to acceptPublicKey (revoked, k=, size) and s= to acceptKey', () => {
+    expect(checkDomainKeysKey(record('k=rsa; p='), joe, 'example.org')).toBeUndefined();
+    expect(checkDomainKeysKey(record(`k=ed25519; p=${P}`), joe, 'example.org')).toBeUndefined();
+    expect(checkDomainKeysKey(record(`s=http; p=${P}`), joe, 'example.org')).toBeUndefined();
+  });
   const refused: [string, string, string, RegExp][] = [
-    ['another key type', `k=ed25519; p=${P}`, 'key-mismatch', /not rsa/],
     ['a key for sha256 only', `h=sha256; p=${P}`, 'key-mismatch', /h= does not allow sha1/],
     ['another local part', `g=bob; p=${P}`, 'key-restricted', /granularity/],
   ];

@@ -128,6 +128,17 @@ describe('DomainKeysVerifier', () => {
     expect(lowered!.result).toBe('pass');
   });
 
+  it('refuses a revoked key and a key of another type, as the DKIM verifier does (acceptPublicKey)', async () => {
+    const other = new MemoryKeyResolver({
+      'dk._domainkey.example.org': `k=ed25519; p=${keys.ed25519.p}`,
+      'weak._domainkey.example.org': 'k=rsa; p=',
+    });
+    const [ed] = await verifyDomainKeys(signed.simple!, { resolver: other });
+    expect(ed).toMatchObject({ result: 'permerror', reason: 'key type k=ed25519 does not match a=rsa-sha1' });
+    const [revoked] = await verifyDomainKeys(signed.weak!, { resolver: other });
+    expect(revoked).toMatchObject({ result: 'permerror', reason: 'key revoked (empty p=)' });
+  });
+
   it('checks each of several signatures against the fields below it', async () => {
     const results = await verifyDomainKeys(signed.stacked!, { resolver });
     expect(results.map((r) => r.result)).toEqual(['pass', 'pass']);

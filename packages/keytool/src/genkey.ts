@@ -196,7 +196,7 @@ export async function genkey(o: GenkeyOptions): Promise<GenkeyResult> {
     ...(o.hashAlgorithms ? { hashAlgorithms: o.hashAlgorithms } : {}),
     ...(o.note !== undefined ? { note: o.note } : {}),
   });
-  const zone = formatZoneRecord(record, { selector: o.selector, comment: `DKIM key ${o.selector} for ${o.domain}` });
+  const zone = formatZoneRecord(record, { selector: o.selector, domain: o.domain, comment: `DKIM key ${o.selector} for ${o.domain}` });
   const folder = await ensureFolder(outdir, o.owner);
   await writeKeyFile(privateKeyFile, key.privatePem, { force: !!o.force, mode: 0o600, ...(o.owner ? { owner: o.owner } : {}) });
   await writeKeyFile(recordFile, zone, { force: !!o.force, mode: 0o644 });

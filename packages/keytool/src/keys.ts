@@ -1,5 +1,5 @@
-import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
+import { MAX_SIGNING_KEY_BITS, MIN_SIGNING_KEY_BITS, readPrivateKey } from '@inkan/dkim-core';
 import { promisify } from 'node:util';
 
 export type KeyKind = 'rsa' | 'ed25519';
@@ -15,8 +15,8 @@ export interface GeneratedKey {
 }
 
 export const DEFAULT_RSA_BITS = 2048;
-export const MIN_RSA_BITS = 1024;
-export const MAX_RSA_BITS = 4096;
+export const MIN_RSA_BITS = MIN_SIGNING_KEY_BITS;
+export const MAX_RSA_BITS = MAX_SIGNING_KEY_BITS;
 
 const generate = promisify(generateKeyPair);
 
@@ -56,19 +56,10 @@ export function publicKeyValue(key: KeyObject): string {
   return (pub.asymmetricKeyType === 'ed25519' ? spki.subarray(spki.length - 32) : spki).toString('base64');
 }
 
-/** Read a PEM private key (PKCS#1 or PKCS#8, RSA or Ed25519). Errors name the file. */
+/**
+ * Read a private key file with dkim-core's readPrivateKey: PEM (PKCS#1 or PKCS#8), RSA of
+ * 1024 to 4096 bits or Ed25519, at most 64 KiB. Errors name the file, never its content.
+ */
 export async function readPrivateKeyFile(path: string): Promise<GeneratedKey> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new Error(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  let key: KeyObject;
-  try {
-    key = createPrivateKey(text);
-  } catch {
-    throw new Error(`${path} does not hold a PEM private key (PKCS#1 or PKCS#8)`);
-  }
-  return describe(key);
+  return describe((await readPrivateKey(path)).key);
 }

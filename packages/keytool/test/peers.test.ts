@@ -3,6 +3,7 @@
  * returns what we wrote, testkey judges records served by DNS, opendkim-testkey and
  * opendkim-genkey agree with us, dkimpy verifies what our keys sign.
  */
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +24,14 @@ let dns: DnsServer;
 /** The quoted strings of a zone record, as written. */
 function zoneStrings(zone: string): string[] {
   return [...zone.matchAll(/"([^"]*)"/g)].map((m) => m[1] as string);
+}
+
+/** A public key with a random odd modulus of `bits` bits (no private half: only its size matters here). */
+function rsaSpki(bits: number): string {
+  const n = randomBytes(bits / 8);
+  n[0] = (n[0] as number) | 0x80;
+  n[n.length - 1] = (n[n.length - 1] as number) | 1;
+  return createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }, format: 'jwk' }).export({ format: 'der', type: 'spki' }).toString('base64');
 }
 
 async function cli(args: string[]) {
@@ -54,6 +63,8 @@ beforeAll(async () => {
     [`revoked._domainkey.${DOMAIN}`]: 'v=DKIM1; k=rsa; p=',
     [`broken._domainkey.${DOMAIN}`]: 'v=DKIM1; k=rsa; p=MIIB; p=AAAA',
     [`odk._domainkey.${DOMAIN}`]: odk.record,
+    [`huge._domainkey.${DOMAIN}`]: { strings: splitTxtStrings(`v=DKIM1; k=rsa; p=${rsaSpki(5120)}`) },
+    [`tiny._domainkey.${DOMAIN}`]: { strings: splitTxtStrings(`v=DKIM1; k=rsa; p=${generateKeyPairSync('rsa', { modulusLength: 768 }).publicKey.export({ format: 'der', type: 'spki' }).toString('base64')}`) },
   });
 });
 
@@ -120,6 +131,14 @@ describe('testkey against records served by DNS', () => {
   it('a 1024-bit key passes with a warning', async () => {
     const r = await cli(['--json', 'testkey', '-d', DOMAIN, '-s', 'small', ...dnsArg()]);
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'good', keyBits: 1024, warnings: [expect.stringMatching(/2048 is recommended/)] });
+  });
+  it('keys that verifiers refuse, too small or too large: exit 1, with the verifiers\' reason', async () => {
+    const tiny = await cli(['--json', 'testkey', '-d', DOMAIN, '-s', 'tiny', ...dnsArg()]);
+    expect(tiny.code).toBe(1);
+    expect(JSON.parse(tiny.stdout)).toMatchObject({ status: 'problem', keyBits: 768, problems: ['key too small (768 bits, minimum 1024)'] });
+    const huge = await cli(['--json', 'testkey', '-d', DOMAIN, '-s', 'huge', ...dnsArg()]);
+    expect(huge.code).toBe(1);
+    expect(JSON.parse(huge.stdout)).toMatchObject({ status: 'problem', problems: [expect.stringMatching(/^key too large/)] });
   });
   it('mismatched key: exit 1', async () => {
     const r = await cli(['testkey', '-d', DOMAIN, '-s', 'mismatch', '-k', rsa.privateKeyFile, ...dnsArg()]);

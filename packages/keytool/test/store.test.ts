@@ -6,11 +6,11 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { postgresMissing, type PostgresServer, type RedisServer, redisMissing, runProgram, startPostgres, startRedis, tempDir } from '@inkan/testbed';
+import { postgresMissing, type PostgresServer, type RedisServer, redisMissing, runProgram, startPostgres, startRedis, tempDir, waitFor } from '@inkan/testbed';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { combineLocations, DEFAULT_CHANNEL, DEFAULT_TABLES, parseStoreUri, schemaSql } from '../src/store/index.js';
+import { combineLocations, DEFAULT_CHANNEL, DEFAULT_TABLES, parseStoreUri, schemaSql, watchStore } from '../src/store/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = resolve(here, '..', 'bin', 'inkan-keytool.js');
@@ -61,12 +61,36 @@ describe('store URIs', () => {
   it('the shipped migration is the schema inkan-keytool store init creates', () => {
     expect(readFileSync(join(SQL, '001_dkim_tables.sql'), 'utf8')).toBe(schemaSql({ tables: DEFAULT_TABLES, channel: DEFAULT_CHANNEL }));
   });
+
+  it('other table names and channel: every default name in the migration is replaced, nothing else changes', () => {
+    const sql = schemaSql({ tables: { keys: 'mail.k', signing: 's', hosts: 'h' }, channel: 'chan' });
+    expect(sql).not.toMatch(/dkim_keys|dkim_signing|dkim_internal_hosts|'inkan_dkim'|listening on inkan_dkim/);
+    for (const line of [
+      'CREATE TABLE IF NOT EXISTS "mail"."k" (',
+      'CREATE TABLE IF NOT EXISTS "s" (',
+      'CREATE TABLE IF NOT EXISTS "h" (',
+      'CREATE OR REPLACE FUNCTION "mail".inkan_dkim_notify() RETURNS trigger LANGUAGE plpgsql AS $$',
+      'DROP TRIGGER IF EXISTS "k_notify" ON "mail"."k";',
+      'CREATE TRIGGER "h_notify" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "h"',
+      `  FOR EACH STATEMENT EXECUTE FUNCTION "mail".inkan_dkim_notify('chan');`,
+      '-- Every change, by inkan-keytool or by hand, notifies the milterds listening on chan.',
+    ]) {
+      expect(sql.split('\n')).toContain(line);
+    }
+    // The same lines, the same comments: only the names differ.
+    expect(sql.split('\n').length).toBe(readFileSync(join(SQL, '001_dkim_tables.sql'), 'utf8').split('\n').length);
+    expect(() => schemaSql({ tables: DEFAULT_TABLES, channel: "x'); DROP TABLE t; --" })).toThrow(/not a plain identifier/);
+  });
 });
 
 interface Accounts {
   kind: 'postgresql' | 'redis';
   admin: string;
   dns: string;
+  /** The account every inkan-milterd reads and watches with. */
+  milterd: string;
+  /** What a change of InternalHosts is announced as (NOTIFY payload, or pub/sub message). */
+  hostsChange: string;
   /** Try to read private keys as the DNS account: should be refused. */
   dnsReadsPrivate(): Promise<unknown>;
   /** Try to write as the milterd account: should be refused. */
@@ -139,6 +163,27 @@ function storeCommands(setup: () => Promise<Accounts>) {
     const refused = await keytool(['genkey', '-d', 'example.org', '-s', 'x1', '--store', a.dns]);
     expect([refused.code, refused.stderr]).toEqual([1, expect.stringMatching(/permission denied|NOPERM/)]);
   });
+
+  it('watchStore: the milterd account hears of a change made by inkan-keytool, on a connection of its own; close() ends it', async () => {
+    const changes: string[] = [];
+    let connected = 0;
+    const lost: string[] = [];
+    const watcher = watchStore(a.milterd, { changed: (what) => changes.push(what), connected: () => connected++, lost: (e) => lost.push(e.message) }, { connectTimeoutMs: 2000 });
+    try {
+      expect(connected).toBe(0); // nothing connects before start()
+      watcher.start();
+      await waitFor(() => connected === 1, 'the watcher connected');
+      await ok(['store', 'hosts', '--store', a.admin, '--set', '10.1.0.0/16']);
+      await waitFor(() => changes.length > 0, 'the change was announced');
+      expect(changes).toEqual([a.hostsChange]);
+    } finally {
+      await watcher.close();
+    }
+    await ok(['store', 'hosts', '--store', a.admin, '--set', '10.2.0.0/16']);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(changes).toEqual([a.hostsChange]); // closed: heard nothing more
+    expect(lost).toEqual([]);
+  });
 }
 
 const pgMissing = postgresMissing();
@@ -174,9 +219,38 @@ CREATE ROLE inkan_dns LOGIN PASSWORD 'dns-pw';`);
       kind: 'postgresql',
       admin: pg.url({ user: 'inkan_admin', password: 'admin-pw', database: 'mail' }),
       dns: pg.url({ user: 'inkan_dns', password: 'dns-pw', database: 'mail' }),
+      milterd: pg.url({ user: 'inkan_milterd', password: 'milterd-pw', database: 'mail' }),
+      hostsChange: 'dkim_internal_hosts',
       dnsReadsPrivate: () => as('inkan_dns', 'dns-pw', 'SELECT private_key FROM dkim_keys'),
       milterdWrites: () => as('inkan_milterd', 'milterd-pw', "UPDATE dkim_signing SET key_name = 'x'"),
     };
+  });
+});
+
+describe.skipIf(pgMissing !== undefined && !process.env.CI)(`the migration with other names${pgMissing ? ` (${pgMissing})` : ''}`, () => {
+  let pg: PostgresServer;
+  afterAll(async () => {
+    await pg?.close();
+  });
+  it('store init with keys=, signing=, hosts= and channel= creates those tables, and their triggers notify that channel', async () => {
+    pg = await startPostgres();
+    await pg.psql('CREATE SCHEMA other;');
+    const uri = pg.url({ query: 'keys=other.my_keys&signing=my_signing&hosts=my_hosts&channel=my_channel' });
+    expect(await ok(['store', 'init', '--store', uri])).toMatch(/Created the tables other\.my_keys, my_signing and my_hosts in .* \(notifying my_channel\)/);
+    await ok(['store', 'init', '--store', uri]);
+    const changes: string[] = [];
+    let connected = false;
+    const watcher = watchStore(uri, { changed: (what) => changes.push(what), connected: () => (connected = true), lost: () => {} });
+    try {
+      watcher.start();
+      await waitFor(() => connected, 'the watcher connected');
+      await ok(['genkey', '-d', 'example.org', '-s', 'o1', '--type', 'ed25519', '--store', uri, '--sign', 'example.org']);
+      await waitFor(() => changes.includes('my_keys') && changes.includes('my_signing'), 'both changes announced on my_channel');
+    } finally {
+      await watcher.close();
+    }
+    const listing = JSON.parse(await ok(['--json', 'store', 'list', '--store', uri]));
+    expect(listing.keys.map((k: { name: string }) => k.name)).toEqual(['o1._domainkey.example.org']);
   });
 });
 
@@ -208,6 +282,8 @@ describe.skipIf(noRedis !== undefined && !process.env.CI)(`store commands on Red
       kind: 'redis',
       admin: redis.url({ user: 'inkan-admin', password: 'admin-pw' }),
       dns: redis.url({ user: 'inkan-dns', password: 'dns-pw' }),
+      milterd: redis.url({ user: 'inkan-milterd', password: 'milterd-pw' }),
+      hostsChange: 'inkan:hosts',
       dnsReadsPrivate: () => as('inkan-dns', 'dns-pw', (r) => r.hgetall('inkan:private')),
       milterdWrites: () => as('inkan-milterd', 'milterd-pw', (r) => r.hset('inkan:signing', 'evil.example', 'x')),
     };

@@ -9,14 +9,11 @@
  * after another without letting the event loop run; that work is measured here with
  * node:crypto (the same RSA operations on the same key), beside the library as it is now.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { MemoryKeyResolver, signMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { freePort, startDnsmasq, waitFor } from '@inkan/testbed';
+import { cpuSeconds, type MilterdProcess, startDnsmasq, startMilterdOnPort } from '@inkan/testbed';
 import { verifyDkimAndDomainKeys } from '../../../packages/domainkeys-verify/dist/index.js';
 import { rsaPublicKeyB64, rsaPublicKeyWithExponentB64, withManySignatures } from '../../../packages/dkim-core/bench/hostile.js';
 import { rate } from '../../../packages/dkim-core/bench/measure.js';
@@ -25,8 +22,6 @@ export interface HostileCpuOptions {
   quick: boolean;
   /** A scratch directory (configuration files). */
   dir: string;
-  /** apps/milterd/bin/inkan-milterd.js */
-  milterd: string;
   table: (title: string, head: string[], rows: string[][]) => void;
   fmt: (n: number, digits?: number) => string;
 }
@@ -139,16 +134,6 @@ async function library(o: HostileCpuOptions): Promise<void> {
   ], rows);
 }
 
-function accepting(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
-
 interface SenderStats {
   done: number;
   latencies: number[];
@@ -165,12 +150,6 @@ async function sender(spec: string, message: Buffer, until: number, stats: Sende
   }
 }
 
-/** CPU seconds a process has used so far (user + system), from /proc. */
-function cpuSecondsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 const median = (xs: number[]) => (xs.length === 0 ? Number.NaN : ([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number));
 
 async function milterd(o: HostileCpuOptions): Promise<void> {
@@ -182,15 +161,11 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
     [`hostile._domainkey.${DOMAIN}`]: `p=${rsaPublicKeyB64(3072, 2048)}`,
     [`big._domainkey.${DOMAIN}`]: `p=${rsaPublicKeyWithExponentB64(4096, 65537n)}`,
   });
-  let child: ChildProcess | undefined;
+  let child: MilterdProcess | undefined;
   try {
-    const port = await freePort();
-    const conf = join(o.dir, 'milterd-hostile-cpu.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nAuthservID bench.example\nNameservers 127.0.0.1@${dns.port}\nOn-DNSError accept\nAllowRoot yes\n`);
-    const proc = spawn(process.execPath, [o.milterd, '-x', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const lines = ['Mode v', 'AuthservID bench.example', `Nameservers 127.0.0.1@${dns.port}`, 'On-DNSError accept', 'AllowRoot yes'];
+    const { milterd: proc, socket: spec } = await startMilterdOnPort(join(o.dir, 'milterd-hostile-cpu.conf'), lines, { output: 'quiet' });
     child = proc;
-    await waitFor(() => accepting(port), 'inkan-milterd (hostile cpu)', 200);
-    const spec = `inet:${port}@127.0.0.1`;
     const base = baseMessage(1);
     const normal = Buffer.concat([Buffer.from(await signMessage(base, { domain: DOMAIN, selector: 'good', privateKey: good.privateKey }), 'latin1'), base]);
     const attacks: [string, Buffer][] = [
@@ -230,13 +205,13 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
       const normalStats: SenderStats = { done: 0, latencies: [] };
       const attackStats: SenderStats = { done: 0, latencies: [] };
       const started = performance.now();
-      const cpuBefore = cpuSecondsOf(proc.pid as number);
+      const cpuBefore = cpuSeconds(proc.pid as number);
       await Promise.all([
         sender(spec, normal, until, normalStats),
         ...(attack ? Array.from({ length: 4 }, () => sender(spec, attack, until, attackStats)) : []),
       ]);
       const elapsed = (performance.now() - started) / 1000;
-      const cpuMs = (cpuSecondsOf(proc.pid as number) - cpuBefore) * 1000;
+      const cpuMs = (cpuSeconds(proc.pid as number) - cpuBefore) * 1000;
       const all = normalStats.done + attackStats.done;
       rows.push([
         name,
@@ -256,7 +231,7 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
       'milterd CPU ms/msg',
     ], rows);
   } finally {
-    child?.kill('SIGTERM');
+    await child?.stop();
     await dns.stop();
   }
 }

@@ -8,17 +8,13 @@
  *  - one message of 300,000 small header fields (whatever header limits filter.ts has).
  * Called from main.ts; `--quick` uses 20 connections and 30,000 fields.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { encodeCommand, MilterClient } from '@inkan/milter-protocol';
-import { freePort, waitFor } from '@inkan/testbed';
+import { startMilterdOnPort, statusKiB } from '@inkan/testbed';
 
 export interface HostileMemoryOptions {
   quick: boolean;
-  /** bin/inkan-milterd.js */
-  milterd: string;
   /** A scratch directory. */
   dir: string;
   /** A signing key for example.org. */
@@ -27,56 +23,20 @@ export interface HostileMemoryOptions {
   table(title: string, head: string[], rows: string[][]): void;
 }
 
-function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return Number((line ?? '').replace(/\D+/g, ''));
-}
-
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 
 interface Daemon {
-  child: ChildProcess;
   pid: number;
   port: number;
-  stop(): Promise<void>;
+  stop(): Promise<unknown>;
 }
 
 /** A signing inkan-milterd on 127.0.0.1 with these extra configuration lines, once it accepts. */
 async function startDaemon(o: HostileMemoryOptions, name: string, extra: string[]): Promise<Daemon> {
-  const port = await freePort();
-  const conf = join(o.dir, `hostile-${name}.conf`);
-  writeFileSync(conf, [`Socket inet:${port}@127.0.0.1`, 'Domain example.org', 'Selector bench', `KeyFile ${o.keyFile}`, 'AllowRoot yes', 'MilterIdleTimeout 120', ...extra, ''].join('\n'));
-  const child = spawn(process.execPath, [o.milterd, '-x', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = async () => {
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  try {
-    await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const s = connect({ host: '127.0.0.1', port }, () => {
-            s.destroy();
-            resolve(true);
-          });
-          s.on('error', () => resolve(false));
-        }),
-      `inkan-milterd (${name})`,
-      200,
-    );
-  } catch (error) {
-    child.kill('SIGKILL');
-    throw new Error(`${(error as Error).message}: ${err}`);
-  }
+  const lines = ['Domain example.org', 'Selector bench', `KeyFile ${o.keyFile}`, 'AllowRoot yes', 'MilterIdleTimeout 120', ...extra];
+  const { milterd: m, port } = await startMilterdOnPort(join(o.dir, `hostile-${name}.conf`), lines, { output: 'quiet' });
   await new Promise((r) => setTimeout(r, 300)); // let start-up allocations settle
-  return { child, pid: child.pid as number, port, stop };
+  return { pid: m.pid, port, stop: () => m.stop() };
 }
 
 const NEGOTIATE = encodeCommand({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0 });

@@ -5,12 +5,11 @@
  * (inkan_metrics_renders_total: at most once a second now; b5f5af8 made it for every scrape,
  * which costs what the "render" row says, on the main thread, each time).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { runTransaction } from '@inkan/milter-protocol';
-import { freePort, waitFor } from '@inkan/testbed';
+import { cpuSeconds, freePort, type MilterdProcess, startMilterdOnPort } from '@inkan/testbed';
 import { Metrics } from '../../../apps/milterd/dist/metrics.js';
 import { rate } from '../../../packages/dkim-core/bench/measure.js';
 
@@ -18,8 +17,6 @@ export interface HostileMetricsOptions {
   quick: boolean;
   /** A scratch directory (configuration files). */
   dir: string;
-  /** apps/milterd/bin/inkan-milterd.js */
-  milterd: string;
   /** An RSA-2048 key file (mode 0600) in `dir`. */
   keyFile: string;
   table: (title: string, head: string[], rows: string[][]) => void;
@@ -107,11 +104,8 @@ async function signing(spec: string, until: number): Promise<number> {
   return done / ((performance.now() - started) / 1000);
 }
 
-/** CPU milliseconds a process has used so far (user + system), from /proc. */
-function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
+/** CPU milliseconds a process has used so far (user + system). */
+const cpuMsOf = (pid: number) => cpuSeconds(pid) * 1000;
 
 export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
   const seconds = o.quick ? 2 : 8;
@@ -120,19 +114,13 @@ export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
   const renderMs = 1000 / (await rate(() => registry.registry.metrics(), o.quick ? 100 : 1000, 20_000));
   await registry.close();
 
-  const port = await freePort();
   const metricsPort = await freePort();
-  const conf = join(o.dir, 'milterd-hostile-metrics.conf');
-  writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector bench\nKeyFile ${o.keyFile}\nMetricsListen 127.0.0.1:${metricsPort}\nAllowRoot yes\n`);
-  let child: ChildProcess | undefined;
+  const lines = ['Domain example.org', 'Selector bench', `KeyFile ${o.keyFile}`, `MetricsListen 127.0.0.1:${metricsPort}`, 'AllowRoot yes'];
+  let child: MilterdProcess | undefined;
   try {
-    child = spawn(process.execPath, [o.milterd, '-x', conf], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let ready = false;
-    child.stdout?.on('data', (d: Buffer) => {
-      ready ||= d.includes('"msg":"ready"');
-    });
-    await waitFor(() => ready, 'inkan-milterd (hostile metrics)', 200);
-    const spec = `inet:${port}@127.0.0.1`;
+    const started = await startMilterdOnPort(join(o.dir, 'milterd-hostile-metrics.conf'), lines);
+    child = started.milterd;
+    const spec = started.socket;
     await signing(spec, performance.now() + 500); // warm-up
     const pid = child.pid as number;
     const cpuQuietStart = cpuMsOf(pid);
@@ -161,6 +149,6 @@ export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
       ['main-thread ms/s b5f5af8 spent rendering at this scrape rate', o.fmt(perSecond * renderMs, 0)],
     ]);
   } finally {
-    child?.kill('SIGTERM');
+    await child?.stop();
   }
 }

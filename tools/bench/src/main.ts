@@ -7,12 +7,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createPrivateKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MemoryKeyResolver, signMessage, verifyMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { findProgram, freePort, runProgram, startDnsmasq, startPostfix, tempDir, waitFor } from '@inkan/testbed';
+import { cpuSeconds, findProgram, freePort, runProgram, startDnsmasq, startMilterd, startPostfix, statusKiB, tcpAccepting, tempDir, waitFor } from '@inkan/testbed';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
@@ -24,7 +23,6 @@ import { hostileMetrics } from './hostile-metrics.js';
 const quick = process.argv.includes('--quick');
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..', '..');
-const MILTERD = join(root, 'apps', 'milterd', 'bin', 'inkan-milterd.js');
 const STREAM_RSS = join(root, 'packages', 'dkim-core', 'bench', 'stream-rss.ts');
 const minMs = quick ? 150 : 1200;
 const dir = tempDir('inkan-bench-');
@@ -177,14 +175,11 @@ async function library(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------
-async function accepting(host: string, port: number): Promise<boolean> {
-  return new Promise((r) => {
-    const s = connect(port, host, () => {
-      s.destroy();
-      r(true);
-    });
-    s.on('error', () => r(false));
-  });
+/** inkan-milterd (the testbed's starter) with this configuration, stopped at the end; stdout dropped, as it logs every message. */
+async function startInkan(conf: string, ready: () => Promise<boolean>): Promise<ChildProcess> {
+  const m = await startMilterd(['-x', conf], { output: 'quiet', ready });
+  cleanups.push(() => m.stop());
+  return m.child;
 }
 
 function startProcess(command: string, args: string[], ready: () => Promise<boolean>, what: string): Promise<ChildProcess> {
@@ -199,13 +194,6 @@ function startProcess(command: string, args: string[], ready: () => Promise<bool
       throw new Error(`${e.message}: ${err}`);
     },
   );
-}
-
-function rssKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${field}:`));
-  return Number((line ?? '').replace(/\D+/g, ''));
 }
 
 interface Milter {
@@ -228,19 +216,19 @@ async function startMilters(): Promise<Milter[]> {
   writeFileSync(conf, `Socket inet:${inkanPort}@127.0.0.1\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\n`);
   const unixConf = join(dir, 'milterd-unix.conf');
   writeFileSync(unixConf, `Socket local:${inkanSock}\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\nUMask 000\n`);
-  const inkan = await startProcess(process.execPath, [MILTERD, '-x', conf], () => accepting('127.0.0.1', inkanPort), 'inkan-milterd');
-  const inkanUnix = await startProcess(process.execPath, [MILTERD, '-x', unixConf], async () => (await runProgram('test', ['-S', inkanSock])).code === 0, 'inkan-milterd (unix)');
+  const inkan = await startInkan(conf, () => tcpAccepting(inkanPort));
+  const inkanUnix = await startInkan(unixConf, async () => (await runProgram('test', ['-S', inkanSock])).code === 0);
   await new Promise((r) => setTimeout(r, 500));
-  milters.push({ name: 'inkan-milterd', tcp: `inet:${inkanPort}@127.0.0.1`, unix: `unix:${inkanSock}`, child: inkan, unixPid: inkanUnix.pid as number, idleMiB: rssKiB(inkan.pid as number, 'VmRSS') / 1024 });
+  milters.push({ name: 'inkan-milterd', tcp: `inet:${inkanPort}@127.0.0.1`, unix: `unix:${inkanSock}`, child: inkan, unixPid: inkanUnix.pid as number, idleMiB: statusKiB(inkan.pid as number, 'VmRSS') / 1024 });
   const opendkim = findProgram('opendkim');
   if (opendkim) {
     const odkSock = join(dir, 'opendkim.sock');
     const base = `Mode s\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nSyslog no\nRequireSafeKeys no\nBackground no\nUserID root\nUMask 000\n`;
     writeFileSync(join(dir, 'opendkim-tcp.conf'), `${base}Socket inet:${odkPort}@127.0.0.1\n`);
     writeFileSync(join(dir, 'opendkim-unix.conf'), `${base}Socket local:${odkSock}\n`);
-    const odk = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-tcp.conf')], () => accepting('127.0.0.1', odkPort), 'opendkim');
+    const odk = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-tcp.conf')], () => tcpAccepting(odkPort), 'opendkim');
     const odkUnix = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-unix.conf')], async () => (await runProgram('test', ['-S', odkSock])).code === 0, 'opendkim (unix)');
-    milters.push({ name: 'OpenDKIM', tcp: `inet:${odkPort}@127.0.0.1`, unix: `unix:${odkSock}`, child: odk, unixPid: odkUnix.pid as number, idleMiB: rssKiB(odk.pid as number, 'VmRSS') / 1024 });
+    milters.push({ name: 'OpenDKIM', tcp: `inet:${odkPort}@127.0.0.1`, unix: `unix:${odkSock}`, child: odk, unixPid: odkUnix.pid as number, idleMiB: statusKiB(odk.pid as number, 'VmRSS') / 1024 });
   }
   return milters;
 }
@@ -277,12 +265,6 @@ async function milterRate(spec: string, clients: number, total: number, file: st
     );
   }
   return (each * clients) / ((performance.now() - start) / 1000);
-}
-
-/** CPU seconds a process has used so far (user + system), from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function milters(list: Milter[]): Promise<void> {
@@ -358,8 +340,8 @@ async function memory(list: Milter[]): Promise<void> {
   const out = await runProgram(process.execPath, ['--import', 'tsx', STREAM_RSS, String(mib)], { timeoutMs: 600_000, cwd: join(root, 'packages', 'dkim-core') });
   const lib = JSON.parse(out.stdout) as { result: string; peakRssMiB: number; baselineRssMiB: number };
   const inkan = list[0] as Milter;
-  const busy = rssKiB(inkan.child.pid as number, 'VmRSS') / 1024;
-  const busyPeak = rssKiB(inkan.child.pid as number, 'VmHWM') / 1024;
+  const busy = statusKiB(inkan.child.pid as number, 'VmRSS') / 1024;
+  const busyPeak = statusKiB(inkan.child.pid as number, 'VmHWM') / 1024;
   // A fresh daemon for the big message, so that its peak is the message's and not the
   // throughput runs'. It signs for clients in InternalHosts (127.0.0.2 here) and verifies
   // the rest, with the key served by dnsmasq.
@@ -368,14 +350,14 @@ async function memory(list: Milter[]): Promise<void> {
   const sock = join(dir, 'inkan-mem.sock');
   const conf = join(dir, 'milterd-mem.conf');
   writeFileSync(conf, `Socket local:${sock}\nMode sv\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nInternalHosts 127.0.0.2\nNameservers ${dns.server}\nOn-DNSError accept\nAllowRoot yes\nUMask 000\n`);
-  const fresh = await startProcess(process.execPath, [MILTERD, '-x', conf], async () => (await runProgram('test', ['-S', sock])).code === 0, 'inkan-milterd (memory)');
+  const fresh = await startInkan(conf, async () => (await runProgram('test', ['-S', sock])).code === 0);
   const pid = fresh.pid as number;
   await new Promise((r) => setTimeout(r, 500));
-  const idle = rssKiB(pid, 'VmRSS') / 1024;
+  const idle = statusKiB(pid, 'VmRSS') / 1024;
   const body = corpusMessage(mib * 1024 * 1024);
   const signedTx = await runTransaction(`unix:${sock}`, { client: { address: '127.0.0.2' }, sender: 'joe@example.org', recipients: ['x@example.net'], message: body }, { timeoutMs: 600_000 });
   const signature = signedTx.endOfMessage?.modifications.find((m) => m.type === 'insertHeader' || m.type === 'addHeader');
-  const signPeak = rssKiB(pid, 'VmHWM') / 1024;
+  const signPeak = statusKiB(pid, 'VmHWM') / 1024;
   let verdict = 'not signed';
   if (signature && 'value' in signature && 'name' in signature) {
     const signedMessage = Buffer.concat([Buffer.from(`${signature.name}:${signature.value.toString('latin1').replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1'), body]);
@@ -383,7 +365,7 @@ async function memory(list: Milter[]): Promise<void> {
     const ar = verified.endOfMessage?.modifications.find((m) => 'name' in m && m.name === 'Authentication-Results');
     verdict = ar && 'value' in ar ? (/dkim=(\w+)/.exec(ar.value.toString('latin1'))?.[1] ?? 'no dkim result') : 'no Authentication-Results';
   }
-  const verifyPeak = rssKiB(pid, 'VmHWM') / 1024;
+  const verifyPeak = statusKiB(pid, 'VmHWM') / 1024;
   fresh.kill('SIGTERM');
   table(`memory (${mib} MiB message, RSA-2048 relaxed)`, ['what', 'peak RSS MiB', 'note'], [
     ['dkim-core sign + verify, streamed', fmt(lib.peakRssMiB, 1), `process baseline ${fmt(lib.baselineRssMiB, 1)} MiB; result ${lib.result}`],
@@ -401,9 +383,9 @@ try {
   await milters(list);
   await endToEnd(list);
   await memory(list);
-  await hostileMemory({ quick, milterd: MILTERD, dir, keyFile: join(dir, 'rsa.private'), table });
-  await hostileCpu({ quick, dir, milterd: MILTERD, table, fmt });
-  await hostileMetrics({ quick, dir, milterd: MILTERD, keyFile: join(dir, 'rsa.private'), table, fmt });
+  await hostileMemory({ quick, dir, keyFile: join(dir, 'rsa.private'), table });
+  await hostileCpu({ quick, dir, table, fmt });
+  await hostileMetrics({ quick, dir, keyFile: join(dir, 'rsa.private'), table, fmt });
 } finally {
   for (const c of cleanups.reverse()) await c();
 }

@@ -15,8 +15,8 @@
  * criterion holds (see the summary). Everything started here is stopped here, also on
  * failure and Ctrl-C.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, createReadStream, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, createReadStream, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -25,7 +25,9 @@ import { MemoryKeyResolver, signMessage } from '@inkan/dkim-core';
 import {
   dkimKeyRecord,
   dkimpyVerify,
+  describeFds,
   type DnsServer,
+  fdCount,
   findProgram,
   freePort,
   mailDkimVerify,
@@ -33,15 +35,18 @@ import {
   peers,
   type PostfixInstance,
   type PeerVerdict,
+  type ProcessSample,
   runProgram,
+  sampleProcess,
+  SmtpSession,
   startDnsmasq,
+  startMilterdOnPort,
   startPostfix,
   type TestKeys,
 } from '@inkan/testbed';
 import { Checker } from './soak/checker.js';
 import { addresses, bodyBlock, buildMessage, type Kind, OUTSIDE_DOMAIN, type PlannedMessage, type PlannedSession, planSessions, tamper } from './soak/corpus.js';
-import { describeFds, type MetricValues, metricSum, type ProcSample, sampleProcess, scrapeMetrics } from './soak/probe.js';
-import { SmtpSession } from './soak/smtp-client.js';
+import { type MetricValues, metricSum, scrapeMetrics } from './soak/probe.js';
 
 // ---------------------------------------------------------------------------------------
 // Options
@@ -98,7 +103,6 @@ function parseOptions(argv: string[]): Options {
 const options = parseOptions(process.argv.slice(2));
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..', '..');
-const MILTERD = join(root, 'apps', 'milterd', 'bin', 'inkan-milterd.js');
 const DKIMPY = join(root, 'tools', 'testbed', 'peers', 'dkimpy.py');
 const AUTHSERV = 'mx.inkan.test';
 const INTERNAL = '127.0.0.1';
@@ -148,61 +152,35 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 // ---------------------------------------------------------------------------------------
-// inkan-milterd as a real process, its log in a file (no pipe to keep drained).
+// inkan-milterd as a real process (the testbed's), its log in a file (no pipe to keep drained).
 
 interface Milterd {
-  child: ChildProcess;
   pid: number;
   logFile: string;
-  exited: Promise<number | null>;
   stop(): Promise<{ code: number | null; ms: number }>;
 }
 
-async function startMilterd(dir: string, conf: string, logFile: string): Promise<Milterd> {
-  // The real bin, started through a symlink of another name: on a shared machine a broad
-  // `pkill -f inkan-milterd` meant for someone else's daemon must not end this one mid-run.
-  const bin = join(dir, 'soak-daemon.js');
-  symlinkSync(MILTERD, bin);
-  const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [bin, '-x', conf], { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  let code: number | null | undefined;
-  let stopping = false;
-  const exited = new Promise<number | null>((r) =>
-    child.once('exit', (c, signal) => {
-      code = c ?? (signal ? 128 : null);
-      if (!stopping) {
-        // Not asked by us: the soak cannot go on (someone else's kill, or a crash).
-        const said = readFileSync(logFile, 'utf8').split('\n').filter((l) => l && !/"msg":"(signed|verified)"/.test(l)).slice(-6).join('\n');
-        halted ??= `inkan-milterd (pid ${child.pid}) exited during the run (code ${c}, signal ${signal}) at ${seconds(now())}; the end of its log:\n${said}`;
-        log(halted);
-      }
-      r(code);
-    }),
-  );
-  const m: Milterd = {
-    child,
-    pid: child.pid as number,
-    logFile,
-    exited,
-    async stop() {
-      const t = performance.now();
-      if (code !== undefined) return { code, ms: 0 };
-      stopping = true;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const c = await exited;
-      clearTimeout(timer);
-      return { code: c, ms: performance.now() - t };
+async function startSoakMilterd(dir: string, lines: string[], logFile: string): Promise<{ milterd: Milterd; port: number }> {
+  const { milterd: m, port } = await startMilterdOnPort(join(dir, 'daemon.conf'), lines, {
+    output: { file: logFile },
+    // The real bin, started through a symlink of another name: on a shared machine a broad
+    // `pkill -f inkan-milterd` meant for someone else's daemon must not end this one mid-run.
+    alias: join(dir, 'soak-daemon.js'),
+    readyTries: 300,
+    onUnexpectedExit(code, signal, pid) {
+      // Not asked by us: the soak cannot go on (someone else's kill, or a crash).
+      const said = readFileSync(logFile, 'utf8').split('\n').filter((l) => l && !/"msg":"(signed|verified)"/.test(l)).slice(-6).join('\n');
+      halted ??= `inkan-milterd (pid ${pid}) exited during the run (code ${code}, signal ${signal}) at ${seconds(now())}; the end of its log:\n${said}`;
+      log(halted);
     },
+  });
+  const stop = async () => {
+    const t = performance.now();
+    const code = await m.stop();
+    return { code, ms: performance.now() - t };
   };
-  cleanups.push({ what: 'inkan-milterd', run: () => m.stop() });
-  for (let i = 0; i < 300; i++) {
-    if (code !== undefined) throw new Error(`inkan-milterd exited (${code}):\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
-    if (readFileSync(logFile, 'utf8').includes('"msg":"ready"')) return m;
-    await sleep(50);
-  }
-  throw new Error(`inkan-milterd did not get ready:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+  cleanups.push({ what: 'inkan-milterd', run: stop });
+  return { milterd: { pid: m.pid, logFile, stop }, port };
 }
 
 /** Lines of milterd's log by level, and the first errors and warnings. */
@@ -329,7 +307,7 @@ async function sendAll(
       for (const m of session.messages) {
         if (halted) break;
         const data = await prepare(m);
-        const reply = await smtp.send(from, to, data);
+        const { decided: reply } = await smtp.transaction(from, to, data, { crlf: false, announceSize: true, resetAfterRefusal: true });
         done++;
         if (reply.code === 250) {
           stats.accepted++;
@@ -387,11 +365,22 @@ interface Results {
   figures: Record<string, unknown>;
 }
 
-async function main(): Promise<Results> {
+/** A sample of the daemon with the count accepted when it was taken. */
+interface Sample extends ProcessSample {
+  /** Milliseconds since the soak started. */
+  at: number;
+  accepted: number;
+}
+
+/** The soak cannot run without these programs, nor without root (a private Postfix). */
+function checkMachine(): void {
   const missing = ['dnsmasq', 'postfix', 'postqueue'].filter((p) => !findProgram(p));
   if (missing.length > 0) throw new Error(`needs ${missing.join(', ')} (bash scripts/test.sh installs them)`);
   if (process.getuid?.() !== 0) throw new Error('a private Postfix instance needs root');
-  const runId = Date.now().toString(36);
+}
+
+/** The run's folder: removed at the end, unless --keep. */
+function makeRunFolder(): string {
   const dir = mkdtempSync(join(tmpdir(), 'inkan-soak-'));
   chmodSync(dir, 0o755);
   cleanups.push({
@@ -401,9 +390,11 @@ async function main(): Promise<Results> {
       else rmSync(dir, { recursive: true, force: true });
     },
   });
-  console.log(`# inkan soak${options.quick ? ' (quick)' : ''}, ${new Date().toISOString()}: ${fmt(options.messages)} messages, ${options.concurrency} SMTP sessions at a time, seed ${options.seed}`);
+  return dir;
+}
 
-  // Keys: ours (RSA + Ed25519, both sign every message) and the outside domain's.
+/** Keys: ours (RSA + Ed25519, both sign every message) and the outside domain's, all served by dnsmasq. */
+async function keysAndDns(dir: string): Promise<{ theirs: TestKeys; records: Record<string, string>; dns: DnsServer }> {
   const ours = makeKeys();
   const theirs = makeKeys();
   const records = {
@@ -419,15 +410,16 @@ async function main(): Promise<Results> {
   // Owned by the user milterd runs as (UserID nobody below), so that a reload could read them.
   const [nobodyUid, nobodyGid] = ['-u', '-g'].map((flag) => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }).trim())) as [number, number];
   for (const key of ['rsa.private', 'ed.private']) chownSync(join(dir, key), nobodyUid, nobodyGid);
+  return { theirs, records, dns };
+}
 
-  const milterPort = await freePort();
+/** inkan-milterd signing for the internal submitter and verifying the rest, with metrics on. */
+async function startDaemon(dir: string, dnsPort: number): Promise<{ milterd: Milterd; milterPort: number; metricsAt: string }> {
   const metricsPort = await freePort();
   const metricsAt = `127.0.0.1:${metricsPort}`;
-  const conf = join(dir, 'daemon.conf');
-  writeFileSync(
-    conf,
+  const { milterd, port: milterPort } = await startSoakMilterd(
+    dir,
     [
-      `Socket inet:${milterPort}@127.0.0.1`,
       'Mode sv',
       'Domain example.org',
       `SigningKeys rsa:${join(dir, 'rsa.private')}, ed:${join(dir, 'ed.private')}`,
@@ -435,19 +427,21 @@ async function main(): Promise<Results> {
       `InternalHosts ${INTERNAL}`,
       `AuthservID ${AUTHSERV}`,
       'AlwaysAddARHeader yes',
-      `Nameservers 127.0.0.1@${dns.port}`,
+      `Nameservers 127.0.0.1@${dnsPort}`,
       'DNSTimeout 2',
       '# as before OpenDKIM\'s default (tempfail): a slow lookup is recorded as dkim=temperror, not deferred',
       'On-DNSError accept',
       `MetricsListen ${metricsAt}`,
       'UserID nobody',
-      '',
-    ].join('\n'),
+    ],
+    join(dir, 'daemon.log'),
   );
-  const milterd = await startMilterd(dir, conf, join(dir, 'daemon.log'));
   log(`inkan-milterd ready, pid ${milterd.pid}, inet:${milterPort}@127.0.0.1, metrics on ${metricsAt}`);
+  return { milterd, milterPort, metricsAt };
+}
 
-  // The plan and the judge at the sink.
+/** The plan, the count of each kind, and the judge at the sink. */
+function planAndChecker(runId: string, records: Record<string, string>, dir: string): { plan: PlannedSession[]; planned: Record<Kind, number>; checker: Checker } {
   const plan = planSessions(options.messages, options.seed);
   const kinds: Kind[] = [];
   for (const s of plan) for (const m of s.messages) kinds[m.index] = m.kind;
@@ -460,7 +454,7 @@ async function main(): Promise<Results> {
       runId,
       kinds,
       authservId: AUTHSERV,
-      resolver: new MemoryKeyResolver({ 'rsa._domainkey.example.org': records['rsa._domainkey.example.org'], 'ed._domainkey.example.org': records['ed._domainkey.example.org'] }),
+      resolver: new MemoryKeyResolver({ 'rsa._domainkey.example.org': records['rsa._domainkey.example.org'] as string, 'ed._domainkey.example.org': records['ed._domainkey.example.org'] as string }),
       signaturesPerMessage: 2,
       dir,
       // the first 3 of each, then every Nth: signed mail, and outside mail signed outside
@@ -472,7 +466,11 @@ async function main(): Promise<Results> {
     },
     now,
   );
-  // Postfix relays to its sink, here on 127.0.0.3: it keeps nothing and hands each message to the checker.
+  return { plan, planned, checker };
+}
+
+/** Postfix relays to its sink, here on 127.0.0.3: it keeps nothing and hands each message to the checker. */
+async function startSoakPostfix(milterPort: number, checker: Checker): Promise<PostfixInstance> {
   const postfix: PostfixInstance = await startPostfix({
     smtpdMilters: `inet:127.0.0.1:${milterPort}`,
     milterDefaultAction: 'tempfail',
@@ -481,18 +479,34 @@ async function main(): Promise<Results> {
   });
   cleanups.push({ what: 'Postfix and its sink', run: () => postfix.stop() });
   log(`Postfix ${postfix.version} on 127.0.0.1:${postfix.smtpPort}, relaying to the sink on ${postfix.sink.host}:${postfix.sink.port}`);
+  return postfix;
+}
 
-  // Baseline: the idle daemon, after one metrics request (so the HTTP side is warm too).
+/** The daemon watched over the run: a baseline, a sample every second, one more at every tenth of the run. */
+interface Sampling {
+  baseline: Sample;
+  baselineFds: Record<string, number>;
+  metricsBaseline: MetricValues;
+  samples: Sample[];
+  byTenth: Sample[];
+  tenth: number;
+  metricsWarmup(): MetricValues | undefined;
+  acceptedSoFar(): number;
+  /** Called with the count accepted so far, after each accepted message. */
+  onAccepted(count: number): void;
+  /** The end sample (appended to the samples), and the sampling stopped. */
+  finish(): Sample;
+}
+
+/** Baseline: the idle daemon, after one metrics request (so the HTTP side is warm too); then samples every second. */
+async function startSampling(milterd: Milterd, metricsAt: string, checker: Checker): Promise<Sampling> {
   const metricsBaseline = await scrapeMetrics(metricsAt);
   await sleep(3000);
-  const baseline = sampleProcess(milterd.pid, now());
+  const baseline = { at: now(), ...sampleProcess(milterd.pid), accepted: 0 };
   const baselineFds = describeFds(milterd.pid);
   log(`baseline: RSS ${mib(baseline.rssKiB)}, ${baseline.fds} fds, ${baseline.threads} threads`);
 
   // Samples every second, each with the count accepted so far; one more at every tenth of the run.
-  interface Sample extends ProcSample {
-    accepted: number;
-  }
   const samples: Sample[] = [{ ...baseline, accepted: 0 }];
   const tenth = Math.max(1, Math.round(options.messages / 10));
   const byTenth: Sample[] = [];
@@ -501,7 +515,7 @@ async function main(): Promise<Results> {
   let acceptedSoFar = 0;
   const take = (): Sample | undefined => {
     try {
-      const s = { ...sampleProcess(milterd.pid, now()), accepted: acceptedSoFar };
+      const s = { at: now(), ...sampleProcess(milterd.pid), accepted: acceptedSoFar };
       samples.push(s);
       return s;
     } catch {
@@ -517,34 +531,44 @@ async function main(): Promise<Results> {
   }, 1000);
   cleanups.push({ what: 'the sampler', run: () => clearInterval(sampler) });
 
-  const block = bodyBlock(2 * 1024 * 1024, options.seed);
-  const outside = { keys: theirs, dir };
-  const presigned = await presignWithDkimpy(plan, outside, block, runId);
-  if (presigned.size > 0) log(`${presigned.size} outside messages signed by dkimpy, the rest will be by dkim-core`);
-  const sendStart = now();
-  const sent = await sendAll(plan, postfix.smtpPort, outside, presigned, block, runId, (count) => {
-    acceptedSoFar = count;
-    if (count >= tenth * (byTenth.length + 1) && byTenth.length < 10) {
-      const s = take();
-      if (s) byTenth.push(s);
-      if (byTenth.length === 1 && s) {
-        log(`warm-up done (${fmt(count)} accepted): RSS ${mib(s.rssKiB)}, ${s.fds} fds`);
-        void scrapeMetrics(metricsAt).then(
-          (m) => (metricsWarmup = m),
-          () => undefined,
-        );
+  return {
+    baseline,
+    baselineFds,
+    metricsBaseline,
+    samples,
+    byTenth,
+    tenth,
+    metricsWarmup: () => metricsWarmup,
+    acceptedSoFar: () => acceptedSoFar,
+    onAccepted(count) {
+      acceptedSoFar = count;
+      if (count >= tenth * (byTenth.length + 1) && byTenth.length < 10) {
+        const s = take();
+        if (s) byTenth.push(s);
+        if (byTenth.length === 1 && s) {
+          log(`warm-up done (${fmt(count)} accepted): RSS ${mib(s.rssKiB)}, ${s.fds} fds`);
+          void scrapeMetrics(metricsAt).then(
+            (m) => (metricsWarmup = m),
+            () => undefined,
+          );
+        }
       }
-    }
-  });
-  const sendEnd = now();
-  if (halted && !interrupted) throw new Error(halted);
-  log(`sent: ${fmt(sent.accepted)} accepted in ${seconds(sendEnd - sendStart)} over ${fmt(sent.sessions)} sessions, ${sent.refusals} refused, ${sent.sessionErrors} session errors`);
+    },
+    finish() {
+      const end: Sample = { at: now(), ...sampleProcess(milterd.pid), accepted: acceptedSoFar };
+      samples.push(end);
+      clearInterval(sampler);
+      return end;
+    },
+  };
+}
 
-  // Drain: the sink has everything accepted and Postfix's queue is empty (bounded).
+/** Drain: the sink has everything accepted and Postfix's queue is empty (bounded). */
+async function drain(postfix: PostfixInstance, checker: Checker, accepted: number): Promise<{ queueEmpty: boolean; drained: number }> {
   const drainDeadline = now() + options.drainTimeoutS * 1000;
   let queueEmpty = false;
   for (let guard = 0; now() < drainDeadline && !halted && guard < options.drainTimeoutS * 2; guard++) {
-    if (checker.totalDelivered >= sent.accepted) {
+    if (checker.totalDelivered >= accepted) {
       const q = await runProgram(findProgram('postqueue') as string, ['-c', postfix.configDir, '-j'], { timeoutMs: 30_000 });
       if (q.code === 0 && q.stdout.trim() === '') {
         queueEmpty = true;
@@ -556,20 +580,30 @@ async function main(): Promise<Results> {
   const drained = now();
   log(`queue ${queueEmpty ? 'empty' : 'NOT empty'}: ${fmt(checker.totalDelivered)} delivered, last at ${seconds(checker.lastArrival)}`);
   await checker.settle();
+  return { queueEmpty, drained };
+}
 
-  // Settle: the daemon idle again; fds back to the baseline (bounded wait), then the end sample.
+/** Settle: the daemon idle again; fds back to the baseline (bounded wait), then the end sample. */
+async function settle(milterd: Milterd, metricsAt: string, sampling: Sampling): Promise<{ metricsEnd: MetricValues | undefined; end: Sample; endFds: Record<string, number> }> {
   const metricsEnd = await scrapeMetrics(metricsAt).catch(() => undefined);
   await sleep(5000);
-  for (let i = 0; i < 50 && sampleProcess(milterd.pid, now()).fds > baseline.fds; i++) await sleep(500);
-  const end: Sample = { ...sampleProcess(milterd.pid, now()), accepted: acceptedSoFar };
-  samples.push(end);
+  for (let i = 0; i < 50 && fdCount(milterd.pid) > sampling.baseline.fds; i++) await sleep(500);
+  const end = sampling.finish();
   const endFds = describeFds(milterd.pid);
-  clearInterval(sampler);
   log(`end: RSS ${mib(end.rssKiB)} (peak ${mib(end.hwmKiB)}), ${end.fds} fds, ${end.threads} threads`);
+  return { metricsEnd, end, endFds };
+}
 
-  // Independent verifiers on the sample: dkimpy (every signature), Mail::DKIM (RSA only).
-  const sample = checker.samples;
-  let independent = { checked: 0, pass: 0, problems: [] as string[], by: [] as string[] };
+interface IndependentCheck {
+  checked: number;
+  pass: number;
+  problems: string[];
+  by: string[];
+}
+
+/** Independent verifiers on the sample: dkimpy (every signature), Mail::DKIM (RSA only). */
+async function verifyIndependently(sample: Checker['samples'], dnsPort: number): Promise<IndependentCheck> {
+  let independent: IndependentCheck = { checked: 0, pass: 0, problems: [], by: [] };
   if (sample.length > 0 && (peers.dkimpy || peers.mailDkim)) {
     const files = sample.map((s) => s.file);
     const batches: string[][] = [];
@@ -577,8 +611,8 @@ async function main(): Promise<Results> {
     const py: PeerVerdict[] = [];
     const pl: PeerVerdict[] = [];
     for (const b of batches) {
-      if (peers.dkimpy) py.push(...(await dkimpyVerify(dns.port, b)));
-      if (peers.mailDkim) pl.push(...(await mailDkimVerify(dns.port, b)));
+      if (peers.dkimpy) py.push(...(await dkimpyVerify(dnsPort, b)));
+      if (peers.mailDkim) pl.push(...(await mailDkimVerify(dnsPort, b)));
     }
     independent = { checked: sample.length, pass: 0, problems: [], by: [peers.dkimpy ? 'dkimpy' : '', peers.mailDkim ? 'Mail::DKIM' : ''].filter(Boolean) };
     for (const s of sample) {
@@ -594,14 +628,34 @@ async function main(): Promise<Results> {
         independent.problems.push(`message ${s.index} (${s.kind}): dkimpy ${JSON.stringify(p.map((x) => [x.a, x.pass, x.reason]))}, Mail::DKIM ${JSON.stringify(m.map((x) => [x.a, x.result]))}`);
     }
   }
+  return independent;
+}
 
-  // Stop the daemon now and see that it goes cleanly.
-  const stopped = await milterd.stop();
-  const milterdLog = await readMilterdLog(milterd.logFile);
-  const maillog = postfix.maillog();
-  const milterWarnings = maillog.split('\n').filter((l) => /warning: .*milter|milter.*(error|timeout|tempfail)|451 4\./i.test(l));
+/** Everything the steps of a run found, for the figures, the criteria and the report. */
+interface RunFacts {
+  postfix: PostfixInstance;
+  checker: Checker;
+  planned: Record<Kind, number>;
+  sent: SendStats;
+  sendStart: number;
+  sendEnd: number;
+  queueEmpty: boolean;
+  drained: number;
+  sampling: Sampling;
+  end: Sample;
+  endFds: Record<string, number>;
+  metricsEnd: MetricValues | undefined;
+  sample: Checker['samples'];
+  independent: IndependentCheck;
+  stopped: { code: number | null; ms: number };
+  milterdLog: Awaited<ReturnType<typeof readMilterdLog>>;
+  milterWarnings: string[];
+}
 
-  // ---- figures and criteria
+/** The figures computed from the facts. */
+function deriveFigures(f: RunFacts) {
+  const { checker, sent, sendStart, sendEnd, sampling, end, metricsEnd } = f;
+  const { samples, tenth } = sampling;
   const { lost, duplicates, lostIndexes } = checker.tally();
   const totalDelivered = checker.totalDelivered;
   const lastDelivery = checker.lastArrival;
@@ -621,15 +675,44 @@ async function main(): Promise<Results> {
   const afterWarmup = samples.filter((s) => s.accepted >= tenth);
   const maxAfterWarmup = Math.max(...afterWarmup.map((s) => s.rssKiB));
   const maxFds = Math.max(...samples.map((s) => s.fds));
-  const cpuS = end.cpuS - baseline.cpuS;
+  const cpuS = end.cpuS - sampling.baseline.cpuS;
   const heap = (m: MetricValues | undefined) => metricSum(m, 'inkan_nodejs_heap_size_used_bytes') / 1024;
   const signaturesMade = metricSum(metricsEnd, 'inkan_signatures_made_total');
   const internalErrors = metricSum(metricsEnd, 'inkan_internal_errors_total');
   const verifiedBy = (result: string) => metricSum(metricsEnd, 'inkan_signatures_verified_total', `result="${result}"`);
   const expectedVerdicts = checker.verdictOk.good + checker.verdictOk.tampered + checker.verdictOk.unsigned;
   const outsideDelivered = checker.delivered.good + checker.delivered.tampered + checker.delivered.unsigned;
+  return {
+    lost,
+    duplicates,
+    lostIndexes,
+    totalDelivered,
+    acceptRate,
+    deliverRate,
+    warmupRss,
+    lateRss,
+    growth,
+    lateGrowth,
+    maxAfterWarmup,
+    maxFds,
+    cpuS,
+    heap,
+    signaturesMade,
+    internalErrors,
+    verifiedBy,
+    expectedVerdicts,
+    outsideDelivered,
+  };
+}
 
-  const criteria: Results['criteria'] = [
+type Derived = ReturnType<typeof deriveFigures>;
+
+/** The criteria of a good run, each with its figure. */
+function judge(f: RunFacts, d: Derived): Results['criteria'] {
+  const { sent, queueEmpty, checker, independent, sample, milterdLog, end, stopped } = f;
+  const baseline = f.sampling.baseline;
+  const { lost, duplicates, expectedVerdicts, outsideDelivered, internalErrors, growth, lateGrowth } = d;
+  return [
     { name: 'every message accepted by Postfix', ok: sent.neverAccepted.length === 0 && !interrupted, value: `${fmt(sent.accepted)} of ${fmt(options.messages)}` },
     { name: 'Postfix queue empty at the end', ok: queueEmpty, value: queueEmpty ? 'yes' : 'no' },
     { name: 'lost (planned, never delivered)', ok: lost === 0, value: fmt(lost) },
@@ -652,9 +735,14 @@ async function main(): Promise<Results> {
     { name: 'open fds back to the baseline', ok: end.fds <= baseline.fds, value: `${baseline.fds} -> ${end.fds}` },
     { name: 'milterd stops cleanly on SIGTERM', ok: stopped.code === 0, value: `exit ${stopped.code} after ${fmt(stopped.ms)} ms` },
   ];
-  const ok = criteria.every((c) => c.ok);
+}
 
-  // ---- report
+/** The tables and notes on stdout. */
+function printReport(f: RunFacts, d: Derived, criteria: Results['criteria']): void {
+  const { checker, planned, sent, sendStart, sendEnd, drained, end, endFds, metricsEnd, independent, milterdLog, milterWarnings } = f;
+  const { baseline, baselineFds, metricsBaseline, byTenth, tenth, samples } = f.sampling;
+  const metricsWarmup = f.sampling.metricsWarmup();
+  const { totalDelivered, acceptRate, deliverRate, warmupRss, lateRss, growth, lateGrowth, maxAfterWarmup, maxFds, cpuS, heap, signaturesMade, internalErrors, verifiedBy, lost, lostIndexes } = d;
   const row = (cells: string[], widths: number[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
   const table = (title: string, head: string[], rows: string[][]) => {
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -700,9 +788,16 @@ async function main(): Promise<Results> {
   if (checker.problems.length > 0 && !options.keep) console.log('(run with --keep to keep the failing messages and logs)');
 
   table('criteria', ['criterion', 'result', ''], criteria.map((c) => [c.name, c.value, c.ok ? 'ok' : 'FAILED']));
-  console.log(`\nsoak: ${ok ? 'PASSED' : 'FAILED'}`);
+}
 
-  const figures = {
+/** The figures of the run (--json). */
+function figuresOf(f: RunFacts, d: Derived): Record<string, unknown> {
+  const { postfix, planned, sent, sendStart, sendEnd, drained, end, metricsEnd, independent, checker, milterdLog } = f;
+  const { baseline, byTenth, samples, metricsBaseline } = f.sampling;
+  const metricsWarmup = f.sampling.metricsWarmup();
+  const warm = byTenth[0];
+  const { lost, duplicates, totalDelivered, expectedVerdicts, outsideDelivered, acceptRate, deliverRate, warmupRss, lateRss, maxAfterWarmup, growth, lateGrowth, cpuS, heap, maxFds, signaturesMade } = d;
+  return {
     date: new Date().toISOString(),
     node: process.version,
     postfix: postfix.version,
@@ -738,6 +833,47 @@ async function main(): Promise<Results> {
     milterdLogLevels: milterdLog.byLevel,
     samples: samples.map((s) => [Math.round(s.at), s.accepted, s.rssKiB, s.fds]),
   };
+}
+
+async function main(): Promise<Results> {
+  checkMachine();
+  const runId = Date.now().toString(36);
+  const dir = makeRunFolder();
+  console.log(`# inkan soak${options.quick ? ' (quick)' : ''}, ${new Date().toISOString()}: ${fmt(options.messages)} messages, ${options.concurrency} SMTP sessions at a time, seed ${options.seed}`);
+  const { theirs, records, dns } = await keysAndDns(dir);
+  const { milterd, milterPort, metricsAt } = await startDaemon(dir, dns.port);
+  const { plan, planned, checker } = planAndChecker(runId, records, dir);
+  const postfix = await startSoakPostfix(milterPort, checker);
+  const sampling = await startSampling(milterd, metricsAt, checker);
+
+  const block = bodyBlock(2 * 1024 * 1024, options.seed);
+  const outside = { keys: theirs, dir };
+  const presigned = await presignWithDkimpy(plan, outside, block, runId);
+  if (presigned.size > 0) log(`${presigned.size} outside messages signed by dkimpy, the rest will be by dkim-core`);
+  const sendStart = now();
+  const sent = await sendAll(plan, postfix.smtpPort, outside, presigned, block, runId, sampling.onAccepted);
+  const sendEnd = now();
+  if (halted && !interrupted) throw new Error(halted);
+  log(`sent: ${fmt(sent.accepted)} accepted in ${seconds(sendEnd - sendStart)} over ${fmt(sent.sessions)} sessions, ${sent.refusals} refused, ${sent.sessionErrors} session errors`);
+
+  const { queueEmpty, drained } = await drain(postfix, checker, sent.accepted);
+  const { metricsEnd, end, endFds } = await settle(milterd, metricsAt, sampling);
+  const sample = checker.samples;
+  const independent = await verifyIndependently(sample, dns.port);
+
+  // Stop the daemon now and see that it goes cleanly.
+  const stopped = await milterd.stop();
+  const milterdLog = await readMilterdLog(milterd.logFile);
+  const maillog = postfix.maillog();
+  const milterWarnings = maillog.split('\n').filter((l) => /warning: .*milter|milter.*(error|timeout|tempfail)|451 4\./i.test(l));
+
+  const facts: RunFacts = { postfix, checker, planned, sent, sendStart, sendEnd, queueEmpty, drained, sampling, end, endFds, metricsEnd, sample, independent, stopped, milterdLog, milterWarnings };
+  const derived = deriveFigures(facts);
+  const criteria = judge(facts, derived);
+  const ok = criteria.every((c) => c.ok);
+  printReport(facts, derived, criteria);
+  console.log(`\nsoak: ${ok ? 'PASSED' : 'FAILED'}`);
+  const figures = figuresOf(facts, derived);
   if (options.json) writeFileSync(options.json, `${JSON.stringify({ ok, criteria, figures }, null, 2)}\n`);
   return { ok, criteria, figures };
 }

@@ -1,7 +1,7 @@
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { findProcesses, findProgram, freePort, pidAlive, readUser, runProgram, signalAll, tempDir, waitFor } from './process.js';
+import { type SmtpSendOptions, type SmtpSendResult, SmtpSession, sendSmtp } from './smtp-client.js';
 import { type DeliveredMessage, type SmtpSink, type SmtpSinkOptions, startSmtpSink } from './smtp-sink.js';
 
 /**
@@ -22,129 +22,6 @@ export function postfixMissing(): string | undefined {
   if (process.getuid?.() !== 0) return 'a private Postfix instance needs root';
   if (!readUser('postfix')) return 'there is no postfix user';
   return undefined;
-}
-
-// ---------------------------------------------------------------------------------------
-// SMTP client
-
-export interface SmtpServerReply {
-  code: number;
-  lines: string[];
-  /** The lines joined with "\n", without codes. */
-  text: string;
-}
-
-export interface SmtpSendOptions {
-  host?: string;
-  port: number;
-  /** Default "client.inkan.test". */
-  helo?: string;
-  from: string;
-  to: string[];
-  /** The message (header, blank line, body); LF line ends become CRLF, dots are stuffed. */
-  data: Buffer | string;
-  /** Bound on the whole session. Default 30 s. */
-  timeoutMs?: number;
-}
-
-export interface SmtpSendResult {
-  banner: SmtpServerReply;
-  mail: SmtpServerReply;
-  rcpt: Array<{ address: string; reply: SmtpServerReply }>;
-  accepted: string[];
-  rejected: Array<{ address: string; reply: SmtpServerReply }>;
-  /** The reply to the end of DATA, if DATA was sent. */
-  data?: SmtpServerReply;
-  /** From "250 ... queued as ID". */
-  queueId?: string;
-}
-
-function crlfDotStuffed(data: Buffer | string): Buffer {
-  const text = (typeof data === 'string' ? Buffer.from(data, 'latin1') : data).toString('latin1');
-  let body = text.replace(/\r?\n/g, '\r\n');
-  if (body.length > 0 && !body.endsWith('\r\n')) body += '\r\n';
-  body = body.replace(/^\./gm, '..');
-  return Buffer.from(`${body}.\r\n`, 'latin1');
-}
-
-/** Send one message over SMTP (EHLO, MAIL, RCPT each, DATA, QUIT) and report every reply. */
-export async function sendSmtp(options: SmtpSendOptions): Promise<SmtpSendResult> {
-  const host = options.host ?? '127.0.0.1';
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  const socket = connect({ host, port: options.port });
-  let buffer = '';
-  const replies: SmtpServerReply[] = [];
-  let waiting: ((r: SmtpServerReply) => void) | undefined;
-  let failure: Error | undefined;
-  let failWaiting: ((e: Error) => void) | undefined;
-  const fail = (error: Error) => {
-    failure ??= error;
-    failWaiting?.(failure);
-  };
-  const timer = setTimeout(() => {
-    fail(new Error(`SMTP session with ${host}:${options.port} took longer than ${timeoutMs} ms`));
-    socket.destroy();
-  }, timeoutMs);
-  let current: string[] = [];
-  socket.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString('latin1');
-    for (let eol = buffer.indexOf('\r\n'); eol !== -1; eol = buffer.indexOf('\r\n')) {
-      const line = buffer.slice(0, eol);
-      buffer = buffer.slice(eol + 2);
-      current.push(line);
-      if (/^\d{3}(?: |$)/.test(line)) {
-        const reply: SmtpServerReply = { code: Number(line.slice(0, 3)), lines: current, text: current.map((l) => l.slice(4)).join('\n') };
-        current = [];
-        if (waiting) {
-          const w = waiting;
-          waiting = undefined;
-          w(reply);
-        } else replies.push(reply);
-      }
-    }
-  });
-  socket.on('error', (error) => fail(error));
-  socket.on('close', () => fail(new Error('the SMTP server closed the connection')));
-  const read = (): Promise<SmtpServerReply> => {
-    const queued = replies.shift();
-    if (queued) return Promise.resolve(queued);
-    if (failure) return Promise.reject(failure);
-    return new Promise((resolve, reject) => {
-      waiting = resolve;
-      failWaiting = reject;
-    });
-  };
-  const command = async (line: string | Buffer): Promise<SmtpServerReply> => {
-    socket.write(typeof line === 'string' ? `${line}\r\n` : line);
-    return read();
-  };
-  try {
-    const banner = await read();
-    await command(`EHLO ${options.helo ?? 'client.inkan.test'}`);
-    const mail = await command(`MAIL FROM:<${options.from}>`);
-    const result: SmtpSendResult = { banner, mail, rcpt: [], accepted: [], rejected: [] };
-    if (mail.code >= 200 && mail.code < 300) {
-      for (const address of options.to) {
-        const reply = await command(`RCPT TO:<${address}>`);
-        result.rcpt.push({ address, reply });
-        if (reply.code >= 200 && reply.code < 300) result.accepted.push(address);
-        else result.rejected.push({ address, reply });
-      }
-      if (result.accepted.length > 0) {
-        const go = await command('DATA');
-        if (go.code === 354) {
-          result.data = await command(crlfDotStuffed(options.data));
-          const id = /queued as ([A-Za-z0-9]+)/.exec(result.data.text);
-          if (id) result.queueId = id[1];
-        } else result.data = go;
-      }
-    }
-    await command('QUIT').catch(() => undefined);
-    return result;
-  } finally {
-    clearTimeout(timer);
-    socket.destroy();
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -378,26 +255,9 @@ export async function waitForDelivery(sink: SmtpSink, count: number, tries: numb
   }
 }
 
-/** The first line a server sends on connect (bounded). */
-export function smtpBanner(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    let text = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error('no banner'));
-    }, 2000);
-    socket.on('data', (d: Buffer) => {
-      text += d.toString('latin1');
-      if (text.includes('\r\n')) {
-        clearTimeout(timer);
-        socket.end('QUIT\r\n');
-        resolve(text.split('\r\n')[0] as string);
-      }
-    });
-    socket.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
+/** The first line a server sends on connect (bounded: 2 s), after which the client says QUIT. */
+export async function smtpBanner(port: number): Promise<string> {
+  const session = await SmtpSession.open({ port, helo: false, replyTimeoutMs: 2000, requireReady: false });
+  await session.close();
+  return session.banner.lines[0] as string;
 }

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { procStatFields } from './proc-sample.js';
 
 /** A port on 127.0.0.1 that is free for both TCP and UDP right now. */
 export async function freePort(): Promise<number> {
@@ -116,9 +117,7 @@ export function readUser(name: string): { uid: number; gid: number } | undefined
 /** The fields of /proc/PID/stat after the command name: state, parent, ...; undefined once it is gone. */
 function statFields(pid: number): string[] | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // the command name (field 2) is in parentheses and may itself hold spaces and ')'
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return procStatFields(pid);
   } catch {
     return undefined;
   }

@@ -17,7 +17,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type SmtpSendOptions, type SmtpSendResult, logTail, sendSmtp, waitForBanner, waitForDelivery } from './postfix.js';
+import { logTail, waitForBanner, waitForDelivery } from './postfix.js';
+import { type SmtpSendOptions, type SmtpSendResult, sendSmtp } from './smtp-client.js';
 import { type RunResult, findProcesses, findProgram, freePort, parentOf, readUser, runProgram, signalAll, tempDir, waitFor } from './process.js';
 import { type DeliveredMessage, type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
@@ -458,17 +459,18 @@ function instanceProcesses(binary: string, dir: string): number[] {
 
 const q = (s: string) => `\`${s}'`;
 
-/**
- * Start a private Sendmail MTA daemon on 127.0.0.1 (see the file comment), with its MSP.
- * Its banner is checked for this instance's unique host name, so a stray daemon on the same
- * port cannot be mistaken for it.
- */
-export async function startSendmail(options: SendmailOptions = {}): Promise<SendmailInstance> {
-  const dist = await prepareSendmail();
-  const binary = realpathSync(dist.binary);
-  const mspUserName = options.mspUser ?? 'nobody';
-  const mspUser = readUser(mspUserName);
-  if (!mspUser) throw new Error(`there is no user ${mspUserName} for the MSP`);
+/** The folders and files of one instance, below its temp folder. */
+interface Layout {
+  dir: string;
+  etc: string;
+  run: string;
+  queueDir: Record<SendmailRole, string>;
+  /** The syslog lines of every sendmail process of the instance (by the preload library). */
+  logFile: string;
+}
+
+/** A new temp folder with the instance's folders and files, owners and modes as on Debian. */
+function createLayout(mspUser: { uid: number; gid: number }): Layout {
   const dir = realpathSync(tempDir('inkan-sendmail-'));
   chmodSync(dir, 0o755);
   const etc = join(dir, 'etc');
@@ -489,43 +491,60 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
   writeFileSync(join(run, 'sendmail.st'), '');
   writeFileSync(join(queueDir.msp, 'sm-client.st'), '');
   chownSync(join(queueDir.msp, 'sm-client.st'), mspUser.uid, mspUser.gid);
-
-  const sink = await startSmtpSink({ dir: join(dir, 'sink') });
-  const smtpPort = await freePort();
-  const id = dir.slice(dir.lastIndexOf('-') + 1).toLowerCase().replace(/[^a-z0-9]/g, 'x');
-  const hostname = `mta-${id}.inkan.test`;
-  const logLevel = options.logLevel ?? 14;
   // Sendmail's own service switch: host names and aliases from files only, never DNS.
   writeFileSync(join(etc, 'service.switch'), 'hosts\tfiles\naliases\tfiles\n');
   chmodSync(join(etc, 'service.switch'), 0o644);
+  return { dir, etc, run, queueDir, logFile };
+}
 
-  const milter = options.milter;
-  const milterEquates = milter
-    ? [`S=${milter.socket}`, `F=${milter.flags ?? 'T'}`, ...(milter.timeouts ? [`T=${milter.timeouts}`] : [])].join(', ')
-    : '';
-  const filterLine = milter ? `INPUT_MAIL_FILTER(${q(milter.name ?? 'inkan')}, ${q(milterEquates)})dnl` : '';
-  const common = [
-    `include(${q(join(dist.cfDir, 'm4', 'cf.m4'))})dnl`,
-    `define(${q('confDOMAIN_NAME')}, ${q(hostname)})dnl`,
-    `define(${q('confSERVICE_SWITCH_FILE')}, ${q(join(etc, 'service.switch'))})dnl`,
-    `define(${q('HELP_FILE')}, ${q(join(dist.root, 'etc', 'mail', 'helpfile'))})dnl`,
+/** The INPUT_MAIL_FILTER line of the MTA's .mc ('' without a milter). */
+function filterLineOf(milter: SendmailMilter | undefined): string {
+  if (!milter) return '';
+  const equates = [`S=${milter.socket}`, `F=${milter.flags ?? 'T'}`, ...(milter.timeouts ? [`T=${milter.timeouts}`] : [])].join(', ');
+  return `INPUT_MAIL_FILTER(${q(milter.name ?? 'inkan')}, ${q(equates)})dnl`;
+}
+
+/** What the .mc sources of one instance are made from. */
+interface McInput {
+  dist: SendmailDistribution;
+  layout: Layout;
+  hostname: string;
+  smtpPort: number;
+  sinkPort: number;
+  mspUserName: string;
+  filterLine: string;
+  options: SendmailOptions;
+}
+
+/** The lines both .mc files start with. */
+function commonMc(i: McInput): string[] {
+  return [
+    `include(${q(join(i.dist.cfDir, 'm4', 'cf.m4'))})dnl`,
+    `define(${q('confDOMAIN_NAME')}, ${q(i.hostname)})dnl`,
+    `define(${q('confSERVICE_SWITCH_FILE')}, ${q(join(i.layout.etc, 'service.switch'))})dnl`,
+    `define(${q('HELP_FILE')}, ${q(join(i.dist.root, 'etc', 'mail', 'helpfile'))})dnl`,
     `define(${q('confDONT_PROBE_INTERFACES')}, ${q('True')})dnl`,
     `define(${q('confTO_IDENT')}, ${q('0')})dnl`,
-    `define(${q('confLOG_LEVEL')}, ${q(String(logLevel))})dnl`,
+    `define(${q('confLOG_LEVEL')}, ${q(String(i.options.logLevel ?? 14))})dnl`,
   ];
-  const mtaMc = [
+}
+
+/** sendmail.mc: the daemon on 127.0.0.1:smtpPort, relaying everything to the sink, with the milter. */
+function mtaMc(i: McInput): string {
+  const { layout, options } = i;
+  return [
     'divert(-1)',
-    `# inkan test MTA: 127.0.0.1:${smtpPort}, relays everything to the sink at 127.0.0.1:${sink.port}`,
+    `# inkan test MTA: 127.0.0.1:${i.smtpPort}, relays everything to the sink at 127.0.0.1:${i.sinkPort}`,
     'divert(0)dnl',
-    ...common,
+    ...commonMc(i),
     `VERSIONID(${q('inkan test MTA')})dnl`,
     `OSTYPE(${q('linux')})dnl`,
-    `define(${q('QUEUE_DIR')}, ${q(queueDir.mta)})dnl`,
-    `define(${q('confPID_FILE')}, ${q(join(run, 'sendmail.pid'))})dnl`,
-    `define(${q('STATUS_FILE')}, ${q(join(run, 'sendmail.st'))})dnl`,
+    `define(${q('QUEUE_DIR')}, ${q(layout.queueDir.mta)})dnl`,
+    `define(${q('confPID_FILE')}, ${q(join(layout.run, 'sendmail.pid'))})dnl`,
+    `define(${q('STATUS_FILE')}, ${q(join(layout.run, 'sendmail.st'))})dnl`,
     `define(${q('confHOST_STATUS_DIRECTORY')}, ${q('')})dnl`,
     `define(${q('ALIAS_FILE')}, ${q('')})dnl`,
-    `define(${q('confMILTER_LOG_LEVEL')}, ${q(String(options.milterLogLevel ?? logLevel))})dnl`,
+    `define(${q('confMILTER_LOG_LEVEL')}, ${q(String(options.milterLogLevel ?? options.logLevel ?? 14))})dnl`,
     '# a busy test machine must not make it refuse or queue for load average',
     `define(${q('confQUEUE_LA')}, ${q('999')})dnl`,
     `define(${q('confREFUSE_LA')}, ${q('999')})dnl`,
@@ -536,49 +555,58 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
     `define(${q('confDONT_BLAME_SENDMAIL')}, ${q('TrustStickyBit')})dnl`,
     `define(${q('SMART_HOST')}, ${q('relay:[127.0.0.1]')})dnl`,
     `define(${q('MAIL_HUB')}, ${q('relay:[127.0.0.1]')})dnl`,
-    `define(${q('RELAY_MAILER_ARGS')}, ${q(`TCP $h ${sink.port}`)})dnl`,
+    `define(${q('RELAY_MAILER_ARGS')}, ${q(`TCP $h ${i.sinkPort}`)})dnl`,
     `FEATURE(${q('nocanonify')})dnl`,
     `FEATURE(${q('accept_unresolvable_domains')})dnl`,
     `FEATURE(${q('no_default_msa')})dnl`,
-    `DAEMON_OPTIONS(${q(`Port=${smtpPort}, Addr=127.0.0.1, Name=MTA`)})dnl`,
+    `DAEMON_OPTIONS(${q(`Port=${i.smtpPort}, Addr=127.0.0.1, Name=MTA`)})dnl`,
     ...(options.mtaMcExtra ?? []),
-    ...(filterLine ? [filterLine] : []),
+    ...(i.filterLine ? [i.filterLine] : []),
     `MAILER(${q('local')})dnl`,
     `MAILER(${q('smtp')})dnl`,
     '',
   ].join('\n');
-  const mspMc = [
+}
+
+/** submit.mc: the MSP, queueing in the client queue and relaying by SMTP to the MTA. */
+function mspMc(i: McInput): string {
+  const { layout } = i;
+  return [
     'divert(-1)',
-    `# inkan test MSP: sendmail -t queues in ${queueDir.msp} and relays by SMTP to the MTA at 127.0.0.1:${smtpPort}`,
+    `# inkan test MSP: sendmail -t queues in ${layout.queueDir.msp} and relays by SMTP to the MTA at 127.0.0.1:${i.smtpPort}`,
     'divert(0)dnl',
-    ...common,
+    ...commonMc(i),
     `VERSIONID(${q('inkan test MSP')})dnl`,
     `define(${q('confCF_VERSION')}, ${q('Submit')})dnl`,
     `define(${q('__OSTYPE__')}, ${q('')})dnl`,
     `define(${q('confTIME_ZONE')}, ${q('USE_TZ')})dnl`,
     `define(${q('confDONT_INIT_GROUPS')}, ${q('True')})dnl`,
-    `define(${q('MSP_QUEUE_DIR')}, ${q(queueDir.msp)})dnl`,
-    `define(${q('STATUS_FILE')}, ${q(join(queueDir.msp, 'sm-client.st'))})dnl`,
-    `define(${q('confRUN_AS_USER')}, ${q(mspUserName)})dnl`,
-    `define(${q('RELAY_MAILER_ARGS')}, ${q(`TCP $h ${smtpPort}`)})dnl`,
+    `define(${q('MSP_QUEUE_DIR')}, ${q(layout.queueDir.msp)})dnl`,
+    `define(${q('STATUS_FILE')}, ${q(join(layout.queueDir.msp, 'sm-client.st'))})dnl`,
+    `define(${q('confRUN_AS_USER')}, ${q(i.mspUserName)})dnl`,
+    `define(${q('RELAY_MAILER_ARGS')}, ${q(`TCP $h ${i.smtpPort}`)})dnl`,
     `FEATURE(${q('msp')}, ${q('[127.0.0.1]')})dnl`,
     '',
   ].join('\n');
-  const mc = { mta: mtaMc, msp: mspMc };
+}
+
+/** Write both .mc files and make sendmail.cf and submit.cf of them with m4; their paths. */
+async function generateCf(dist: SendmailDistribution, etc: string, mc: Record<SendmailRole, string>): Promise<Record<SendmailRole, string>> {
   const cf = { mta: join(etc, 'sendmail.cf'), msp: join(etc, 'submit.cf') };
   for (const role of ['mta', 'msp'] as const) {
-    writeFileSync(join(etc, role === 'mta' ? 'sendmail.mc' : 'submit.mc'), mc[role]);
-    const r = await runProgram(dist.m4, [join(etc, role === 'mta' ? 'sendmail.mc' : 'submit.mc')], { cwd: etc });
-    if (r.code !== 0 || !r.stdout.includes('\nV10/')) {
-      await sink.stop();
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`m4 ${role} .mc failed (${r.code}): ${r.stderr}`);
-    }
+    const source = join(etc, role === 'mta' ? 'sendmail.mc' : 'submit.mc');
+    writeFileSync(source, mc[role]);
+    const r = await runProgram(dist.m4, [source], { cwd: etc });
+    if (r.code !== 0 || !r.stdout.includes('\nV10/')) throw new Error(`m4 ${role} .mc failed (${r.code}): ${r.stderr}`);
     writeFileSync(cf[role], r.stdout);
     chmodSync(cf[role], 0o644);
   }
+  return cf;
+}
 
-  const env: NodeJS.ProcessEnv = {
+/** The environment of every sendmail process of an instance: our build, its preload, its log, its host name. */
+function sendmailEnv(dist: SendmailDistribution, hostname: string, logFile: string): NodeJS.ProcessEnv {
+  return {
     PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
     LD_LIBRARY_PATH: dist.libraryPath,
     INKAN_SM_HOSTNAME: hostname,
@@ -586,43 +614,59 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
     LD_PRELOAD: dist.preload,
     ...(process.env.TZ ? { TZ: process.env.TZ } : {}),
   };
-  const sendmail = (role: SendmailRole, args: string[], o: { input?: Buffer | string; asMspUser?: boolean; timeoutMs?: number } = {}) =>
-    runProgram(binary, ['-C', cf[role], ...args], { env, cwd: '/', ...(o.input !== undefined ? { input: o.input } : {}), timeoutMs: o.timeoutMs ?? 60_000, ...(o.asMspUser ? { uid: mspUser.uid, gid: mspUser.gid } : {}) });
+}
 
-  // The daemon in the foreground (-bD): our child, so it is reaped and stopped by us.
-  const daemon: ChildProcess = spawn(binary, ['-C', cf.mta, '-bD'], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+/** The MTA daemon as our child. */
+interface Daemon {
+  child: ChildProcess;
+  /** What it wrote on stdout and stderr. */
+  output(): string;
+  exited(): boolean;
+  /** Resolves when it has exited. */
+  exit: Promise<void>;
+}
+
+/** The daemon in the foreground (-bD): our child, so it is reaped and stopped by us. */
+function spawnDaemon(binary: string, cf: string, env: NodeJS.ProcessEnv, dir: string): Daemon {
+  const child: ChildProcess = spawn(binary, ['-C', cf, '-bD'], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  daemon.stdout?.on('data', (d: Buffer) => {
+  child.stdout?.on('data', (d: Buffer) => {
     output += d.toString();
   });
-  daemon.stderr?.on('data', (d: Buffer) => {
+  child.stderr?.on('data', (d: Buffer) => {
     output += d.toString();
   });
   let exited = false;
-  const daemonExit = new Promise<void>((resolve) =>
-    daemon.once('exit', () => {
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
       exited = true;
       resolve();
     }),
   );
-  daemon.once('error', (e) => {
+  child.once('error', (e) => {
     output += `spawn error: ${e.message}\n`;
   });
-  const maillog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  return { child, output: () => output, exited: () => exited, exit };
+}
 
+/**
+ * stop() of an instance (once): the daemon first, after its SMTP sessions have wound up, then
+ * whatever of the instance is left (sessions, queue runners), the sink, the folder.
+ */
+function instanceStopper(binary: string, dir: string, daemon: Daemon, sink: SmtpSink): () => Promise<void> {
   let stopped = false;
-  const stop = async () => {
+  return async () => {
     if (stopped) return;
     stopped = true;
-    const pid = daemon.pid;
+    const pid = daemon.child.pid;
     // Let SMTP sessions still being wound up end on their own, reaped by the daemon ...
-    if (pid !== undefined && !exited) {
+    if (pid !== undefined && !daemon.exited()) {
       await waitFor(() => instanceProcesses(binary, dir).every((p) => p === pid || parentOf(p) !== pid), 'sendmail sessions to end', 100, 50).catch(() => undefined);
-      daemon.kill('SIGTERM');
-      await within(daemonExit, 10_000);
-      if (!exited) {
-        daemon.kill('SIGKILL');
-        await within(daemonExit, 5_000);
+      daemon.child.kill('SIGTERM');
+      await within(daemon.exit, 10_000);
+      if (!daemon.exited()) {
+        daemon.child.kill('SIGKILL');
+        await within(daemon.exit, 5_000);
       }
     }
     // ... then anything of this instance that is left (sessions, queue runners).
@@ -637,14 +681,51 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
     rmSync(dir, { recursive: true, force: true });
     if (survivors.length > 0) throw new Error(`sendmail processes ${survivors.join(', ')} of ${dir} survived SIGKILL`);
   };
+}
+
+/**
+ * Start a private Sendmail MTA daemon on 127.0.0.1 (see the file comment), with its MSP.
+ * Its banner is checked for this instance's unique host name, so a stray daemon on the same
+ * port cannot be mistaken for it.
+ */
+export async function startSendmail(options: SendmailOptions = {}): Promise<SendmailInstance> {
+  const dist = await prepareSendmail();
+  const binary = realpathSync(dist.binary);
+  const mspUserName = options.mspUser ?? 'nobody';
+  const mspUser = readUser(mspUserName);
+  if (!mspUser) throw new Error(`there is no user ${mspUserName} for the MSP`);
+  const layout = createLayout(mspUser);
+  const { dir, queueDir, logFile } = layout;
+  const sink = await startSmtpSink({ dir: join(dir, 'sink') });
+  const smtpPort = await freePort();
+  const id = dir.slice(dir.lastIndexOf('-') + 1).toLowerCase().replace(/[^a-z0-9]/g, 'x');
+  const hostname = `mta-${id}.inkan.test`;
+  const filterLine = filterLineOf(options.milter);
+  const mcInput: McInput = { dist, layout, hostname, smtpPort, sinkPort: sink.port, mspUserName, filterLine, options };
+  const mc = { mta: mtaMc(mcInput), msp: mspMc(mcInput) };
+  let cf: Record<SendmailRole, string>;
+  try {
+    cf = await generateCf(dist, layout.etc, mc);
+  } catch (error) {
+    await sink.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+
+  const env = sendmailEnv(dist, hostname, logFile);
+  const sendmail = (role: SendmailRole, args: string[], o: { input?: Buffer | string; asMspUser?: boolean; timeoutMs?: number } = {}) =>
+    runProgram(binary, ['-C', cf[role], ...args], { env, cwd: '/', ...(o.input !== undefined ? { input: o.input } : {}), timeoutMs: o.timeoutMs ?? 60_000, ...(o.asMspUser ? { uid: mspUser.uid, gid: mspUser.gid } : {}) });
+  const daemon = spawnDaemon(binary, cf.mta, env, dir);
+  const maillog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  const stop = instanceStopper(binary, dir, daemon, sink);
 
   try {
-    await waitForBanner(smtpPort, hostname, 'Sendmail', () => exited);
-    if (exited) throw new Error('the Sendmail daemon exited');
+    await waitForBanner(smtpPort, hostname, 'Sendmail', daemon.exited);
+    if (daemon.exited()) throw new Error('the Sendmail daemon exited');
   } catch (error) {
     const log = logTail(maillog(), 15);
     await stop();
-    throw new Error(`${(error as Error).message}\n--- output ---\n${output}\n--- maillog ---\n${log}`);
+    throw new Error(`${(error as Error).message}\n--- output ---\n${daemon.output()}\n--- maillog ---\n${log}`);
   }
 
   const compileInfo = async () => (await sendmail('mta', ['-bt', '-d0.1'], { input: '' })).stdout;
@@ -675,7 +756,7 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
     compileInfo,
     waitForDelivered: (count, tries = 400) => waitForDelivery(sink, count, tries, maillog, 25),
     maillog,
-    daemonOutput: () => output,
+    daemonOutput: daemon.output,
     stop,
   };
 }

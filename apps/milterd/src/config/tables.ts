@@ -1,4 +1,5 @@
-import { type KeyObject, createPrivateKey } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { type PrivateKeyInfo, parsePrivateKey, readPrivateKey } from '@inkan/dkim-core';
 import type { Stats } from 'node:fs';
 import { lstat, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
@@ -172,23 +173,26 @@ async function checkKeyDirectories(path: string, start: string, owners: readonly
   }
 }
 
+/** A parsed key, or the ConfigError (at `where`) that says why there is none. */
+function configKey<T>(where: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new ConfigError(where, (error as Error).message);
+  }
+}
+
+function signingKey(name: string, domain: string, selector: string, info: PrivateKeyInfo, source: string): SigningKey {
+  return { name, domain, selector, keyFile: source, privateKey: info.key, algorithm: info.algorithm };
+}
+
 /**
- * A signing key from PEM text: RSA of 1024 bits or more, or Ed25519. `source` names the
- * key in errors (the key file, or the store row); `keyFile` is what SigningKey records.
+ * A signing key from PEM text, within dkim-core's limits (RSA of 1024 to 4096 bits, or
+ * Ed25519). `source` names the key in errors (the key file, or the store row); `keyFile` is
+ * what SigningKey records.
  */
 export function keyFromPem(name: string, domain: string, selector: string, pem: string, source: string, where: string): SigningKey {
-  let privateKey: KeyObject;
-  try {
-    privateKey = createPrivateKey(pem);
-  } catch {
-    throw new ConfigError(where, `${source} does not hold a PEM private key`);
-  }
-  const type = privateKey.asymmetricKeyType;
-  if (type !== 'rsa' && type !== 'ed25519') throw new ConfigError(where, `${source} holds a ${type} key; DKIM signs with rsa or ed25519`);
-  if (type === 'rsa' && (privateKey.asymmetricKeyDetails?.modulusLength ?? 0) < 1024) {
-    throw new ConfigError(where, `${source} is an RSA key under 1024 bits, which verifiers reject (RFC 8301)`);
-  }
-  return { name, domain, selector, keyFile: source, privateKey, algorithm: type === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256' };
+  return signingKey(name, domain, selector, configKey(where, () => parsePrivateKey(pem, source)), source);
 }
 
 /**
@@ -252,13 +256,13 @@ async function loadKey(name: string, domain: string, selector: string, keyFile: 
   if (unreadable && reader?.named) throw new ConfigError(where, unreadable);
   // Without UserID (a first try as root, the built-in defaults) it is a warning: set UserID to make it an error.
   if (unreadable) report.warn?.(`${where}: ${unreadable}; set UserID to the user that should read it, or AllowRoot yes`);
-  let pem: string;
+  let read: PrivateKeyInfo;
   try {
-    pem = await readFile(keyFile, 'utf8');
+    read = await readPrivateKey(keyFile);
   } catch (error) {
-    throw new ConfigError(where, `cannot read key file ${keyFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new ConfigError(where, (error as Error).message);
   }
-  const key = keyFromPem(name, domain, selector, pem, keyFile, where);
+  const key = signingKey(name, domain, selector, read, keyFile);
   if (config.signatureAlgorithmSet && key.algorithm !== config.signatureAlgorithm) {
     // As OpenDKIM: the configured algorithm is the one used, and a key of the other type cannot make it.
     throw new ConfigError(

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as IORedis from 'ioredis';
 import type * as Pg from 'pg';
+import { MissingDriverError } from './missing-driver.js';
 
 /**
  * pg and ioredis are optional peer dependencies of @inkan/keytool: only a store needs them, so
@@ -8,19 +9,6 @@ import type * as Pg from 'pg';
  * finds a globally installed driver too), never when the package or its CLI is merely loaded.
  */
 const requireDriver = createRequire(import.meta.url);
-
-/** A store was opened whose driver package is not installed. */
-export class MissingDriverError extends Error {
-  readonly packageName: string;
-  constructor(packageName: 'pg' | 'ioredis', scheme: string) {
-    super(
-      `a ${scheme} store needs the ${packageName} package, which is not installed: ` +
-        `npm install ${packageName} where @inkan/keytool is installed (npm install -g ${packageName} if it was installed with -g)`,
-    );
-    this.name = 'MissingDriverError';
-    this.packageName = packageName;
-  }
-}
 
 function load<T>(packageName: 'pg' | 'ioredis', scheme: string): T {
   try {

@@ -1,7 +1,7 @@
 import { type StoreLocation, type StoreRole, parseStoreUri } from './location.js';
-import { PostgresKeyStore } from './postgres.js';
-import { RedisKeyStore } from './redis.js';
-import type { KeyStore, StoreClientOptions } from './types.js';
+import { PostgresKeyStore, PostgresWatcher } from './postgres.js';
+import { RedisKeyStore, RedisWatcher } from './redis.js';
+import type { KeyStore, StoreClientOptions, StoreWatcher, WatchEvents, WatchOptions } from './types.js';
 
 export {
   type StoreKind,
@@ -19,10 +19,22 @@ export {
   combineLocations,
   backoffMs,
 } from './location.js';
-export type { KeyStore, StoredKey, StoredSigning, StoreProblem, StoreSnapshot, SnapshotOptions, NewStoredKey, StoreClientOptions } from './types.js';
-export { MissingDriverError } from './drivers.js';
+export type {
+  KeyStore,
+  StoredKey,
+  StoredSigning,
+  StoreProblem,
+  StoreSnapshot,
+  SnapshotOptions,
+  NewStoredKey,
+  StoreClientOptions,
+  StoreWatcher,
+  WatchEvents,
+  WatchOptions,
+} from './types.js';
+export { MissingDriverError } from './missing-driver.js';
 export { PostgresKeyStore, schemaSql } from './postgres.js';
-export { RedisKeyStore, redisKeys, redisOptions } from './redis.js';
+export { RedisKeyStore, redisKeys } from './redis.js';
 export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWith, type StoreListing, type ListedKey, type PublishOptions, type PublishResult } from './admin.js';
 
 /**
@@ -34,4 +46,15 @@ export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWit
 export function openKeyStore(where: string | StoreLocation, options: StoreClientOptions & { reconnect?: boolean; role?: StoreRole } = {}): KeyStore {
   const location = typeof where === 'string' ? parseStoreUri(where, options.role) : where;
   return location.kind === 'postgresql' ? new PostgresKeyStore(location, options) : new RedisKeyStore(location, options);
+}
+
+/**
+ * Watch the store for changes on a connection of its own: LISTEN for the tables' NOTIFY
+ * (PostgreSQL) or SUBSCRIBE to PREFIXchanged (Redis). Nothing connects before start(); the
+ * watcher reconnects by itself with backoff and reports through `events`. Its driver is
+ * loaded here, as for openKeyStore (MissingDriverError names the package to install).
+ */
+export function watchStore(where: string | StoreLocation, events: WatchEvents, options: WatchOptions & { role?: StoreRole } = {}): StoreWatcher {
+  const location = typeof where === 'string' ? parseStoreUri(where, options.role) : where;
+  return location.kind === 'postgresql' ? new PostgresWatcher(location, events, options) : new RedisWatcher(location, events, options);
 }

@@ -1,7 +1,19 @@
-import type { Pool, PoolClient } from 'pg';
+import { readFileSync } from 'node:fs';
+import type { Client, Pool, PoolClient } from 'pg';
 import { loadPg } from './drivers.js';
-import type { StoreLocation, StoreTables } from './location.js';
-import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey, StoredSigning } from './types.js';
+import { backoffMs, type StoreLocation, type StoreTables } from './location.js';
+import type {
+  KeyStore,
+  NewStoredKey,
+  SnapshotOptions,
+  StoreClientOptions,
+  StoreSnapshot,
+  StoredKey,
+  StoredSigning,
+  StoreWatcher,
+  WatchEvents,
+  WatchOptions,
+} from './types.js';
 
 /** A PostgreSQL identifier in double quotes (as pg's escapeIdentifier; here so that schemaSql needs no driver). */
 function escapeIdentifier(name: string): string {
@@ -26,72 +38,36 @@ function bare(name: string): string {
   return name.slice(name.indexOf('.') + 1);
 }
 
+/** The migration as shipped in the package (sql/ beside dist/ and src/), with the default names. */
+const MIGRATION = new URL('../../sql/001_dkim_tables.sql', import.meta.url);
+let migration: string | undefined;
+
 /**
- * The PostgreSQL schema for the shared tables, as SQL: the KeyTable, the SigningTable,
- * InternalHosts, and statement triggers that NOTIFY `channel` on every change (so a change
- * made with psql reaches every milterd too). Idempotent: running it again changes nothing.
- * packages/keytool/sql/001_dkim_tables.sql is this with the default names.
+ * The names the shipped migration uses, each as it is written there: the three tables and
+ * their triggers (quoted identifiers), the notify function, and the channel (a string literal,
+ * and once in a comment).
+ */
+const DEFAULT_NAME = /"(dkim_keys|dkim_signing|dkim_internal_hosts)(_notify)?"|\binkan_dkim_notify\b|'inkan_dkim'|(?<=listening on )inkan_dkim\b/g;
+
+/**
+ * The PostgreSQL schema for the shared tables, as SQL: sql/001_dkim_tables.sql (the KeyTable,
+ * the SigningTable, InternalHosts, and statement triggers that NOTIFY on every change, so a
+ * change made with psql reaches every milterd too), read from the package, with the location's
+ * table names and channel in place of the defaults. Idempotent: running it again changes nothing.
  */
 export function schemaSql(o: { tables: StoreTables; channel: string }): string {
-  const { keys, signing, hosts } = o.tables;
-  const notify = `${schemaOf(keys)}inkan_dkim_notify`;
-  const trigger = (table: string) =>
-    [
-      `DROP TRIGGER IF EXISTS ${escapeIdentifier(`${bare(table)}_notify`)} ON ${qualified(table)};`,
-      `CREATE TRIGGER ${escapeIdentifier(`${bare(table)}_notify`)} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${qualified(table)}`,
-      `  FOR EACH STATEMENT EXECUTE FUNCTION ${notify}('${o.channel}');`,
-    ].join('\n');
-  return `-- inkan: shared DKIM key and signing tables for many inkan-milterd hosts (migration 001).
--- Apply once per database, as its owner:
---   psql "postgresql://OWNER@HOST/DATABASE" -v ON_ERROR_STOP=1 -f 001_dkim_tables.sql
--- or: inkan-keytool store init --store "postgresql://OWNER@HOST/DATABASE"
--- Running it again changes nothing. Needs PostgreSQL 11 or later.
-BEGIN;
-
--- The KeyTable: one row per key. inkan-keytool names keys SELECTOR._domainkey.DOMAIN.
--- private_key is the PEM private key (PKCS#8 or PKCS#1); NULL once the key is retired.
--- record is the TXT data to publish at SELECTOR._domainkey.DOMAIN (the public half).
-CREATE TABLE IF NOT EXISTS ${qualified(keys)} (
-  name        text PRIMARY KEY,
-  domain      text NOT NULL,
-  selector    text NOT NULL,
-  private_key text,
-  record      text,
-  created_at  timestamptz NOT NULL DEFAULT now(),
-  retired_at  timestamptz,
-  UNIQUE (domain, selector)
-);
-
--- The SigningTable: which keys sign mail from which senders, as in OpenDKIM's SigningTable
--- file: a pattern is user@domain, domain, .parent (with SubDomains) or *; one row per key
--- (several rows for one pattern sign with several keys under MultipleSignatures).
-CREATE TABLE IF NOT EXISTS ${qualified(signing)} (
-  pattern  text NOT NULL,
-  key_name text NOT NULL,
-  PRIMARY KEY (pattern, key_name)
-);
-
--- InternalHosts (optional): addresses, CIDR blocks and host names whose mail is signed.
-CREATE TABLE IF NOT EXISTS ${qualified(hosts)} (
-  host text PRIMARY KEY
-);
-
--- Every change, by inkan-keytool or by hand, notifies the milterds listening on ${o.channel}.
-CREATE OR REPLACE FUNCTION ${notify}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_notify(TG_ARGV[0], TG_TABLE_NAME);
-  RETURN NULL;
-END
-$$;
-
-${trigger(keys)}
-
-${trigger(signing)}
-
-${trigger(hosts)}
-
-COMMIT;
-`;
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(o.channel)) throw new RangeError(`channel "${o.channel}" is not a plain identifier`);
+  migration ??= readFileSync(MIGRATION, 'utf8');
+  const tables: Record<string, string> = { dkim_keys: o.tables.keys, dkim_signing: o.tables.signing, dkim_internal_hosts: o.tables.hosts };
+  const notify = `${schemaOf(o.tables.keys)}inkan_dkim_notify`;
+  return migration.replace(DEFAULT_NAME, (match: string, table: string | undefined, trigger: string | undefined) => {
+    if (table !== undefined) {
+      const name = tables[table] as string;
+      return trigger ? escapeIdentifier(`${bare(name)}_notify`) : qualified(name);
+    }
+    if (match === 'inkan_dkim_notify') return notify;
+    return match.startsWith("'") ? `'${o.channel}'` : o.channel;
+  });
 }
 
 function iso(value: unknown): string | null {
@@ -261,5 +237,86 @@ export class PostgresKeyStore implements KeyStore {
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+}
+
+/**
+ * LISTEN for the NOTIFY that the tables' triggers send on every change (see the migration),
+ * on a connection of its own. When the connection goes, it comes back with backoff (0.5 s
+ * doubling up to the location's retry=), and says so, so that the tables are re-read.
+ */
+export class PostgresWatcher implements StoreWatcher {
+  private readonly Client: typeof Client;
+  private client: Client | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private closed = false;
+
+  constructor(
+    private readonly location: StoreLocation,
+    private readonly events: WatchEvents,
+    private readonly options: WatchOptions = {},
+  ) {
+    this.Client = loadPg().Client;
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const client = new this.Client({
+      connectionString: this.location.connection,
+      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 5000,
+      keepAlive: true,
+      application_name: this.options.clientName ?? 'inkan-milterd listen',
+    });
+    this.client = client;
+    let gone = false;
+    const lost = (error: Error) => {
+      if (gone) return;
+      gone = true;
+      if (this.client === client) this.client = undefined;
+      client.removeAllListeners('notification');
+      client.end().catch(() => {});
+      if (this.closed) return;
+      this.events.lost(error);
+      this.attempt++;
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.connect();
+      }, backoffMs(this.attempt, this.location.retrySeconds));
+      this.timer.unref();
+    };
+    client.on('error', (error) => lost(error));
+    client.on('end', () => lost(new Error('the LISTEN connection closed')));
+    client.on('notification', (n) => {
+      if (n.channel === this.location.channel) this.events.changed(n.payload ?? 'notify');
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${escapeIdentifier(this.location.channel)}`);
+    } catch (error) {
+      lost(error as Error);
+      return;
+    }
+    if (this.closed) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.attempt = 0;
+    this.events.connected();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      client.removeAllListeners('notification');
+      await client.end().catch(() => {});
+    }
   }
 }

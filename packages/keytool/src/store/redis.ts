@@ -1,7 +1,7 @@
 import { loadIoredis } from './drivers.js';
 import { backoffMs, type StoreLocation } from './location.js';
 import type { Redis, RedisOptions } from 'ioredis';
-import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey } from './types.js';
+import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey, StoreWatcher, WatchEvents, WatchOptions } from './types.js';
 
 /**
  * The Redis key layout, under a prefix (default "inkan:"):
@@ -36,7 +36,7 @@ interface KeyMeta {
 const text = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
 
 /** ioredis options for a connection to this location. */
-export function redisOptions(location: StoreLocation, options: StoreClientOptions & { reconnect?: boolean }): RedisOptions {
+function redisOptions(location: StoreLocation, options: StoreClientOptions & { reconnect?: boolean }): RedisOptions {
   return {
     connectTimeout: options.connectTimeoutMs ?? 5000,
     commandTimeout: options.queryTimeoutMs ?? 10_000,
@@ -231,5 +231,61 @@ export class RedisKeyStore implements KeyStore {
     } catch {
       this.redis.disconnect();
     }
+  }
+}
+
+/**
+ * SUBSCRIBE to PREFIXchanged, where every change is published, on a connection of its own.
+ * ioredis reconnects it with backoff (0.5 s doubling up to retry=); each time it is ready
+ * again the channel is subscribed anew and the tables are re-read.
+ */
+export class RedisWatcher implements StoreWatcher {
+  private readonly redis: Redis;
+  private closed = false;
+  private up = false;
+
+  constructor(
+    location: StoreLocation,
+    private readonly events: WatchEvents,
+    options: WatchOptions = {},
+  ) {
+    const { Redis } = loadIoredis();
+    this.redis = new Redis(location.connection, {
+      ...redisOptions(location, { reconnect: true, connectTimeoutMs: options.connectTimeoutMs ?? 5000, clientName: options.clientName ?? 'inkan-milterd-watch' }),
+      autoResubscribe: false,
+      maxRetriesPerRequest: null,
+    });
+    this.redis.on('error', (error: Error) => this.down(error));
+    this.redis.on('close', () => this.down(new Error('the subscription connection closed')));
+    this.redis.on('message', (channel: string, message: string) => {
+      if (channel === location.channel) events.changed(message);
+    });
+    this.redis.on('ready', () => {
+      this.redis.subscribe(location.channel).then(
+        () => {
+          if (this.closed) return;
+          this.up = true;
+          events.connected();
+        },
+        (error: Error) => this.down(error),
+      );
+    });
+  }
+
+  private down(error: Error): void {
+    if (this.closed || !this.up) return;
+    this.up = false;
+    this.events.lost(error);
+  }
+
+  start(): void {
+    this.redis.connect().catch(() => {
+      // retried by ioredis (retryStrategy) until close()
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.redis.disconnect(false);
   }
 }

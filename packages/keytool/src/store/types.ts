@@ -89,3 +89,27 @@ export interface KeyStore {
   setHosts(hosts: string[]): Promise<void>;
   close(): Promise<void>;
 }
+
+/** What a store watcher tells whoever holds the tables in memory. */
+export interface WatchEvents {
+  /** The store says something changed (a NOTIFY or a pub/sub message); `what` is its payload. */
+  changed(what: string): void;
+  /** The watcher (re)connected: changes made while it was away were not seen, so re-read. */
+  connected(): void;
+  /** The watcher lost its connection; it reconnects by itself with backoff. */
+  lost(error: Error): void;
+}
+
+/** Listens for changes to the shared tables on a connection of its own. */
+export interface StoreWatcher {
+  start(): void;
+  close(): Promise<void>;
+}
+
+/** Options of a watcher's connection. */
+export interface WatchOptions {
+  /** Give up connecting after this long (ms, default 5000); it then retries with backoff. */
+  connectTimeoutMs?: number;
+  /** Name shown in the server's client list (default "inkan-milterd listen" / "inkan-milterd-watch"). */
+  clientName?: string;
+}

@@ -1,65 +1,9 @@
 /**
- * What the soak watches in inkan-milterd from outside: resident memory and open file
- * descriptors from /proc, and the daemon's own Prometheus metrics (heap, connections,
- * signatures) over one short-lived loopback HTTP request each.
+ * What the soak watches in inkan-milterd from outside besides /proc (the testbed's
+ * sampleProcess): the daemon's own Prometheus metrics (heap, connections, signatures) over
+ * one short-lived loopback HTTP request each.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { request } from 'node:http';
-
-export interface ProcSample {
-  /** Milliseconds since the soak started. */
-  at: number;
-  /** VmRSS, KiB. */
-  rssKiB: number;
-  /** VmHWM (peak RSS since start), KiB. */
-  hwmKiB: number;
-  /** Entries in /proc/<pid>/fd. */
-  fds: number;
-  /** Threads (to tell a growing thread pool from a leak). */
-  threads: number;
-  /** CPU time used so far (user + system), seconds. */
-  cpuS: number;
-}
-
-/** USER_HZ: the unit of utime and stime in /proc/<pid>/stat (100 on every Linux Node runs on). */
-const TICKS_PER_SECOND = 100;
-
-function statusField(status: string, name: string): number {
-  const line = status.split('\n').find((l) => l.startsWith(`${name}:`));
-  return Number((line ?? '').replace(/\D+/g, ''));
-}
-
-/** One sample of a live process (throws if it is gone). */
-export function sampleProcess(pid: number, at: number): ProcSample {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  // stat: "pid (comm) state ..." with utime and stime the 14th and 15th fields
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return {
-    at,
-    rssKiB: statusField(status, 'VmRSS'),
-    hwmKiB: statusField(status, 'VmHWM'),
-    fds: readdirSync(`/proc/${pid}/fd`).length,
-    threads: statusField(status, 'Threads'),
-    cpuS: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND,
-  };
-}
-
-/** What the open descriptors are (socket, pipe, anon_inode, a path), counted by kind. */
-export function describeFds(pid: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    let target = '?';
-    try {
-      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-    } catch {
-      // closed meanwhile
-    }
-    const kind = target.replace(/\[\d+\]$/, '');
-    out[kind] = (out[kind] ?? 0) + 1;
-  }
-  return out;
-}
 
 /** Prometheus text as name{labels} -> value (comments skipped). */
 export type MetricValues = Map<string, number>;

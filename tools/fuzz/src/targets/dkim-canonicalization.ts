@@ -8,10 +8,10 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { BodyHasher, type Canonicalization, canonicalizeHeader, createBodyCanonicalizer, normalizeLineEndings, parseHeaderFields } from '@inkan/dkim-core';
-import { FIELD_NAME, relaxedBody, relaxedHeader, simpleBody, simpleHeader } from '../reference/canonicalization.js';
+import { canonicalizationReference as reference } from '@inkan/testbed';
 import { type FuzzTarget, check, chunks, show, splitPoints } from '../target.js';
 
-const REFERENCE: Record<Canonicalization, (body: string) => string> = { simple: simpleBody, relaxed: relaxedBody };
+const REFERENCE: Record<Canonicalization, (body: string) => string> = { simple: reference.simpleBody, relaxed: reference.relaxedBody };
 
 function canonicalize(c: Canonicalization, pieces: readonly Buffer[]): string {
   const out: Buffer[] = [];
@@ -53,11 +53,11 @@ function checkHeaders(input: Buffer): void {
     check(text.endsWith('\r\n'), () => `header field ${show(text)} does not end in CRLF`);
     const bare = text.slice(0, -2);
     const simple = canonicalizeHeader(field, 'simple').toString('latin1');
-    check(simple === simpleHeader(bare), () => `simple header ${show(simple)} but the reference gives ${show(bare)}`);
+    check(simple === reference.simpleHeader(bare), () => `simple header ${show(simple)} but the reference gives ${show(bare)}`);
     const relaxed = canonicalizeHeader(field, 'relaxed').toString('latin1');
     const colon = bare.indexOf(':');
-    if (colon < 0 || !FIELD_NAME.test(bare.slice(0, colon).replace(/[ \t]+$/, ''))) continue;
-    const expected = relaxedHeader(bare);
+    if (colon < 0 || !reference.FIELD_NAME.test(bare.slice(0, colon).replace(/[ \t]+$/, ''))) continue;
+    const expected = reference.relaxedHeader(bare);
     check(relaxed === expected, () => `relaxed header of ${show(bare)}: ${show(relaxed)} but the reference gives ${show(expected)}`);
   }
 }

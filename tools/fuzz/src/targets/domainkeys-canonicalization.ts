@@ -7,11 +7,11 @@
 import { Buffer } from 'node:buffer';
 import { parseHeaderFields } from '@inkan/dkim-core';
 import { type DomainKeysCanonicalization, canonicalizeDomainKeysHeader, createDomainKeysBodyCanonicalizer } from '@inkan/domainkeys-verify';
-import { domainKeysNofwsBody, domainKeysNofwsHeader, domainKeysSimpleBody, domainKeysSimpleHeader } from '../reference/canonicalization.js';
+import { canonicalizationReference as reference } from '@inkan/testbed';
 import { type FuzzTarget, check, chunks, show, splitPoints } from '../target.js';
 
-const BODY_REFERENCE: Record<DomainKeysCanonicalization, (body: string) => string> = { simple: domainKeysSimpleBody, nofws: domainKeysNofwsBody };
-const HEADER_REFERENCE: Record<DomainKeysCanonicalization, (field: string) => string> = { simple: domainKeysSimpleHeader, nofws: domainKeysNofwsHeader };
+const BODY_REFERENCE: Record<DomainKeysCanonicalization, (body: string) => string> = { simple: reference.domainKeysSimpleBody, nofws: reference.domainKeysNofwsBody };
+const HEADER_REFERENCE: Record<DomainKeysCanonicalization, (field: string) => string> = { simple: reference.domainKeysSimpleHeader, nofws: reference.domainKeysNofwsHeader };
 
 function canonicalize(c: DomainKeysCanonicalization, pieces: readonly Buffer[]): string {
   const out: Buffer[] = [];

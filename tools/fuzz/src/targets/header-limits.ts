@@ -28,6 +28,7 @@ import {
   encodeCommand,
 } from '@inkan/milter-protocol';
 import { type Runtime, createFilter, MILTERD_NEGOTIATION } from '@inkan/milterd';
+import { canonicalizationReference as reference } from '@inkan/testbed';
 import { pair, until } from '../connection.js';
 import { AUTHSERV_ID, DOMAIN } from '../fixtures.js';
 import { milterdRuntime } from '../milterd-runtime.js';
@@ -93,8 +94,6 @@ function folded(size: number, seed: number): Buffer {
   return Buffer.from(out.join(''), 'latin1');
 }
 
-const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
-
 function plan(data: Buffer): Plan {
   const r = new Reader(data);
   const f = r.byte();
@@ -152,7 +151,7 @@ function plan(data: Buffer): Plan {
         // (the milter packet ends it there).
         const name = r.bytes(1 + (r.byte() % 20)).toString('latin1');
         const value = Buffer.from(r.bytes(r.byte()).map((b) => (b === 0 ? 0x78 : b)));
-        if (FIELD_NAME.test(name)) add({ name, value });
+        if (reference.FIELD_NAME.test(name)) add({ name, value });
         break;
       }
       default:
@@ -274,7 +273,7 @@ function actionOf(final: MilterResponse, modifications: readonly MilterResponse[
 
 /** A value the filter gives the MTA: no NUL or CR, every LF followed by SP or HTAB, no LF at the end. */
 function checkValue(name: string, value: Buffer, leadingSpace: boolean): void {
-  check(FIELD_NAME.test(name), () => `added a field named ${show(name)}`);
+  check(reference.FIELD_NAME.test(name), () => `added a field named ${show(name)}`);
   check(!value.includes(0), () => `${name} value has a NUL: ${show(value)}`);
   check(!value.includes(0x0d), () => `${name} value has a CR: ${show(value)}`);
   for (let i = value.indexOf(0x0a); i >= 0; i = value.indexOf(0x0a, i + 1)) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { KeyStore, openKeyStore, StoreRole, StoreSnapshot } from '@inkan/keytool/store';
+import type { KeyStore, openKeyStore, StoreRole, StoreSnapshot, StoreWatcher, watchStore } from '@inkan/keytool/store';
 import { backoffMs, combineLocations, parseStoreUri, type StoreLocation } from '@inkan/keytool/store/location';
 import type { Logger } from 'pino';
 import { HostList } from '../../hosts.js';
@@ -7,24 +7,16 @@ import type { Metrics } from '../../metrics.js';
 import { ConfigError } from '../errors.js';
 import { type Config, isStoreDataset } from '../options.js';
 import { keyFromPem, planFromTables, type SigningKey, SigningPlan } from '../tables.js';
-import type { StoreWatcher, WatchEvents } from './watcher.js';
 
-/** What a store needs that is loaded only when one is configured (pg, ioredis: megabytes a daemon without a store never needs). */
+/** keytool's store client and watcher, loaded only when a store is configured (with them pg or ioredis, megabytes a daemon without a store never needs). */
 export interface StoreDrivers {
   openKeyStore: typeof openKeyStore;
-  watcher: (location: StoreLocation, events: WatchEvents, options: WatcherOptions) => StoreWatcher;
+  watchStore: typeof watchStore;
 }
 
-type WatcherOptions = { connectTimeoutMs: number; queryTimeoutMs: number; clientName: string; onError: (error: Error) => void };
-
-export async function loadDrivers(location: StoreLocation): Promise<StoreDrivers> {
-  const { openKeyStore } = await import('@inkan/keytool/store');
-  if (location.kind === 'postgresql') {
-    const { PostgresWatcher } = await import('./postgres.js');
-    return { openKeyStore, watcher: (l, e, o) => new PostgresWatcher(l, e, o) };
-  }
-  const { RedisWatcher } = await import('./redis.js');
-  return { openKeyStore, watcher: (l, e, o) => new RedisWatcher(l, e, o) };
+export async function loadDrivers(): Promise<StoreDrivers> {
+  const { openKeyStore, watchStore } = await import('@inkan/keytool/store');
+  return { openKeyStore, watchStore };
 }
 
 /** Clients matching every address: InternalHosts before a store's hosts table has loaded (so that mail is held, not passed). */
@@ -128,7 +120,7 @@ export class SharedTables {
         if (this.downSince === undefined) this.refresh('watch connection lost');
       },
     };
-    this.watcher = options.drivers.watcher(location, events, clientOptions);
+    this.watcher = options.drivers.watchStore(location, events, clientOptions);
     this.metrics?.storeUp.set({ store: location.display }, 0);
     this.metrics?.storeLoaded.set({ store: location.display }, 0);
   }
@@ -357,7 +349,7 @@ export class StoreRegistry {
       existing.refresh('reload');
       return existing;
     }
-    const drivers = await loadDrivers(location);
+    const drivers = await loadDrivers();
     const tables = new SharedTables(config, location, { logger: this.logger, hosts, drivers, ...(this.metrics ? { metrics: this.metrics } : {}) });
     this.open.set(id, tables);
     await tables.start();

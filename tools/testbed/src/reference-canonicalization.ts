@@ -1,5 +1,7 @@
 /**
- * Slow, obviously correct canonicalizations to compare the streaming ones against. They
+ * Slow, obviously correct canonicalizations to compare the streaming ones against: the one
+ * test oracle for dkim-core's and domainkeys-verify's tests and for the fuzz targets
+ * (exported as `canonicalizationReference`). They
  * work on latin1 strings (one character per byte), whole messages at a time, and follow
  * the RFC text step by step: split the body into lines at CRLF, change each line, drop
  * the empty lines at the end, join again. No state, no chunks, no fast paths.
