@@ -3,12 +3,11 @@
  * RFC 6854 forms), through the milter protocol: an RFC 6854 group From ("Team: a@example.org;")
  * is signed with example.org's key, and dkimpy verifies the signature with the key from dnsmasq.
  */
-import { chownSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, startDnsmasq, tempDir, type TestKeys } from '@inkan/testbed';
-import { nobody } from '../src/index.js';
-import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction, withSignatures } from './helpers.js';
+import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction, withSignatures, writeDaemonKey } from './helpers.js';
 
 let keys: TestKeys;
 let dir: string;
@@ -16,14 +15,6 @@ let dns: DnsServer;
 let milterd: MilterdProcess;
 let port: number;
 
-/** A key file the daemon can read after it dropped root (owned by nobody when we are root). */
-function writeKey(path: string, pem: string): void {
-  writeFileSync(path, pem, { mode: 0o600 });
-  if (process.getuid?.() === 0) {
-    const n = nobody();
-    chownSync(path, n.uid, n.gid);
-  }
-}
 
 beforeAll(async () => {
   keys = makeKeys();
@@ -32,8 +23,8 @@ beforeAll(async () => {
     'org._domainkey.example.org': dkimKeyRecord(keys.rsa2048),
     'net._domainkey.example.net': dkimKeyRecord(keys.ed25519),
   });
-  writeKey(join(dir, 'org.private'), keys.rsa2048.pem);
-  writeKey(join(dir, 'net.private'), keys.ed25519.pem);
+  writeDaemonKey(join(dir, 'org.private'), keys.rsa2048.pem);
+  writeDaemonKey(join(dir, 'net.private'), keys.ed25519.pem);
   writeFileSync(join(dir, 'key.table'), `org example.org:org:${join(dir, 'org.private')}\nnet example.net:net:${join(dir, 'net.private')}\n`);
   writeFileSync(join(dir, 'signing.table'), '*@example.org org\n*@example.net net\n');
   port = await freePort();

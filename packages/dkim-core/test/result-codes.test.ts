@@ -1,10 +1,10 @@
 import { Buffer } from 'node:buffer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, type DnsServer, makeKeys, startDnsmasq, startSlowDns, type SlowDns, type TestKeys } from '@inkan/testbed';
+import { dkimKeyRecord, type DnsServer, startDnsmasq, startSlowDns, type SlowDns, type TestKeys } from '@inkan/testbed';
 import {
   DnsKeyResolver,
   KeyLookupError,
-  MemoryKeyResolver,
+  type MemoryKeyResolver,
   signMessage,
   VERIFICATION_CODES,
   type VerificationCode,
@@ -12,6 +12,7 @@ import {
   type VerifierOptions,
   verifyMessage,
 } from '../src/index.js';
+import { keysAndResolver } from './key-fixture.js';
 
 // Every failure class of the DKIM verifier gives its own code (and the result RFC 8601 names).
 
@@ -21,9 +22,7 @@ let keys: TestKeys;
 let resolver: MemoryKeyResolver;
 
 beforeAll(() => {
-  keys = makeKeys();
-  resolver = new MemoryKeyResolver({
-    'rsa._domainkey.example.org': dkimKeyRecord(keys.rsa2048),
+  ({ keys, resolver } = keysAndResolver((keys) => ({
     'small._domainkey.example.org': dkimKeyRecord(keys.rsa1024),
     'strict._domainkey.example.org': dkimKeyRecord(keys.rsa2048, 't=s'),
     'sha1only._domainkey.example.org': dkimKeyRecord(keys.rsa2048, 'h=sha1'),
@@ -34,7 +33,7 @@ beforeAll(() => {
     'web._domainkey.example.org': dkimKeyRecord(keys.rsa2048, 's=http'),
     'servfail._domainkey.example.org': new KeyLookupError('TEMPFAIL', 'SERVFAIL from the test resolver'),
     'slow._domainkey.example.org': new KeyLookupError('TEMPFAIL', 'no answer in time', { timedOut: true }),
-  });
+  })));
 });
 
 async function signed(options: Partial<Parameters<typeof signMessage>[1]> = {}, message = MESSAGE, now?: () => number): Promise<Buffer> {
