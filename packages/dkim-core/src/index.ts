@@ -18,6 +18,7 @@ export {
   splitMessage,
 } from './message.js';
 export { type TagListResult, parseTagList, trimFws, stripFws, clip } from './tag-list.js';
+export { type Mailbox, type MailboxListResult, parseMailboxList } from './mailbox.js';
 export {
   type BodyCanonicalizer,
   type ByteSink,
@@ -52,6 +53,7 @@ export {
   type KeyRefusal,
   type PublicKeyAcceptance,
   type PublicKeyPolicy,
+  type PublicKeyRefusalCode,
   DEFAULT_MAX_KEY_BITS,
   DEFAULT_MIN_KEY_BITS,
   MAX_RSA_PUBLIC_EXPONENT,
@@ -84,7 +86,27 @@ export {
   normalizeServer,
 } from './resolver.js';
 export { selectSignedFields, headerHashInput } from './header-hash.js';
-export { type AuthResult, type VerificationResult, uncheckedOutcome } from './result.js';
+export {
+  type AuthResult,
+  type ParseProblem,
+  type Verdict,
+  type VerificationCode,
+  type VerificationResult,
+  VERIFICATION_CODES,
+  uncheckedOutcome,
+} from './result.js';
+export {
+  type KeyAcceptance,
+  type SignatureTags,
+  type WholeMessageOptions,
+  KeyLookups,
+  acceptKey,
+  concluded,
+  notVerified,
+  pendingResult,
+  verdict,
+  verifyWhole,
+} from './verification.js';
 export {
   type AuthResultEntry,
   type AuthResultProperty,

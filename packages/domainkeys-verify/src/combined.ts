@@ -1,18 +1,18 @@
 import type { Buffer } from 'node:buffer';
 import {
-  DEFAULT_MAX_HEADER_BYTES,
   DkimError,
-  feedMessage,
   type HeaderField,
   type KeyResolver,
   type LineEndings,
   type MessageInput,
   type MessageSink,
+  notVerified,
   type VerificationResult,
   Verifier,
   type VerifierOptions,
+  verifyWhole,
 } from '@inkan/dkim-core';
-import { DomainKeysVerifier, type DomainKeysVerifierOptions, tooLarge } from './verifier.js';
+import { DomainKeysVerifier, type DomainKeysVerifierOptions } from './verifier.js';
 
 export interface CombinedVerifierOptions {
   /** One resolver for both kinds of key lookup. */
@@ -132,15 +132,8 @@ export class CombinedVerifier implements MessageSink {
  * MessageParser feeding both verifiers. Never throws for bad mail.
  */
 export async function verifyDkimAndDomainKeys(message: MessageInput, options: CombinedVerifierOptions): Promise<CombinedResults> {
-  const verifier = new CombinedVerifier(options);
-  try {
-    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES, lineEndings: options.lineEndings ?? 'normalize' });
-  } catch (error) {
-    if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
-      const dkim: VerificationResult = { ...tooLarge(error.message), method: 'dkim' };
-      return { dkim: [dkim], domainkeys: [tooLarge(error.message)] };
-    }
-    throw error;
-  }
-  return verifier.finish();
+  return verifyWhole(message, new CombinedVerifier(options), options, (why) => ({
+    dkim: [notVerified('dkim', why)],
+    domainkeys: [notVerified('domainkeys', why)],
+  }));
 }
