@@ -24,3 +24,4 @@ export { startSmtpSink, type SmtpSink, type SmtpSinkOptions, type SinkMessage, t
 export { headerFields, headerValues, subjectOf, authenticationResults, type HeaderField, type ParsedAuthenticationResults } from './message.js';
 export { startSendmail, prepareSendmail, sendmailMissing, type SendmailInstance, type SendmailOptions, type SendmailMilter, type SendmailRole, type SendmailDistribution } from './sendmail.js';
 export { startPostgres, startRedis, postgresMissing, redisMissing, type PostgresServer, type RedisServer } from './stores.js';
+export { startRspamd, rspamdMissing, type RspamdInstance, type RspamdOptions } from './rspamd.js';
