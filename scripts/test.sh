@@ -15,6 +15,7 @@ DEBS=(
   postfix                          # a real MTA for the milter tests (private instance)
   gcc libc6-dev                    # a small preload library for the private Sendmail (fetched by the tests)
   postgresql redis-server          # shared key and signing tables for many milterd hosts (private instances)
+  rspamd                           # rspamd 3.4 as a signing milter peer in the benchmark (private instances)
   openssl iproute2 procps
 )
 missing=()

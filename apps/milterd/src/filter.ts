@@ -628,8 +628,12 @@ export function createFilter(current: () => Runtime): HandlerFactory {
   return (): MilterHandler => {
     let state: MessageState | undefined;
     const fresh = (): MessageState => freshState(current());
+    // OpenDKIM's PeerList lets a whole connection through untouched. Without one there is nothing
+    // to decide at connect, and a handler without `connect` lets the session ask the MTA for no
+    // reply to it (SMFIP_NR_CONN, over unix sockets): one round trip less per connection.
+    const peerList = current().peerList;
     return {
-      connect: (client) => (isPeer(client, current().peerList) ? 'accept' : undefined),
+      ...(peerList ? { connect: (client: ConnectInfo) => (isPeer(client, peerList) ? 'accept' : undefined) } : {}),
       mail() {
         state = fresh();
       },

@@ -3,6 +3,7 @@
  * ratio. Not a test: it prints figures (machines differ; compare ratios).
  *   pnpm bench            full run (several minutes)
  *   pnpm bench --quick    smoke run, for CI: small counts, same code paths
+ *   pnpm bench --rspamd   only the milters against rspamd (and Postfix end to end with them)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createPrivateKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
@@ -19,8 +20,10 @@ import { concurrentRate, rate as measure } from '../../../packages/dkim-core/ben
 import { hostileMemory } from './hostile-memory.js';
 import { hostileCpu } from './hostile-cpu.js';
 import { hostileMetrics } from './hostile-metrics.js';
+import { rspamdPeer } from './rspamd-peer.js';
 
 const quick = process.argv.includes('--quick');
+const rspamdOnly = process.argv.includes('--rspamd');
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..', '..');
 const STREAM_RSS = join(root, 'packages', 'dkim-core', 'bench', 'stream-rss.ts');
@@ -378,14 +381,17 @@ async function memory(list: Milter[]): Promise<void> {
 
 try {
   console.log(`# inkan benchmark${quick ? ' (quick)' : ''}, ${new Date().toISOString()}`);
-  await library();
+  if (!rspamdOnly) await library();
   const list = await startMilters();
-  await milters(list);
-  await endToEnd(list);
-  await memory(list);
-  await hostileMemory({ quick, dir, keyFile: join(dir, 'rsa.private'), table });
-  await hostileCpu({ quick, dir, table, fmt });
-  await hostileMetrics({ quick, dir, keyFile: join(dir, 'rsa.private'), table, fmt });
+  const inkan = { tcp: list[0]?.tcp as string, unix: list[0]?.unix as string, tcpPid: list[0]?.child.pid as number, unixPid: list[0]?.unixPid as number };
+  const peerOptions = { quick, dir, keyFile: join(dir, 'rsa.private'), keyRecord: rsaRecord, inkan, milterRate, cpuSeconds, table, fmt };
+  if (!rspamdOnly) await milters(list);
+  if (!rspamdOnly) await endToEnd(list);
+  await rspamdPeer(peerOptions);
+  if (!rspamdOnly) await memory(list);
+  if (!rspamdOnly) await hostileMemory({ quick, dir, keyFile: join(dir, 'rsa.private'), table });
+  if (!rspamdOnly) await hostileCpu({ quick, dir, table, fmt });
+  if (!rspamdOnly) await hostileMetrics({ quick, dir, keyFile: join(dir, 'rsa.private'), table, fmt });
 } finally {
   for (const c of cleanups.reverse()) await c();
 }

@@ -46,3 +46,4 @@ export { startSendmail, prepareSendmail, sendmailMissing, type SendmailInstance,
 export { startPostgres, startRedis, postgresMissing, redisMissing, type PostgresServer, type RedisServer } from './stores.js';
 /** The slow reference canonicalizations (RFC 6376 simple/relaxed, RFC 4870 simple/nofws) that tests and fuzz targets compare with. */
 export * as canonicalizationReference from './reference-canonicalization.js';
+export { startRspamd, rspamdMissing, type RspamdInstance, type RspamdOptions } from './rspamd.js';
