@@ -17,7 +17,7 @@ import {
   splitMessage,
 } from '@inkan/dkim-core';
 import { determineSender, firstMailbox } from '@inkan/domainkeys-verify';
-import { fromAddress } from '@inkan/milterd';
+import { fromAddress } from '@inkan/milterd/internal';
 import { type FuzzTarget, check, chunks, show, splitPoints } from '../target.js';
 
 const CRLF = Buffer.from('\r\n', 'latin1');
