@@ -5,17 +5,17 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, makeKeys, type TestKeys } from '@inkan/testbed';
 import {
-  BodyHashSet,
   DkimError,
   KeyLookupError,
   MemoryKeyResolver,
   Signer,
-  makeHeaderField,
   Verifier,
   signMessage,
   splitMessage,
   verifyMessage,
 } from '../src/index.js';
+import { BodyHashSet } from '../src/api/canonicalization.js';
+import { makeHeaderField } from '../src/api/message.js';
 
 const MESSAGE = Buffer.from(
   'From: Joe <joe@example.org>\r\nTo: Suzie <suzie@example.net>\r\nSubject: Is dinner ready?\r\n' +

@@ -1,8 +1,6 @@
 import type { Buffer } from 'node:buffer';
 import {
-  DEFAULT_MAX_HEADER_BYTES,
   DkimError,
-  feedMessage,
   type HeaderField,
   type KeyResolver,
   type LineEndings,
@@ -12,6 +10,7 @@ import {
   Verifier,
   type VerifierOptions,
 } from '@inkan/dkim-core';
+import { DEFAULT_MAX_HEADER_BYTES, feedMessage } from '@inkan/dkim-core/message';
 import { DomainKeysVerifier, type DomainKeysVerifierOptions, tooLarge } from './verifier.js';
 
 export interface CombinedVerifierOptions {

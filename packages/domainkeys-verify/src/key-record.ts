@@ -1,4 +1,4 @@
-import { clip, type DkimKeyRecord, parseKeyRecord, trimFws } from '@inkan/dkim-core';
+import { clip, type DkimKeyRecord, parseKeyRecord, trimFws } from '@inkan/dkim-core/records';
 
 /**
  * A DomainKeys key record (RFC 4870 §3.2.3), read with dkim-core's DKIM key record

@@ -1,25 +1,24 @@
 import type { Buffer } from 'node:buffer';
 import { createVerify, type Verify } from 'node:crypto';
 import {
-  acceptPublicKey,
-  type BodyCanonicalizer,
-  DEFAULT_MAX_HEADER_BYTES,
   DkimError,
-  feedMessage,
-  HeaderCollector,
   type HeaderField,
   headerValue,
-  isSameOrSubdomain,
-  fetchKeyRecord,
-  type KeyFetchResult,
   type KeyResolver,
   type LineEndings,
   type MessageInput,
   type MessageSink,
   type VerificationResult,
+} from '@inkan/dkim-core';
+import type { BodyCanonicalizer } from '@inkan/dkim-core/canonicalization';
+import { DEFAULT_MAX_HEADER_BYTES, feedMessage, HeaderCollector } from '@inkan/dkim-core/message';
+import { acceptPublicKey, isSameOrSubdomain } from '@inkan/dkim-core/records';
+import {
+  fetchKeyRecord,
+  type KeyFetchResult,
   uncheckedOutcome,
   yieldToEventLoop,
-} from '@inkan/dkim-core';
+} from '@inkan/dkim-core/verification';
 import {
   canonicalizeDomainKeysHeader,
   createDomainKeysBodyCanonicalizer,
