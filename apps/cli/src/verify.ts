@@ -17,6 +17,8 @@ export interface SignatureReport {
   selector: string;
   algorithm: string;
   result: VerificationResult['result'];
+  /** Why, for programs (dkim-core's VerificationCode): "ok" on pass. */
+  code: VerificationResult['code'];
   reason: string;
   testing: boolean;
   keyBits: number | null;
@@ -29,6 +31,7 @@ function report(r: VerificationResult): SignatureReport {
     selector: r.selector,
     algorithm: r.algorithm,
     result: r.result,
+    code: r.code,
     reason: r.reason ?? '',
     testing: r.testing,
     keyBits: r.keyBits ?? null,

@@ -92,12 +92,12 @@ describe('inkan verify', () => {
       ['inkan-lf.eml', ['dkim=pass']],
       ['domainkeys.eml', ['domainkeys=pass']],
     ]);
-    expect(lines[2].signatures[0]).toEqual({ method: 'dkim', domain: 'example.org', selector: 'ed', algorithm: 'ed25519-sha256', result: 'pass', reason: '', testing: false, keyBits: 256 });
+    expect(lines[2].signatures[0]).toEqual({ method: 'dkim', domain: 'example.org', selector: 'ed', algorithm: 'ed25519-sha256', result: 'pass', code: 'ok', reason: '', testing: false, keyBits: 256 });
 
     const bad = await inkan(['verify', '--json', '--dns', dns.server, byDkimpy, tampered, unsigned]);
     expect(bad.code).toBe(1);
     const badLines = bad.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    expect(badLines[1].signatures[0]).toMatchObject({ result: 'fail', reason: 'body hash did not verify' });
+    expect(badLines[1].signatures[0]).toMatchObject({ result: 'fail', code: 'body-hash-mismatch', reason: 'body hash did not verify' });
     expect(badLines[2]).toEqual({ file: unsigned, signatures: [] });
 
     const missing = await inkan(['verify', join(dir, 'no-such.eml')]);

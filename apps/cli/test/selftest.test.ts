@@ -40,6 +40,21 @@ describe.runIf(process.getuid?.() === 0)('inkan selftest (needs root for port 25
     expect(r.code).toBe(0);
   });
 
+  it('a key missing from DNS (NXDOMAIN): code key-not-found, and the hint says to publish it', async () => {
+    const empty = await startDnsmasq({}, { zones: ['example.org'] });
+    try {
+      const args = ['selftest', '--smtp', `127.0.0.1:${postfix.smtpPort}`, '--domain', 'example.org', '--dns', empty.server, '--timeout', '30000'];
+      const text = await runProgram(process.execPath, [INKAN, ...args], { timeoutMs: 90_000 });
+      expect(text.code, `${text.stdout}\n${text.stderr}`).toBe(1);
+      expect(text.stdout).toMatch(/rsa-sha256 signature d=example\.org s=rsa: permerror/);
+      expect(text.stdout).toMatch(/Publish the key: inkan-keytool record --key KEYFILE --selector rsa --domain example\.org/);
+      const json = await runProgram(process.execPath, [INKAN, ...args, '--json'], { timeoutMs: 90_000 });
+      expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, results: [{ result: 'permerror', code: 'key-not-found' }] });
+    } finally {
+      await empty.stop();
+    }
+  });
+
   it('says what to check when the message comes back unsigned', async () => {
     const r = await runProgram(process.execPath, [INKAN, 'selftest', '--json', '--smtp', `127.0.0.1:${postfix.smtpPort}`, '--domain', 'unsigned.example', '--timeout', '30000'], {
       timeoutMs: 90_000,

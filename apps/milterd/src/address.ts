@@ -1,30 +1,16 @@
+import type { Buffer } from 'node:buffer';
+import { parseMailboxList } from '@inkan/dkim-core';
+
 /**
- * The first mailbox of a From field value, lowercased ("Joe <Joe@Example.org>, x@y" gives
- * "joe@example.org"). Comments and quoted display names are skipped; undefined when there
- * is no address.
+ * The address that picks the signing key: the first mailbox of a From field value (the
+ * octets after the colon, as latin1), lowercased, as OpenDKIM does: "Joe <Joe@Example.org>,
+ * x@y" gives "joe@example.org", and so does the RFC 6854 group "Team: joe@example.org;".
+ * Undefined when the value is no address list or names no mailbox.
  */
-export function fromAddress(value: string): string | undefined {
-  let text = '';
-  let depth = 0;
-  let quoted = false;
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i] as string;
-    if (c === '\\' && (quoted || depth > 0)) {
-      i++;
-      continue;
-    }
-    if (!quoted && c === '(') depth++;
-    else if (!quoted && c === ')' && depth > 0) depth--;
-    else if (depth === 0 && c === '"') quoted = !quoted;
-    else if (depth === 0 && !quoted) text += c;
-  }
-  const first = text.split(',').find((part) => part.includes('@'));
-  if (!first) return undefined;
-  const angle = /<([^<>]*)>/.exec(first);
-  const address = (angle ? (angle[1] as string) : first).replace(/[\s\r\n]+/g, '').replace(/^.*:/, '');
-  const at = address.lastIndexOf('@');
-  if (at <= 0 || at === address.length - 1) return undefined;
-  return address.toLowerCase();
+export function fromAddress(value: Buffer | string): string | undefined {
+  const parsed = parseMailboxList(value);
+  const first = parsed.ok ? parsed.mailboxes[0] : undefined;
+  return first?.address.toLowerCase();
 }
 
 export function domainOf(address: string): string {

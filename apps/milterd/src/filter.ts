@@ -7,6 +7,7 @@ import {
   DkimError,
   Signer,
   formatAuthenticationResults,
+  headerValue,
   parseAuthenticationResults,
 } from '@inkan/dkim-core';
 import { CombinedVerifier } from '@inkan/domainkeys-verify';
@@ -202,7 +203,7 @@ export function verdictAction(config: Config, results: VerificationResult[]): { 
   for (const r of results) {
     let candidate: { action: Action; why: string } | undefined;
     if (r.result === 'temperror') candidate = { action: config.onDnsError, why: `DNS error: ${r.reason}` };
-    else if (r.result === 'permerror' && /no key record/.test(r.reason ?? '')) candidate = { action: config.onKeyNotFound, why: `key not found: ${r.reason}` };
+    else if (r.code === 'key-not-found') candidate = { action: config.onKeyNotFound, why: `key not found: ${r.reason}` };
     else if (r.result === 'fail' || r.result === 'permerror' || r.result === 'policy') {
       const bad = config.onBadSignature;
       candidate =
@@ -222,7 +223,7 @@ export function verdictAction(config: Config, results: VerificationResult[]): { 
  */
 function withConcern(results: VerificationResult[], concern: string): VerificationResult[] {
   return results.map((r) =>
-    r.result === 'pass' ? { ...r, result: 'policy' as const, reason: concern } : { ...r, reason: r.reason ? `${r.reason}; ${concern}` : concern },
+    r.result === 'pass' ? { ...r, result: 'policy' as const, code: 'local-policy' as const, reason: concern } : { ...r, reason: r.reason ? `${r.reason}; ${concern}` : concern },
   );
 }
 
@@ -332,7 +333,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
             s.securityStatus = FORMAT_STATUS;
           }
           const fromField = s.firstFrom;
-          s.from = fromField ? fromAddress(fromField.raw.toString('latin1').slice(fromField.name.length + 1)) : undefined;
+          s.from = fromField ? fromAddress(headerValue(fromField)) : undefined;
           const client = ctx.client;
           const internal = isInternal(client, internalHosts, config);
           const auth = ctx.macros.get('{auth_authen}');
@@ -498,6 +499,7 @@ export function createFilter(current: () => Runtime): HandlerFactory {
               d: forLog(r.domain),
               s: forLog(r.selector),
               result: r.result,
+              code: r.code,
               ...(r.reason ? { reason: forLog(r.reason) } : {}),
             }));
             log.action = verdict.action;

@@ -2,6 +2,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeKeys, tempDir } from '@inkan/testbed';
+import type { VerificationCode, VerificationResult } from '@inkan/dkim-core';
 import {
   ConfigError,
   defaults,
@@ -181,17 +182,30 @@ describe('hosts, addresses, verdicts', () => {
 
   it('picks the action the results call for', () => {
     const c = { ...defaults(), onBadSignature: 'reject' as const, onDnsError: 'tempfail' as const };
-    const r = (result: 'pass' | 'fail' | 'temperror' | 'permerror', reason?: string) => ({ method: 'dkim' as const, result, domain: 'd', selector: 's', algorithm: 'a', testing: false, ...(reason ? { reason } : {}) });
+    const r = (result: 'pass' | 'fail' | 'temperror' | 'permerror', code: VerificationCode, reason?: string): VerificationResult => ({
+      method: 'dkim' as const,
+      result,
+      code,
+      domain: 'd',
+      selector: 's',
+      algorithm: 'a',
+      testing: false,
+      ...(reason ? { reason } : {}),
+    });
     expect(verdictAction(c, []).action).toBe('accept');
-    expect(verdictAction(c, [r('fail', 'x'), r('pass')]).action).toBe('accept');
-    expect(verdictAction(c, [r('fail', 'body hash did not verify')]).action).toBe('reject');
-    expect(verdictAction(c, [r('temperror', 'timeout')]).action).toBe('tempfail');
-    expect(verdictAction(c, [r('permerror', 'no key record at x')]).action).toBe('accept');
+    expect(verdictAction(c, [r('fail', 'bad-signature', 'x'), r('pass', 'ok')]).action).toBe('accept');
+    expect(verdictAction(c, [r('fail', 'body-hash-mismatch', 'body hash did not verify')]).action).toBe('reject');
+    expect(verdictAction(c, [r('temperror', 'dns-timeout', 'timeout')]).action).toBe('tempfail');
+    expect(verdictAction(c, [r('temperror', 'dns-error', 'SERVFAIL')]).action).toBe('tempfail');
+    expect(verdictAction(c, [r('permerror', 'key-not-found', 'no key record at x')]).action).toBe('accept');
+    // The code decides, not the words: On-KeyNotFound for key-not-found whatever the reason says, and not for other codes.
+    expect(verdictAction({ ...c, onKeyNotFound: 'reject' }, [r('permerror', 'key-not-found', 'the selector has no key')]).action).toBe('reject');
+    expect(verdictAction({ ...c, onKeyNotFound: 'accept' }, [r('permerror', 'key-syntax', 'no key record here parses')]).action).toBe('reject');
     // As OpenDKIM: a revoked key or a signature that cannot be checked is a bad signature, not On-SignatureError.
-    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'key revoked (empty p=)')]).action).toBe('reject');
-    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'signature has no b= tag')]).action).toBe('reject');
+    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'key-revoked', 'key revoked (empty p=)')]).action).toBe('reject');
+    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'signature-syntax', 'signature has no b= tag')]).action).toBe('reject');
     // A key in testing mode (t=y): a failure is never rejected, tempfailed or discarded; quarantine stays.
-    const testing = { ...r('fail', 'body hash did not verify'), testing: true };
+    const testing = { ...r('fail', 'body-hash-mismatch', 'body hash did not verify'), testing: true };
     expect(verdictAction(c, [testing]).action).toBe('accept');
     expect(verdictAction({ ...c, onBadSignature: 'discard' }, [testing]).action).toBe('accept');
     expect(verdictAction({ ...c, onBadSignature: 'quarantine' }, [testing]).action).toBe('quarantine');

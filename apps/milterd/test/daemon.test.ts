@@ -228,7 +228,7 @@ describe('first run and metrics', () => {
     try {
       const out = milterd.output();
       expect(out).toContain('first run on built-in defaults');
-      expect(out).toMatch(/dev\._domainkey\tIN\tTXT\t\( "v=DKIM1; k=rsa; t=y:s; "/);
+      expect(out).toMatch(/dev\._domainkey\.example\.org\.\tIN\tTXT\t\( "v=DKIM1; k=rsa; t=y:s; "/);
       expect(out).toContain('smtpd_milters = inet:127.0.0.1:8891');
       expect(out).toContain('non_smtpd_milters = inet:127.0.0.1:8891');
       expect(out).toContain("INPUT_MAIL_FILTER(`inkan', `S=inet:8891@127.0.0.1, F=T')");

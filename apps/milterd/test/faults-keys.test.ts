@@ -8,12 +8,12 @@
  * "Unreadable" also works when the tests run as root: started as root without UserID,
  * milterd drops to nobody, and a mode 000 file is unreadable to nobody.
  */
-import { chmodSync, chownSync, mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
 import { EX_CONFIG, nobody } from '../src/internal.js';
-import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction, withSignatures } from './helpers.js';
+import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction, withSignatures, writeDaemonKey } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const BIN = join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js');
@@ -37,15 +37,6 @@ afterAll(async () => {
   await dns?.stop();
 });
 
-/** A key file the daemon can re-read after it dropped root (owned by nobody when we are root). */
-function writeKey(path: string, pem: string): void {
-  rmSync(path, { recursive: true, force: true });
-  writeFileSync(path, pem, { mode: 0o600 });
-  if (isRoot) {
-    const n = nobody();
-    chownSync(path, n.uid, n.gid);
-  }
-}
 
 /** The PEM body (base64, lines joined): what must never be seen outside the key file. */
 function body(pem: string): string {
@@ -95,8 +86,8 @@ describe('a key file removed, unreadable, replaced or corrupted, then SIGHUP', (
   it('each reload fails naming the file, the keys in use keep signing, and their signatures verify', async () => {
     const one = join(dir, 'one.private');
     const two = join(dir, 'two.private');
-    writeKey(one, keys.rsa2048.pem);
-    writeKey(two, keys.ed25519.pem);
+    writeDaemonKey(one, keys.rsa2048.pem);
+    writeDaemonKey(two, keys.ed25519.pem);
     const port = await freePort();
     const conf = join(dir, 'keys.conf');
     writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector one\nKeyFile ${one}\nSigningKeys two:${two}\n`);
@@ -122,12 +113,12 @@ describe('a key file removed, unreadable, replaced or corrupted, then SIGHUP', (
           },
           /cannot read key file .*one\.private: EISDIR/,
         ],
-        ['cut in half', () => writeKey(one, keys.rsa2048.pem.slice(0, keys.rsa2048.pem.length / 2)), /one\.private does not hold a PEM private key/],
-        ['not a key', () => writeKey(one, 'this is not a key\n'), /one\.private does not hold a PEM private key/],
+        ['cut in half', () => writeDaemonKey(one, keys.rsa2048.pem.slice(0, keys.rsa2048.pem.length / 2)), /one\.private does not hold a PEM private key/],
+        ['not a key', () => writeDaemonKey(one, 'this is not a key\n'), /one\.private does not hold a PEM private key/],
       ];
       const figures: string[] = [];
       for (const [what, fault, why] of faults) {
-        writeKey(one, keys.rsa2048.pem);
+        writeDaemonKey(one, keys.rsa2048.pem);
         fault();
         const line = await hup(milterd, ++reloads);
         expect(line, what).toMatch(/reload failed; keeping the previous configuration/);
@@ -140,7 +131,7 @@ describe('a key file removed, unreadable, replaced or corrupted, then SIGHUP', (
         figures.push(`${what}: ${JSON.parse(line).error}`);
       }
       // Put right, the next reload takes it again.
-      writeKey(one, keys.rsa2048.pem);
+      writeDaemonKey(one, keys.rsa2048.pem);
       expect(await hup(milterd, ++reloads)).toMatch(/configuration reloaded/);
       files.push((await sign(port)).file);
 
@@ -157,8 +148,8 @@ describe('a key file removed, unreadable, replaced or corrupted, then SIGHUP', (
   it('KeyTable: one of its keys gone; the reload is refused whole and both domains keep their keys', async () => {
     const one = join(dir, 'kt-one.private');
     const three = join(dir, 'kt-three.private');
-    writeKey(one, keys.rsa2048.pem);
-    writeKey(three, keys.rsa1024.pem);
+    writeDaemonKey(one, keys.rsa2048.pem);
+    writeDaemonKey(three, keys.rsa1024.pem);
     const keyTable = join(dir, 'key.table');
     const signingTable = join(dir, 'signing.table');
     writeFileSync(keyTable, `org example.org:one:${one}\nnet example.net:three:${three}\n`);
@@ -186,7 +177,7 @@ describe('a key file removed, unreadable, replaced or corrupted, then SIGHUP', (
 describe('keys are loaded at start and reload, not per message', () => {
   it('a key file removed with no SIGHUP: signing goes on with the key in memory; a restart refuses to start, naming the file', async () => {
     const one = join(dir, 'mem-one.private');
-    writeKey(one, keys.rsa2048.pem);
+    writeDaemonKey(one, keys.rsa2048.pem);
     const port = await freePort();
     const args = ['-p', `inet:${port}@127.0.0.1`, '-d', 'example.org', '-s', 'one', '-k', one];
     const milterd = await startMilterd(args);

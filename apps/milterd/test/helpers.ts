@@ -1,12 +1,23 @@
-import { writeFileSync } from 'node:fs';
+import { chownSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { type EndOfMessageResult, MilterClient, type Modification, ProtocolFlags, splitMessage } from '@inkan/milter-protocol';
 import { MILTERD_BIN, type MilterdProcess, type PostfixInstance, runProgram, startMilterdOnPort } from '@inkan/testbed';
+import { nobody } from '../src/internal.js';
 
 /** inkan-milterd as a real process: the testbed's, shared with the bench and the soak. */
 export { startMilterd, type MilterdProcess } from '@inkan/testbed';
+
+/** A key file (mode 0600) the daemon can still read after it dropped root: owned by nobody when we are root. */
+export function writeDaemonKey(path: string, pem: string): void {
+  rmSync(path, { recursive: true, force: true });
+  writeFileSync(path, pem, { mode: 0o600 });
+  if (process.getuid?.() === 0) {
+    const n = nobody();
+    chownSync(path, n.uid, n.gid);
+  }
+}
 
 export function fixture(name: string): string {
   return join(dirname(fileURLToPath(import.meta.url)), 'fixtures', name);

@@ -22,6 +22,7 @@ export {
   parseHeaderFields,
   splitMessage,
 } from './message.js';
+export { type Mailbox, type MailboxListResult, parseMailboxList } from './mailbox.js';
 export type { Canonicalization } from './canonicalization/body.js';
 export type { HashAlgorithm } from './body-hash.js';
 export type { KeyType, SignatureAlgorithm, SigningAlgorithm } from './signature.js';
@@ -46,7 +47,7 @@ export {
   type CachingKeyResolverOptions,
   parseKeysFile,
 } from './resolver.js';
-export type { AuthResult, VerificationResult } from './result.js';
+export { type AuthResult, type VerificationCode, type VerificationResult, VERIFICATION_CODES } from './result.js';
 export {
   type AuthResultEntry,
   type AuthResultProperty,

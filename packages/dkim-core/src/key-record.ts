@@ -96,6 +96,8 @@ export interface KeyLimits {
 /** Why a key is refused, as a result: "policy" for local limits, "permerror" for what is no valid RSA key. */
 export interface KeyRefusal {
   result: 'policy' | 'permerror';
+  /** key-too-large (policy), key-too-small, or key-syntax (no valid RSA key). */
+  code: 'key-too-large' | 'key-too-small' | 'key-syntax';
   reason: string;
 }
 
@@ -112,7 +114,7 @@ export function checkKeyRecordSize(keyType: string, publicKeyB64: string, limits
   // refused afterwards with the precise reason (modulus or exponent).
   const most = 2 * Math.ceil(maxBits / 8) + SPKI_OVERHEAD;
   if (octets <= most) return undefined;
-  return { result: 'policy', reason: `key too large (p= holds ${octets} octets, more than an RSA key of ${maxBits} bits can)` };
+  return { result: 'policy', code: 'key-too-large', reason: `key too large (p= holds ${octets} octets, more than an RSA key of ${maxBits} bits can)` };
 }
 
 /**
@@ -125,12 +127,12 @@ export function checkImportedKey(keyType: string, imported: { bits?: number; pub
   const { bits, publicExponent: e } = imported;
   const minBits = limits.minKeyBits ?? DEFAULT_MIN_KEY_BITS;
   const maxBits = limits.maxKeyBits ?? DEFAULT_MAX_KEY_BITS;
-  if (bits !== undefined && bits < minBits) return { result: 'permerror', reason: `key too small (${bits} bits, minimum ${minBits})` };
-  if (bits !== undefined && bits > maxBits) return { result: 'policy', reason: `key too large (${bits} bits, maximum ${maxBits})` };
+  if (bits !== undefined && bits < minBits) return { result: 'permerror', code: 'key-too-small', reason: `key too small (${bits} bits, minimum ${minBits})` };
+  if (bits !== undefined && bits > maxBits) return { result: 'policy', code: 'key-too-large', reason: `key too large (${bits} bits, maximum ${maxBits})` };
   if (e !== undefined) {
     // RFC 8017 §3.1: 3 <= e, and e is odd (coprime to the even lambda(n)).
-    if (e < 3n || e % 2n === 0n) return { result: 'permerror', reason: 'not a valid RSA key (the public exponent must be odd and at least 3)' };
-    if (e > MAX_RSA_PUBLIC_EXPONENT) return { result: 'policy', reason: `RSA public exponent too large (${e.toString(2).length} bits, maximum 32)` };
+    if (e < 3n || e % 2n === 0n) return { result: 'permerror', code: 'key-syntax', reason: 'not a valid RSA key (the public exponent must be odd and at least 3)' };
+    if (e > MAX_RSA_PUBLIC_EXPONENT) return { result: 'policy', code: 'key-too-large', reason: `RSA public exponent too large (${e.toString(2).length} bits, maximum 32)` };
   }
   return undefined;
 }
@@ -141,10 +143,13 @@ export interface PublicKeyPolicy extends KeyLimits {
   signature?: { keyType: string; algorithm: string };
 }
 
+/** Why acceptPublicKey refused a key, for programs (a subset of VerificationCode). */
+export type PublicKeyRefusalCode = KeyRefusal['code'] | 'key-revoked' | 'key-mismatch';
+
 /** A key from a key record that may be used, or why not ("policy" for local limits, "permerror" for the rest). */
 export type PublicKeyAcceptance =
   | { ok: true; key: KeyObject; keyType: 'rsa' | 'ed25519'; bits: number; publicExponent?: bigint }
-  | { ok: false; result: 'policy' | 'permerror'; reason: string; bits?: number };
+  | { ok: false; result: 'policy' | 'permerror'; code: PublicKeyRefusalCode; reason: string; bits?: number };
 
 /**
  * The one rule for the public key of a DKIM or DomainKeys key record: not revoked (empty p=);
@@ -155,15 +160,15 @@ export type PublicKeyAcceptance =
  */
 export function acceptPublicKey(record: { keyType: string; publicKey: string }, policy: PublicKeyPolicy = {}): PublicKeyAcceptance {
   const { keyType, publicKey } = record;
-  if (publicKey === '') return { ok: false, result: 'permerror', reason: 'key revoked (empty p=)' };
+  if (publicKey === '') return { ok: false, result: 'permerror', code: 'key-revoked', reason: 'key revoked (empty p=)' };
   if (policy.signature && keyType !== policy.signature.keyType) {
-    return { ok: false, result: 'permerror', reason: `key type k=${clip(keyType)} does not match a=${clip(policy.signature.algorithm)}` };
+    return { ok: false, result: 'permerror', code: 'key-mismatch', reason: `key type k=${clip(keyType)} does not match a=${clip(policy.signature.algorithm)}` };
   }
-  if (keyType !== 'rsa' && keyType !== 'ed25519') return { ok: false, result: 'permerror', reason: `unknown key type k=${clip(keyType)}` };
+  if (keyType !== 'rsa' && keyType !== 'ed25519') return { ok: false, result: 'permerror', code: 'key-syntax', reason: `unknown key type k=${clip(keyType)}` };
   const tooLong = checkKeyRecordSize(keyType, publicKey, policy);
   if (tooLong) return { ok: false, ...tooLong };
   const imported = importPublicKey(keyType, publicKey);
-  if (!imported.ok) return { ok: false, result: 'permerror', reason: imported.error };
+  if (!imported.ok) return { ok: false, result: 'permerror', code: 'key-syntax', reason: imported.error };
   const bits = imported.bits ?? imported.key.asymmetricKeyDetails?.modulusLength ?? 0;
   const refused = checkImportedKey(keyType, imported, policy);
   if (refused) return { ok: false, ...refused, bits };

@@ -12,12 +12,15 @@ const MARK = Symbol.for('@inkan/dkim-core/KeyLookupError');
  */
 export class KeyLookupError extends Error {
   readonly code: KeyLookupErrorCode;
+  /** A TEMPFAIL because no answer came in time (rather than a server that answered with a failure). */
+  readonly timedOut: boolean;
   readonly [MARK] = true;
 
-  constructor(code: KeyLookupErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: KeyLookupErrorCode, message: string, options?: { cause?: unknown; timedOut?: boolean }) {
     super(message, options);
     this.name = 'KeyLookupError';
     this.code = code;
+    this.timedOut = code === 'TEMPFAIL' && options?.timedOut === true;
   }
 
   static isInstance(value: unknown): value is KeyLookupError {
@@ -206,7 +209,7 @@ export class DnsKeyResolver implements KeyResolver {
         }, this.interval);
       };
       const deadline = setTimeout(
-        () => settle(() => reject(new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} timed out after ${this.timeout / 1000} s (${sent} ${sent === 1 ? 'query' : 'queries'})`))),
+        () => settle(() => reject(new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} timed out after ${this.timeout / 1000} s (${sent} ${sent === 1 ? 'query' : 'queries'})`, { timedOut: true }))),
         this.timeout,
       );
       send();
@@ -247,7 +250,7 @@ function lookupError(name: string, error: unknown): KeyLookupError {
   if (KeyLookupError.isInstance(error)) return error;
   const code = (error as { code?: string } | undefined)?.code ?? 'EUNKNOWN';
   if (NOT_FOUND_CODES.has(code)) return new KeyLookupError('NOTFOUND', `no TXT record at ${name} (${code})`, { cause: error });
-  return new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} failed (${code})`, { cause: error });
+  return new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} failed (${code})`, { cause: error, timedOut: code === 'ETIMEOUT' });
 }
 
 function normalizeName(name: string): string {
@@ -439,12 +442,15 @@ export class CachingKeyResolver implements KeyResolver {
 }
 
 /** A key record fetched and parsed, or the verification result its absence calls for. */
-export type KeyFetchResult<T> = { ok: true; record: T } | { ok: false; result: 'permerror' | 'temperror'; reason: string };
+export type KeyFetchResult<T> =
+  | { ok: true; record: T }
+  | { ok: false; result: 'permerror' | 'temperror'; code: 'key-not-found' | 'dns-error' | 'dns-timeout' | 'key-syntax'; reason: string };
 
 /**
  * Look up a key name and parse its records with `parse`, taking the first record that
- * parses: NOTFOUND (or no record) is a permerror, any other lookup failure a temperror,
- * records that do not parse a permerror with the first parser error. Never throws.
+ * parses: NOTFOUND (or no record) is a permerror "key-not-found", any other lookup failure a
+ * temperror ("dns-timeout" when no answer came in time, else "dns-error"), records that do not
+ * parse a permerror "key-syntax" with the first parser error. Never throws.
  */
 export async function fetchKeyRecord<T>(
   resolver: KeyResolver,
@@ -455,16 +461,21 @@ export async function fetchKeyRecord<T>(
   try {
     records = await resolver.lookup(name);
   } catch (error) {
-    if (KeyLookupError.isInstance(error) && error.code === 'NOTFOUND') return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
+    if (KeyLookupError.isInstance(error) && error.code === 'NOTFOUND') return notFound(name);
     const why = error instanceof Error ? error.message : String(error);
-    return { ok: false, result: 'temperror', reason: `key lookup failed: ${why}` };
+    const code = KeyLookupError.isInstance(error) && error.timedOut ? 'dns-timeout' : 'dns-error';
+    return { ok: false, result: 'temperror', code, reason: `key lookup failed: ${why}` };
   }
-  if (records.length === 0) return { ok: false, result: 'permerror', reason: `no key record at ${name}` };
+  if (records.length === 0) return notFound(name);
   let firstError = '';
   for (const text of records) {
     const parsed = parse(text);
     if (parsed.ok) return { ok: true, record: parsed.record };
     firstError ||= parsed.error;
   }
-  return { ok: false, result: 'permerror', reason: firstError };
+  return { ok: false, result: 'permerror', code: 'key-syntax', reason: firstError };
+}
+
+function notFound(name: string): KeyFetchResult<never> {
+  return { ok: false, result: 'permerror', code: 'key-not-found', reason: `no key record at ${name}` };
 }

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { Canonicalization } from './canonicalization/body.js';
 import type { HashAlgorithm } from './body-hash.js';
+import type { ParseProblem } from './result.js';
 import { clip, parseTagList, stripFws, trimFws } from './tag-list.js';
 
 export type SigningAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
@@ -59,7 +60,7 @@ export interface DkimSignature {
 
 export type SignatureParseResult =
   | { ok: true; signature: DkimSignature }
-  | { ok: false; error: string; sdid: string; selector: string; algorithm: string; signatureB64: string; auid?: string };
+  | ({ ok: false; sdid: string; selector: string; algorithm: string; signatureB64: string; auid?: string } & ParseProblem);
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Base64 of at least one octet; 4n+1 characters are not base64 (a last character alone encodes nothing). */
@@ -131,9 +132,10 @@ export function parseDkimSignature(value: string): SignatureParseResult {
   const selector = trimFws(tags.get('s') ?? '');
   const algorithm = trimFws(tags.get('a') ?? '');
   const signatureB64 = stripFws(tags.get('b') ?? '');
-  const fail = (error: string): SignatureParseResult => ({
+  const fail = (error: string, code: ParseProblem['code'] = 'signature-syntax'): SignatureParseResult => ({
     ok: false,
     error,
+    code,
     sdid: printable(sdid),
     selector: printable(selector),
     algorithm: printable(algorithm),
@@ -147,7 +149,7 @@ export function parseDkimSignature(value: string): SignatureParseResult {
   }
   if (tags.get('v') !== '1') return fail(`unsupported version v=${clip(tags.get('v') ?? '')}`);
   const alg = ALGORITHMS.get(algorithm);
-  if (!alg) return fail(`unknown algorithm a=${clip(algorithm)}`);
+  if (!alg) return fail(`unknown algorithm a=${clip(algorithm)}`, 'algorithm-unsupported');
 
   if (!isBase64Value(signatureB64)) return fail('b= is not valid base64');
   const bodyHashB64 = stripFws(tags.get('bh') ?? '');
@@ -168,7 +170,7 @@ export function parseDkimSignature(value: string): SignatureParseResult {
 
   const signedHeaders = (tags.get('h') ?? '').split(':').map(trimFws);
   if (signedHeaders.some((name) => !FIELD_NAME.test(name))) return fail('malformed header list h=');
-  if (!signedHeaders.some((name) => name.toLowerCase() === 'from')) return fail('From field not signed (h= lacks from)');
+  if (!signedHeaders.some((name) => name.toLowerCase() === 'from')) return fail('From field not signed (h= lacks from)', 'from-not-signed');
 
   let auid = `@${sdid}`;
   const auidGiven = tags.has('i');
@@ -176,7 +178,7 @@ export function parseDkimSignature(value: string): SignatureParseResult {
     auid = decodeDkimQuotedPrintable(tags.get('i') ?? '');
     const problem = identityProblem(auid);
     if (problem) return fail(problem);
-    if (!isSameOrSubdomain(auid.slice(auid.lastIndexOf('@') + 1), sdid)) return fail(`identity i=${clip(auid)} is outside domain d=${sdid}`);
+    if (!isSameOrSubdomain(auid.slice(auid.lastIndexOf('@') + 1), sdid)) return fail(`identity i=${clip(auid)} is outside domain d=${sdid}`, 'identity-mismatch');
   }
 
   const result: DkimSignature = {

@@ -3,20 +3,12 @@ import { BodyHashSet, type BodyHasher } from './body-hash.js';
 import { verifyData, yieldToEventLoop } from './crypto.js';
 import { DkimError } from './errors.js';
 import { headerHashInput, selectSignedFields } from './header-hash.js';
-import { acceptPublicKey, type DkimKeyRecord, parseKeyRecord } from './key-record.js';
-import {
-  DEFAULT_MAX_HEADER_BYTES,
-  feedMessage,
-  HeaderCollector,
-  type HeaderField,
-  headerValue,
-  type LineEndings,
-  type MessageInput,
-  type MessageSink,
-} from './message.js';
-import { fetchKeyRecord, type KeyFetchResult, type KeyResolver } from './resolver.js';
-import { uncheckedOutcome, type VerificationResult } from './result.js';
+import { type DkimKeyRecord, parseKeyRecord } from './key-record.js';
+import { HeaderCollector, type HeaderField, headerValue, type LineEndings, type MessageInput, type MessageSink } from './message.js';
+import type { KeyFetchResult, KeyResolver } from './resolver.js';
+import { uncheckedOutcome, type Verdict, type VerificationResult } from './result.js';
 import { type DkimSignature, parseDkimSignature, removeSignatureValue } from './signature.js';
+import { acceptKey, concluded, KeyLookups, notVerified, pendingResult, verdict, verifyWhole } from './verification.js';
 
 export interface VerifierOptions {
   /** Where public keys come from (DnsKeyResolver, MemoryKeyResolver, FileKeyResolver, ...). */
@@ -95,43 +87,29 @@ export class Verifier implements MessageSink {
     const sigFields = this.collected.fields.filter((f) => f.name.toLowerCase() === 'dkim-signature');
     const max = this.options.maxSignatures ?? 10;
     const now = Math.floor((this.options.now ?? Date.now)() / 1000);
-    const lookups = new Map<string, Promise<KeyOutcome>>();
+    const lookups = new KeyLookups(this.options.resolver, parseKeyRecord);
     for (const [index, field] of sigFields.entries()) {
       const parsed = parseDkimSignature(headerValue(field).toString('latin1'));
-      const base = {
-        method: 'dkim' as const,
-        testing: false,
-        domain: parsed.ok ? parsed.signature.sdid : parsed.sdid,
-        selector: parsed.ok ? parsed.signature.selector : parsed.selector,
-        algorithm: parsed.ok ? parsed.signature.algorithm : parsed.algorithm,
-      };
-      const result: VerificationResult = { ...base, result: 'permerror' };
-      const b = parsed.ok ? parsed.signature.signatureB64 : parsed.signatureB64;
-      if (b) result.headerB = b;
-      const identity = parsed.ok ? parsed.signature.auid : parsed.auid;
-      if (identity) result.identity = identity;
-      const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed.error);
+      const tags = parsed.ok ? parsed.signature : parsed;
+      const result = pendingResult('dkim', { domain: tags.sdid, selector: tags.selector, algorithm: tags.algorithm, signatureB64: tags.signatureB64 });
+      if (tags.auid) result.identity = tags.auid;
+      const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed);
       if (unchecked || !parsed.ok) {
-        checks.push({ result: { ...result, ...unchecked } });
+        checks.push({ result: unchecked ? concluded(result, unchecked) : result });
         continue;
       }
       const sig = parsed.signature;
       result.signedHeaders = sig.signedHeaders;
       if (sig.bodyLength !== undefined) result.bodyLength = sig.bodyLength;
       if (sig.algorithm === 'rsa-sha1') {
-        checks.push({ result: { ...result, reason: 'rsa-sha1 is not accepted (RFC 8301)' } });
+        checks.push({ result: concluded(result, verdict('permerror', 'algorithm-unsupported', 'rsa-sha1 is not accepted (RFC 8301)')) });
         continue;
       }
       if (sig.expiration !== undefined && sig.expiration + (this.options.clockSkew ?? 300) < now) {
-        checks.push({ result: { ...result, reason: `signature expired at x=${sig.expiration}` } });
+        checks.push({ result: concluded(result, verdict('permerror', 'signature-expired', `signature expired at x=${sig.expiration}`)) });
         continue;
       }
-      const name = `${sig.selector}._domainkey.${sig.sdid}`.toLowerCase();
-      let key = lookups.get(name);
-      if (!key) {
-        key = fetchKeyRecord(this.options.resolver, name, parseKeyRecord);
-        lookups.set(name, key);
-      }
+      const key = lookups.get(sig.selector, sig.sdid);
       const selected = selectSignedFields(this.collected.fields, sig.signedHeaders);
       const signatureField = { name: field.name, raw: removeSignatureValue(field.raw) };
       checks.push({
@@ -164,39 +142,35 @@ export class Verifier implements MessageSink {
   private async complete(check: Check): Promise<VerificationResult> {
     const { result, signature: sig, key, hasher, headerData } = check;
     if (!sig || !key || !hasher || !headerData) return result;
-    const fail = (kind: VerificationResult['result'], reason: string): VerificationResult => ({ ...result, result: kind, reason });
-    const outcome = await key;
-    if (!outcome.ok) return fail(outcome.result, outcome.reason);
-    const record = outcome.record;
-    result.testing = record.testing;
-    const accepted = acceptPublicKey(record, { ...this.options, signature: sig });
-    if (accepted.bits !== undefined) result.keyBits = accepted.bits;
-    if (!accepted.ok) return fail(accepted.result, accepted.reason);
-    if (record.hashAlgorithms && !record.hashAlgorithms.includes(sig.hashAlgorithm)) {
-      return fail('permerror', `key h= does not allow ${sig.hashAlgorithm}`);
-    }
-    if (!record.serviceTypes.some((s) => s === '*' || s.toLowerCase() === 'email')) {
-      return fail('permerror', 'key s= does not include email');
-    }
-    if (record.strict && sig.auidGiven) {
-      const auidDomain = sig.auid.slice(sig.auid.lastIndexOf('@') + 1);
-      if (auidDomain.toLowerCase().replace(/\.$/, '') !== sig.sdid.toLowerCase().replace(/\.$/, '')) {
-        return fail('permerror', 'key t=s forbids an i= in a subdomain of d=');
-      }
-    }
+    const accepted = await acceptKey(result, key, { ...this.options, signature: sig }, (record) => keyUnsuitable(record, sig));
+    if (!accepted.ok) return concluded(result, accepted.verdict);
     const body = hasher.digest();
     if (sig.bodyLength !== undefined) {
       if (sig.bodyLength > body.canonicalLength) {
-        return fail('permerror', `l=${sig.bodyLength} is longer than the body (${body.canonicalLength} octets)`);
+        return concluded(result, verdict('permerror', 'body-length-exceeded', `l=${sig.bodyLength} is longer than the body (${body.canonicalLength} octets)`));
       }
       result.unsignedBodyBytes = body.canonicalLength - body.hashedLength;
     }
-    if (!body.hash.equals(sig.bodyHash)) return fail('fail', 'body hash did not verify');
+    if (!body.hash.equals(sig.bodyHash)) return concluded(result, verdict('fail', 'body-hash-mismatch', 'body hash did not verify'));
     await yieldToEventLoop();
     const good = verifyData(sig.keyType, sig.hashAlgorithm, headerData, accepted.key, sig.signature);
-    if (!good) return fail('fail', 'signature did not verify');
-    return { ...result, result: 'pass' };
+    if (!good) return concluded(result, verdict('fail', 'bad-signature', 'signature did not verify'));
+    return concluded(result, 'pass');
   }
+}
+
+/** DKIM's own rules for a key record's tags (RFC 6376 §3.6.1): h= fits a=, t=s holds i= to d= (k= is acceptPublicKey's). */
+function keyUnsuitable(record: DkimKeyRecord, sig: DkimSignature): Verdict | undefined {
+  if (record.hashAlgorithms && !record.hashAlgorithms.includes(sig.hashAlgorithm)) {
+    return verdict('permerror', 'key-mismatch', `key h= does not allow ${sig.hashAlgorithm}`);
+  }
+  if (record.strict && sig.auidGiven) {
+    const auidDomain = sig.auid.slice(sig.auid.lastIndexOf('@') + 1);
+    if (auidDomain.toLowerCase().replace(/\.$/, '') !== sig.sdid.toLowerCase().replace(/\.$/, '')) {
+      return verdict('permerror', 'key-restricted', 'key t=s forbids an i= in a subdomain of d=');
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -205,17 +179,5 @@ export class Verifier implements MessageSink {
  * unless lineEndings is 'as-is'. Never throws for bad mail.
  */
 export async function verifyMessage(message: MessageInput, options: VerifierOptions): Promise<VerificationResult[]> {
-  const verifier = new Verifier(options);
-  try {
-    await feedMessage(message, verifier, {
-      maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
-      lineEndings: options.lineEndings ?? 'normalize',
-    });
-  } catch (error) {
-    if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
-      return [{ method: 'dkim', result: 'policy', reason: `not verified: ${error.message}`, domain: '', selector: '', algorithm: '', testing: false }];
-    }
-    throw error;
-  }
-  return verifier.finish();
+  return verifyWhole(message, new Verifier(options), options, (why) => [notVerified('dkim', why)]);
 }

@@ -4,6 +4,7 @@ import { type AuthenticationResults, formatAuthenticationResults, parseAuthentic
 const dkim = (over: Partial<VerificationResult> = {}): VerificationResult => ({
   method: 'dkim',
   result: 'pass',
+  code: 'ok',
   domain: 'example.org',
   selector: 'sel',
   identity: '@example.org',
@@ -73,6 +74,7 @@ const table: { name: string; results: VerificationResult[]; text: string; parsed
       {
         method: 'domainkeys',
         result: 'pass',
+        code: 'ok',
         domain: 'example.org',
         selector: 'old',
         identity: 'joe@example.org',

@@ -126,7 +126,7 @@ describe('control characters in i= (dkim-quoted-printable =0A, =0D, =00)', () =>
 });
 
 describe('formatAuthenticationResults never writes a control character', () => {
-  const base: VerificationResult = { method: 'dkim', result: 'permerror', domain: 'example.org', selector: 's', algorithm: 'rsa-sha256', testing: false };
+  const base: VerificationResult = { method: 'dkim', result: 'permerror', code: 'signature-syntax', domain: 'example.org', selector: 's', algorithm: 'rsa-sha256', testing: false };
   it('drops property values that hold one, "?" in reason and comments', () => {
     const ar = formatAuthenticationResults('mx\n.example.net', [
       { ...base, identity: 'joe\n@example.org', reason: 'bad\r\nAuthentication-Results: x; dkim=pass\x00' },

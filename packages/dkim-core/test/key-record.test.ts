@@ -62,19 +62,19 @@ describe('acceptPublicKey: the one rule for a published key', () => {
     expect(r.ok && r.key.type).toBe('public');
     expect(acceptPublicKey({ keyType: 'ed25519', publicKey: ed.subarray(12).toString('base64') }, { signature: edSig })).toMatchObject({ ok: true, keyType: 'ed25519', bits: 256 });
   });
-  it('refuses, with a result and a reason: revoked, k= against a=, unknown k=, garbage, too small, Ed25519 as SPKI', () => {
-    const refusals: [{ keyType: string; publicKey: string }, { keyType: string; algorithm: string } | undefined, string, RegExp][] = [
-      [{ keyType: 'rsa', publicKey: '' }, rsaSig, 'permerror', /^key revoked \(empty p=\)$/],
-      [{ keyType: 'rsa', publicKey: rsa }, edSig, 'permerror', /^key type k=rsa does not match a=ed25519-sha256$/],
-      [{ keyType: 'ed25519', publicKey: rsa }, { keyType: 'rsa', algorithm: 'rsa-sha1' }, 'permerror', /does not match a=rsa-sha1/],
-      [{ keyType: 'dsa', publicKey: rsa }, undefined, 'permerror', /^unknown key type k=dsa$/],
-      [{ keyType: 'rsa', publicKey: 'AAAA' }, rsaSig, 'permerror', /not a valid RSA public key/],
-      [{ keyType: 'rsa', publicKey: small }, rsaSig, 'permerror', /^key too small \(768 bits, minimum 1024\)$/],
-      [{ keyType: 'ed25519', publicKey: ed.toString('base64') }, edSig, 'permerror', /raw 32-byte/],
-      [{ keyType: 'ed25519', publicKey: ed.subarray(13).toString('base64') }, edSig, 'permerror', /must be 32 bytes, got 31/],
+  it('refuses, with a result, a code and a reason: revoked, k= against a=, unknown k=, garbage, too small, Ed25519 as SPKI', () => {
+    const refusals: [{ keyType: string; publicKey: string }, { keyType: string; algorithm: string } | undefined, string, string, RegExp][] = [
+      [{ keyType: 'rsa', publicKey: '' }, rsaSig, 'permerror', 'key-revoked', /^key revoked \(empty p=\)$/],
+      [{ keyType: 'rsa', publicKey: rsa }, edSig, 'permerror', 'key-mismatch', /^key type k=rsa does not match a=ed25519-sha256$/],
+      [{ keyType: 'ed25519', publicKey: rsa }, { keyType: 'rsa', algorithm: 'rsa-sha1' }, 'permerror', 'key-mismatch', /does not match a=rsa-sha1/],
+      [{ keyType: 'dsa', publicKey: rsa }, undefined, 'permerror', 'key-syntax', /^unknown key type k=dsa$/],
+      [{ keyType: 'rsa', publicKey: 'AAAA' }, rsaSig, 'permerror', 'key-syntax', /not a valid RSA public key/],
+      [{ keyType: 'rsa', publicKey: small }, rsaSig, 'permerror', 'key-too-small', /^key too small \(768 bits, minimum 1024\)$/],
+      [{ keyType: 'ed25519', publicKey: ed.toString('base64') }, edSig, 'permerror', 'key-syntax', /raw 32-byte/],
+      [{ keyType: 'ed25519', publicKey: ed.subarray(13).toString('base64') }, edSig, 'permerror', 'key-syntax', /must be 32 bytes, got 31/],
     ];
-    for (const [record, signature, result, reason] of refusals) {
-      expect(acceptPublicKey(record, signature ? { signature } : {}), JSON.stringify(record).slice(0, 60)).toMatchObject({ ok: false, result, reason: expect.stringMatching(reason) });
+    for (const [record, signature, result, code, reason] of refusals) {
+      expect(acceptPublicKey(record, signature ? { signature } : {}), JSON.stringify(record).slice(0, 60)).toMatchObject({ ok: false, result, code, reason: expect.stringMatching(reason) });
     }
   });
 });

@@ -9,11 +9,11 @@ import { Buffer } from 'node:buffer';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, dkimpyVerify, type DnsServer, makeKeys, startDnsmasq, tempDir, type TestKeys } from '@inkan/testbed';
+import { dkimKeyRecord, dkimpyVerify, type DnsServer, startDnsmasq, tempDir, type TestKeys } from '@inkan/testbed';
 import {
   DkimError,
   type HeaderField,
-  MemoryKeyResolver,
+  type MemoryKeyResolver,
   MessageParser,
   normalizeLineEndings,
   type SignatureOptions,
@@ -21,6 +21,7 @@ import {
   splitMessage,
   verifyMessage,
 } from '../src/index.js';
+import { keysAndResolver } from './key-fixture.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -84,11 +85,7 @@ let keys: TestKeys;
 let resolver: MemoryKeyResolver;
 
 beforeAll(() => {
-  keys = makeKeys();
-  resolver = new MemoryKeyResolver({
-    'rsa._domainkey.example.org': dkimKeyRecord(keys.rsa2048),
-    'ed._domainkey.example.org': dkimKeyRecord(keys.ed25519),
-  });
+  ({ keys, resolver } = keysAndResolver());
 });
 
 const ed = (canonicalization: string): SignatureOptions => ({

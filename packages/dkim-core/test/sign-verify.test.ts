@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, makeKeys, type TestKeys } from '@inkan/testbed';
+import { dkimKeyRecord, type TestKeys } from '@inkan/testbed';
 import {
   DkimError,
   KeyLookupError,
@@ -16,6 +16,7 @@ import {
 } from '../src/index.js';
 import { BodyHashSet } from '../src/api/canonicalization.js';
 import { makeHeaderField } from '../src/api/message.js';
+import { keysAndResolver } from './key-fixture.js';
 
 const MESSAGE = Buffer.from(
   'From: Joe <joe@example.org>\r\nTo: Suzie <suzie@example.net>\r\nSubject: Is dinner ready?\r\n' +
@@ -27,10 +28,7 @@ let keys: TestKeys;
 let resolver: MemoryKeyResolver;
 
 beforeAll(() => {
-  keys = makeKeys();
-  resolver = new MemoryKeyResolver({
-    'rsa._domainkey.example.org': dkimKeyRecord(keys.rsa2048),
-    'ed._domainkey.example.org': dkimKeyRecord(keys.ed25519),
+  ({ keys, resolver } = keysAndResolver((keys) => ({
     'small._domainkey.example.org': dkimKeyRecord(keys.rsa1024),
     'testing._domainkey.example.org': dkimKeyRecord(keys.rsa2048, 't=y'),
     'strict._domainkey.example.org': dkimKeyRecord(keys.rsa2048, 't=s'),
@@ -39,7 +37,7 @@ beforeAll(() => {
     'broken._domainkey.example.org': 'v=DKIM1; k=rsa; p=not!base64',
     'web._domainkey.example.org': dkimKeyRecord(keys.rsa2048, 's=http'),
     'dnsfail._domainkey.example.org': new KeyLookupError('TEMPFAIL', 'SERVFAIL'),
-  });
+  })));
 });
 
 async function signed(options: Parameters<typeof signMessage>[1], message = MESSAGE, now?: () => number): Promise<Buffer> {

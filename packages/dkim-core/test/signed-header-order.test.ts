@@ -7,8 +7,9 @@ import { Buffer } from 'node:buffer';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, dkimpyVerify, type DnsServer, makeKeys, opendkimVerify, startDnsmasq, tempDir, type TestKeys } from '@inkan/testbed';
-import { MemoryKeyResolver, signMessage, verifyMessage } from '../src/index.js';
+import { dkimKeyRecord, dkimpyVerify, type DnsServer, opendkimVerify, startDnsmasq, tempDir, type TestKeys } from '@inkan/testbed';
+import { type MemoryKeyResolver, signMessage, verifyMessage } from '../src/index.js';
+import { keysAndResolver } from './key-fixture.js';
 
 /** Unsigned fields, odd spellings, and two Cc fields with another signed field between them. */
 const MESSAGE = Buffer.from(
@@ -34,11 +35,7 @@ let keys: TestKeys;
 let resolver: MemoryKeyResolver;
 
 beforeAll(() => {
-  keys = makeKeys();
-  resolver = new MemoryKeyResolver({
-    'rsa._domainkey.example.org': dkimKeyRecord(keys.rsa2048),
-    'ed._domainkey.example.org': dkimKeyRecord(keys.ed25519),
-  });
+  ({ keys, resolver } = keysAndResolver());
 });
 
 const rsa = (more: object = {}) => ({ domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.privateKey, ...more });

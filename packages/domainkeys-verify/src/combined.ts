@@ -10,8 +10,8 @@ import {
   Verifier,
   type VerifierOptions,
 } from '@inkan/dkim-core';
-import { DEFAULT_MAX_HEADER_BYTES, feedMessage } from '@inkan/dkim-core/message';
-import { DomainKeysVerifier, type DomainKeysVerifierOptions, tooLarge } from './verifier.js';
+import { notVerified, verifyWhole } from '@inkan/dkim-core/verification';
+import { DomainKeysVerifier, type DomainKeysVerifierOptions } from './verifier.js';
 
 export interface CombinedVerifierOptions {
   /** One resolver for both kinds of key lookup. */
@@ -131,15 +131,8 @@ export class CombinedVerifier implements MessageSink {
  * MessageParser feeding both verifiers. Never throws for bad mail.
  */
 export async function verifyDkimAndDomainKeys(message: MessageInput, options: CombinedVerifierOptions): Promise<CombinedResults> {
-  const verifier = new CombinedVerifier(options);
-  try {
-    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES, lineEndings: options.lineEndings ?? 'normalize' });
-  } catch (error) {
-    if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
-      const dkim: VerificationResult = { ...tooLarge(error.message), method: 'dkim' };
-      return { dkim: [dkim], domainkeys: [tooLarge(error.message)] };
-    }
-    throw error;
-  }
-  return verifier.finish();
+  return verifyWhole(message, new CombinedVerifier(options), options, (why) => ({
+    dkim: [notVerified('dkim', why)],
+    domainkeys: [notVerified('domainkeys', why)],
+  }));
 }

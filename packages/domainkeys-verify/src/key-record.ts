@@ -1,4 +1,5 @@
 import { clip, type DkimKeyRecord, parseKeyRecord, trimFws } from '@inkan/dkim-core/records';
+import { type Verdict, verdict } from '@inkan/dkim-core/verification';
 
 /**
  * A DomainKeys key record (RFC 4870 §3.2.3), read with dkim-core's DKIM key record
@@ -35,17 +36,18 @@ export function granularityMatches(granularity: string, localPart: string): bool
 }
 
 /**
- * Why a key's tags do not allow it for a DomainKeys signature from this sender, or undefined
- * when they do. The key itself (revoked, k=rsa, size, parse) is dkim-core's acceptPublicKey.
+ * DomainKeys' own rules for a key record's tags (RFC 4870 §3.2.3): h= (if any) with sha1, g=
+ * matching the sender's local part, t=s holding the sender to d= itself. The verdict, or
+ * undefined when they allow the key. The key itself (revoked, k=rsa, size, parse) is
+ * dkim-core's acceptPublicKey, s= its acceptKey, as for DKIM.
  */
-export function checkDomainKeysKey(record: DomainKeysKeyRecord, sender: { localPart: string; domain?: string }, domain: string): string | undefined {
-  if (!record.serviceTypes.some((s) => s === '*' || s.toLowerCase() === 'email')) return 'key s= does not include email';
-  if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1')) return 'key h= does not allow sha1';
+export function checkDomainKeysKey(record: DomainKeysKeyRecord, sender: { localPart: string; domain?: string }, domain: string): Verdict | undefined {
+  if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1')) return verdict('permerror', 'key-mismatch', 'key h= does not allow sha1');
   if (!granularityMatches(record.granularity, sender.localPart)) {
-    return `key granularity g=${clip(record.granularity)} does not match the sender's local part`;
+    return verdict('permerror', 'key-restricted', `key granularity g=${clip(record.granularity)} does not match the sender's local part`);
   }
   if (record.strict && (sender.domain ?? '').replace(/\.$/, '') !== domain) {
-    return 'key t=s forbids a sender in a subdomain of d=';
+    return verdict('permerror', 'key-restricted', 'key t=s forbids a sender in a subdomain of d=');
   }
   return undefined;
 }

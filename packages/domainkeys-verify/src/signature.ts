@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { clip, parseTagList, stripFws, trimFws } from '@inkan/dkim-core/records';
+import type { ParseProblem } from '@inkan/dkim-core/verification';
 import type { DomainKeysCanonicalization } from './canonicalization.js';
 
 /** A parsed DomainKey-Signature header field (RFC 4870 §3.3). */
@@ -27,7 +28,7 @@ export interface DomainKeySignature {
 
 export type DomainKeySignatureParseResult =
   | { ok: true; signature: DomainKeySignature }
-  | { ok: false; error: string; domain: string; selector: string; algorithm: string; signatureB64: string };
+  | ({ ok: false; domain: string; selector: string; algorithm: string; signatureB64: string } & ParseProblem);
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Labels of letters, digits, "-" and "_" (selectors and test domains use "_"), dots between. */
@@ -51,9 +52,10 @@ export function parseDomainKeySignature(value: string): DomainKeySignatureParseR
   const signatureB64 = stripFws(tags.get('b') ?? '');
   // What an unusable signature reports goes into results and A-R: control characters shown as "?".
   const shown = (text: string) => text.replace(/[\x00-\x1f\x7f]/g, '?');
-  const fail = (error: string): DomainKeySignatureParseResult => ({
+  const fail = (error: string, code: ParseProblem['code'] = 'signature-syntax'): DomainKeySignatureParseResult => ({
     ok: false,
     error,
+    code,
     domain: shown(domain),
     selector: shown(selector),
     algorithm: shown(algorithm),
@@ -61,7 +63,7 @@ export function parseDomainKeySignature(value: string): DomainKeySignatureParseR
   });
 
   if (!parsed.ok) return fail(`malformed DomainKey-Signature: ${parsed.error}`);
-  if (algorithm !== 'rsa-sha1') return fail(`unsupported algorithm a=${clip(algorithm)} (RFC 4870 3.3: only rsa-sha1)`);
+  if (algorithm !== 'rsa-sha1') return fail(`unsupported algorithm a=${clip(algorithm)} (RFC 4870 3.3: only rsa-sha1)`, 'algorithm-unsupported');
 
   if (!tags.has('b')) return fail('DomainKey-Signature has no b= tag (RFC 4870 3.3: b= is required)');
   if (signatureB64 === '') return fail('DomainKey-Signature b= is empty');

@@ -11,12 +11,18 @@ import {
   type VerificationResult,
 } from '@inkan/dkim-core';
 import type { BodyCanonicalizer } from '@inkan/dkim-core/canonicalization';
-import { DEFAULT_MAX_HEADER_BYTES, feedMessage, HeaderCollector } from '@inkan/dkim-core/message';
-import { acceptPublicKey, isSameOrSubdomain } from '@inkan/dkim-core/records';
+import { HeaderCollector } from '@inkan/dkim-core/message';
+import { isSameOrSubdomain } from '@inkan/dkim-core/records';
 import {
-  fetchKeyRecord,
+  acceptKey,
+  concluded,
   type KeyFetchResult,
+  KeyLookups,
+  notVerified,
+  pendingResult,
   uncheckedOutcome,
+  verdict,
+  verifyWhole,
   yieldToEventLoop,
 } from '@inkan/dkim-core/verification';
 import {
@@ -118,25 +124,16 @@ export class DomainKeysVerifier implements MessageSink {
     const max = Math.min(own, left);
     // The reason names the cap that stopped us: the shared one when it is the tighter.
     const cap = this.shared && left < own ? this.shared.cap : own;
-    const lookups = new Map<string, Promise<KeyOutcome>>();
+    const lookups = new KeyLookups(this.options.resolver, parseDomainKeysKeyRecord);
     let seen = 0;
     for (const [position, field] of this.collected.fields.entries()) {
       if (field.name.toLowerCase() !== DOMAINKEY_SIGNATURE) continue;
       const index = seen++;
       const parsed = parseDomainKeySignature(headerValue(field).toString('latin1'));
-      const result: VerificationResult = {
-        method: 'domainkeys',
-        result: 'permerror',
-        domain: parsed.ok ? parsed.signature.domain : parsed.domain,
-        selector: parsed.ok ? parsed.signature.selector : parsed.selector,
-        algorithm: parsed.ok ? parsed.signature.algorithm : parsed.algorithm,
-        testing: false,
-      };
-      const b = parsed.ok ? parsed.signature.signatureB64 : parsed.signatureB64;
-      if (b) result.headerB = b;
-      const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed.error, cap);
+      const result = pendingResult('domainkeys', parsed.ok ? parsed.signature : parsed);
+      const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed, cap);
       if (unchecked || !parsed.ok) {
-        checks.push({ result: { ...result, ...unchecked } });
+        checks.push({ result: unchecked ? concluded(result, unchecked) : result });
         continue;
       }
       const sig = parsed.signature;
@@ -150,26 +147,23 @@ export class DomainKeysVerifier implements MessageSink {
       }
       // RFC 4870 §3.2/§3.4.3: the sending domain must be d= or a subdomain of it.
       if (!sender) {
-        checks.push({ result: { ...result, reason: 'no signed Sender or From address (RFC 4870 3.2)' } });
+        checks.push({ result: concluded(result, verdict('permerror', 'sender-invalid', 'no signed Sender or From address (RFC 4870 3.2)')) });
         continue;
       }
       if (CTL.test(sender.address)) {
         // It would go into Authentication-Results as header.from: refused, and not shown.
         delete result.identity;
-        checks.push({ result: { ...result, reason: `${sender.header === 'sender' ? 'Sender' : 'From'} address contains control characters` } });
+        const reason = `${sender.header === 'sender' ? 'Sender' : 'From'} address contains control characters`;
+        checks.push({ result: concluded(result, verdict('permerror', 'sender-invalid', reason)) });
         continue;
       }
-      if (sender.domain === undefined || !isSameOrSubdomain(sender.domain, sig.domain)) {
+      if (!isSameOrSubdomain(sender.domain, sig.domain)) {
         const where = sender.header === 'sender' ? 'Sender' : 'From';
-        checks.push({ result: { ...result, reason: `${where} address is not in d=${sig.domain} or a subdomain (RFC 4870 3.4.3)` } });
+        const reason = `${where} address is not in d=${sig.domain} or a subdomain (RFC 4870 3.4.3)`;
+        checks.push({ result: concluded(result, verdict('permerror', 'identity-mismatch', reason)) });
         continue;
       }
-      const name = `${sig.selector}._domainkey.${sig.domain}`.toLowerCase();
-      let key = lookups.get(name);
-      if (!key) {
-        key = fetchKeyRecord(this.options.resolver, name, parseDomainKeysKeyRecord);
-        lookups.set(name, key);
-      }
+      const key = lookups.get(sig.selector, sig.domain);
       const hash = createVerify('sha1');
       for (const f of signed) hash.update(canonicalizeDomainKeysHeader(f, sig.canonicalization));
       this.canonicalizerFor(sig.canonicalization);
@@ -208,16 +202,9 @@ export class DomainKeysVerifier implements MessageSink {
   private async complete(check: Check): Promise<VerificationResult> {
     const { result, signature: sig, sender, hash, key } = check;
     if (!sig || !sender || !hash || !key) return result;
-    const fail = (kind: VerificationResult['result'], reason: string): VerificationResult => ({ ...result, result: kind, reason });
-    const outcome = await key;
-    if (!outcome.ok) return fail(outcome.result, outcome.reason);
-    const record = outcome.record;
-    result.testing = record.testing;
-    const accepted = acceptPublicKey(record, { ...this.options, signature: { keyType: 'rsa', algorithm: sig.algorithm } });
-    if (accepted.bits !== undefined) result.keyBits = accepted.bits;
-    if (!accepted.ok) return fail(accepted.result, accepted.reason);
-    const unusable = checkDomainKeysKey(record, sender, sig.domain);
-    if (unusable) return fail('permerror', unusable);
+    const policy = { ...this.options, signature: { keyType: 'rsa', algorithm: sig.algorithm } };
+    const accepted = await acceptKey(result, key, policy, (record) => checkDomainKeysKey(record, sender, sig.domain));
+    if (!accepted.ok) return concluded(result, accepted.verdict);
     await yieldToEventLoop();
     let good = false;
     try {
@@ -225,8 +212,8 @@ export class DomainKeysVerifier implements MessageSink {
     } catch {
       good = false;
     }
-    if (!good) return fail('fail', 'signature did not verify');
-    return { ...result, result: 'pass' };
+    if (!good) return concluded(result, verdict('fail', 'bad-signature', 'signature did not verify'));
+    return concluded(result, 'pass');
   }
 }
 
@@ -235,19 +222,5 @@ export class DomainKeysVerifier implements MessageSink {
  * chunks (bounded memory: only the header is held). Never throws for bad mail.
  */
 export async function verifyDomainKeys(message: MessageInput, options: DomainKeysVerifierOptions): Promise<VerificationResult[]> {
-  const verifier = new DomainKeysVerifier(options);
-  try {
-    await feedMessage(message, verifier, { maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES, lineEndings: options.lineEndings ?? 'normalize' });
-  } catch (error) {
-    if (DkimError.isInstance(error) && error.code === 'MESSAGE_TOO_LARGE') {
-      return [tooLarge(error.message)];
-    }
-    throw error;
-  }
-  return verifier.finish();
-}
-
-/** The one result for a message whose header section is over the limit. */
-export function tooLarge(message: string): VerificationResult {
-  return { method: 'domainkeys', result: 'policy', reason: `not verified: ${message}`, domain: '', selector: '', algorithm: '', testing: false };
+  return verifyWhole(message, new DomainKeysVerifier(options), options, (why) => [notVerified('domainkeys', why)]);
 }

@@ -79,9 +79,16 @@ describe('a sender address with control characters', () => {
   it('is a permerror, and the address is not reported (it would reach A-R)', async () => {
     const message = baseMessage({ from: '"a\x01b"@example.org' });
     const [r] = await verifyDomainKeys(manySignatures(message, 0, 1), { resolver });
-    expect(r).toMatchObject({ result: 'permerror', reason: 'From address contains control characters' });
+    // dkim-core's parseMailboxList refuses the field: no usable sender.
+    expect(r).toMatchObject({ result: 'permerror', code: 'sender-invalid' });
     expect(r?.identity).toBeUndefined();
     expect(formatAuthenticationResults('mx', [r!])).not.toMatch(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/);
+  });
+
+  it('a TAB inside a quoted local part (which the parser keeps) is refused the same way', async () => {
+    const [r] = await verifyDomainKeys(manySignatures(baseMessage({ from: '"a\tb"@example.org' }), 0, 1), { resolver });
+    expect(r).toMatchObject({ result: 'permerror', code: 'sender-invalid', reason: 'From address contains control characters' });
+    expect(r?.identity).toBeUndefined();
   });
 });
 

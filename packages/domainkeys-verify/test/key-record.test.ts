@@ -59,22 +59,23 @@ describe('checkDomainKeysKey', () => {
   it('accepts a plain key', () => {
     expect(checkDomainKeysKey(record(`k=rsa; p=${P}`), joe, 'example.org')).toBeUndefined();
   });
-  it('leaves the key itself to acceptPublicKey (revoked, k=, size)', () => {
+  it('leaves the key itself to acceptPublicKey (revoked, k=, size) and s= to acceptKey', () => {
     expect(checkDomainKeysKey(record('k=rsa; p='), joe, 'example.org')).toBeUndefined();
+    expect(checkDomainKeysKey(record(`k=ed25519; p=${P}`), joe, 'example.org')).toBeUndefined();
+    expect(checkDomainKeysKey(record(`s=http; p=${P}`), joe, 'example.org')).toBeUndefined();
   });
-  const refused: [string, string, RegExp][] = [
-    ['a key not for email', `s=http; p=${P}`, /s= does not include email/],
-    ['a key for sha256 only', `h=sha256; p=${P}`, /h= does not allow sha1/],
-    ['another local part', `g=bob; p=${P}`, /granularity/],
+  const refused: [string, string, string, RegExp][] = [
+    ['a key for sha256 only', `h=sha256; p=${P}`, 'key-mismatch', /h= does not allow sha1/],
+    ['another local part', `g=bob; p=${P}`, 'key-restricted', /granularity/],
   ];
-  for (const [name, text, reason] of refused) {
+  for (const [name, text, code, reason] of refused) {
     it(`refuses ${name}`, () => {
-      expect(checkDomainKeysKey(record(text), joe, 'example.org')).toMatch(reason);
+      expect(checkDomainKeysKey(record(text), joe, 'example.org')).toEqual({ result: 'permerror', code, reason: expect.stringMatching(reason) });
     });
   }
   it('with t=s, refuses a sender in a subdomain of d=', () => {
     const key = record(`t=s; p=${P}`);
     expect(checkDomainKeysKey(key, joe, 'example.org')).toBeUndefined();
-    expect(checkDomainKeysKey(key, { localPart: 'joe', domain: 'mail.example.org' }, 'example.org')).toMatch(/t=s/);
+    expect(checkDomainKeysKey(key, { localPart: 'joe', domain: 'mail.example.org' }, 'example.org')).toMatchObject({ code: 'key-restricted', reason: expect.stringMatching(/t=s/) });
   });
 });

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { determineSender, firstMailbox } from '../src/index.js';
@@ -17,7 +18,9 @@ describe('firstMailbox', () => {
     [' undisclosed-recipients:;', undefined],
     [' <@relay.example.net:joe@example.org>', 'joe@example.org'],
     [' "joe smith"@example.org', '"joe smith"@example.org'],
-    [' joe', 'joe'],
+    [' joe', undefined],
+    [' Team: a@example.org;', 'a@example.org'],
+    [' Team: "A" <a@example.org>, b@x.org;', 'a@example.org'],
     ['', undefined],
     [' <>', undefined],
   ];
@@ -72,7 +75,15 @@ describe('determineSender (RFC 4870 3.2)', () => {
     expect(determineSender(fields('To: a@b.example', 'Subject: x'))).toBeUndefined();
   });
 
-  it('keeps an address without "@" but has no domain for it', () => {
-    expect(determineSender(fields('From: joe'))).toEqual({ address: 'joe', localPart: '', header: 'from' });
+  it('a From that is no address list ("joe", no "@") gives no sender; a Sender like that falls back to From', () => {
+    expect(determineSender(fields('From: joe'))).toBeUndefined();
+    expect(determineSender(fields('Sender: joe', 'From: Joe <joe@example.org>'))).toMatchObject({ address: 'joe@example.org', header: 'from' });
+  });
+
+  it('reads an RFC 6854 group From, and a UTF-8 local part as its octets', () => {
+    expect(determineSender(fields('From: Team: a@Example.ORG;'))).toEqual({ address: 'a@Example.ORG', localPart: 'a', domain: 'example.org', header: 'from' });
+    const utf8 = Buffer.from('From: J\u00f6rg <j\u00f6rg@example.org>', 'utf8').toString('latin1');
+    const sender = determineSender(fields(utf8));
+    expect(Buffer.from(sender?.localPart ?? '', 'latin1').toString('utf8')).toBe('j\u00f6rg');
   });
 });

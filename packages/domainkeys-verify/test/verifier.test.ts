@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { KeyLookupError, MemoryKeyResolver, MessageParser, formatAuthenticationResults } from '@inkan/dkim-core';
 import { makeKeys, mailDkimDomainKeysSign, type TestKeys } from '@inkan/testbed';
-import { CombinedVerifier, DomainKeysVerifier, verifyDkimAndDomainKeys, verifyDomainKeys } from '../src/index.js';
+import { CombinedVerifier, DomainKeysVerifier, type DomainKeysVerifierOptions, verifyDkimAndDomainKeys, verifyDomainKeys } from '../src/index.js';
 import { baseMessage, chunks, splitAt } from './helpers.js';
 
 // Unit tests: messages signed by Mail::DKIM (the harness), keys from a MemoryKeyResolver.
@@ -174,6 +174,52 @@ describe('DomainKeysVerifier', () => {
 
   it('needs a resolver', () => {
     expect(() => new DomainKeysVerifier({} as never)).toThrow(/resolver/);
+  });
+});
+
+describe('result codes (signatures by Mail::DKIM)', () => {
+  const codes = async (message: Buffer, options: Partial<DomainKeysVerifierOptions> = {}) =>
+    (await verifyDomainKeys(message, { resolver, ...options })).map((r) => [r.result, r.code]);
+
+  beforeAll(() => {
+    resolver
+      .set('revoked._domainkey.example.org', 'k=rsa; p=')
+      .set('granular._domainkey.example.org', `k=rsa; g=bob; p=${keys.rsa2048.p}`)
+      .set('web._domainkey.example.org', `k=rsa; s=http; p=${keys.rsa2048.p}`)
+      .set('garbled._domainkey.example.org', 'k=rsa; p=AAAA; p=AAAA')
+      .set('slow._domainkey.example.org', new KeyLookupError('TEMPFAIL', 'no answer in time', { timedOut: true }));
+  });
+
+  it('ok, bad-signature, dns-error, dns-timeout, key-too-small, too-many-signatures, header-limit', async () => {
+    expect(await codes(signed.simple!)).toEqual([['pass', 'ok']]);
+    expect(await codes(replace(signed.simple!, 'Joe.', 'Jim.'))).toEqual([['fail', 'bad-signature']]);
+    expect(await codes(signed.dnsfail!)).toEqual([['temperror', 'dns-error']]);
+    expect(await codes(await dkSign(baseMessage(), { canonicalization: 'simple', selector: 'slow' }))).toEqual([['temperror', 'dns-timeout']]);
+    expect(await codes(signed.weak!)).toEqual([['permerror', 'key-too-small']]);
+    expect(await codes(signed.stacked!, { maxSignatures: 1 })).toEqual([
+      ['pass', 'ok'],
+      ['policy', 'too-many-signatures'],
+    ]);
+    expect(await codes(signed.simple!, { maxHeaderBytes: 100 })).toEqual([['policy', 'header-limit']]);
+    expect(await codes(signed.simple!, { maxHeaderFields: 3 })).toEqual([['policy', 'header-limit']]);
+  });
+
+  it('key-not-found, key-syntax, key-revoked, key-restricted (g=, s=)', async () => {
+    const by = (selector: string) => dkSign(baseMessage(), { canonicalization: 'simple', selector });
+    expect(await codes(await by('nothere'))).toEqual([['permerror', 'key-not-found']]);
+    expect(await codes(await by('garbled'))).toEqual([['permerror', 'key-syntax']]);
+    expect(await codes(await by('revoked'))).toEqual([['permerror', 'key-revoked']]);
+    expect(await codes(await by('granular'))).toEqual([['permerror', 'key-restricted']]);
+    expect(await codes(await by('web'))).toEqual([['permerror', 'key-restricted']]);
+  });
+
+  it('signature-syntax, algorithm-unsupported, sender-invalid, identity-mismatch', async () => {
+    const withField = (value: string, message = baseMessage()) => Buffer.concat([Buffer.from(`DomainKey-Signature: ${value}\r\n`, 'latin1'), message]);
+    const b = 'dGhpcyBpcyBub3QgYSBzaWduYXR1cmU=';
+    expect(await codes(withField('a=rsa-sha1; d=example.org; s=dk; c=simple'))).toEqual([['permerror', 'signature-syntax']]);
+    expect(await codes(withField(`a=rsa-sha256; d=example.org; s=dk; b=${b}`))).toEqual([['permerror', 'algorithm-unsupported']]);
+    expect(await codes(withField(`a=rsa-sha1; d=example.org; s=dk; h=to:subject; b=${b}`))).toEqual([['permerror', 'sender-invalid']]);
+    expect(await codes(withField(`a=rsa-sha1; d=example.org; s=dk; b=${b}`, baseMessage({ from: 'joe@example.com' })))).toEqual([['permerror', 'identity-mismatch']]);
   });
 });
 

@@ -171,6 +171,20 @@ export function checkNames(domain: string, selector: string): void {
   if (!SELECTOR.test(selector)) throw new RangeError(`"${selector}" is not a valid selector (letters, digits, "-", "_", dots between labels)`);
 }
 
+/** A new key pair as the spec asks, and the TXT record that publishes its public half. */
+export async function newKeyPair(o: KeySpec): Promise<{ key: GeneratedKey; record: string }> {
+  const key = await generateDkimKey(o.type ?? 'rsa', o.bits);
+  const record = formatKeyRecord({
+    type: key.type,
+    p: key.p,
+    ...(o.testing ? { testing: true } : {}),
+    ...(o.subdomains ? { subdomains: true } : {}),
+    ...(o.hashAlgorithms ? { hashAlgorithms: o.hashAlgorithms } : {}),
+    ...(o.note !== undefined ? { note: o.note } : {}),
+  });
+  return { key, record };
+}
+
 /**
  * Generate a key pair for one selector: SELECTOR.private (PKCS#8 PEM, 0600, or 0440 and
  * chowned with an owner) and SELECTOR.txt (the zone-file record). Refuses to replace
@@ -187,15 +201,7 @@ export async function genkey(o: GenkeyOptions): Promise<GenkeyResult> {
   if (!o.force) {
     for (const file of [privateKeyFile, recordFile]) if (await exists(file)) throw new Error(`${file} exists: use --force to replace it`);
   }
-  const key = await generateDkimKey(o.type ?? 'rsa', o.bits);
-  const record = formatKeyRecord({
-    type: key.type,
-    p: key.p,
-    ...(o.testing ? { testing: true } : {}),
-    ...(o.subdomains ? { subdomains: true } : {}),
-    ...(o.hashAlgorithms ? { hashAlgorithms: o.hashAlgorithms } : {}),
-    ...(o.note !== undefined ? { note: o.note } : {}),
-  });
+  const { key, record } = await newKeyPair(o);
   const zone = formatZoneRecord(record, { selector: o.selector, domain: o.domain, comment: `DKIM key ${o.selector} for ${o.domain}` });
   const folder = await ensureFolder(outdir, o.owner);
   await writeKeyFile(privateKeyFile, key.privatePem, { force: !!o.force, mode: 0o600, ...(o.owner ? { owner: o.owner } : {}) });

@@ -27,6 +27,7 @@ export {
   type KeyRefusal,
   type PublicKeyAcceptance,
   type PublicKeyPolicy,
+  type PublicKeyRefusalCode,
   MAX_RSA_PUBLIC_EXPONENT,
   acceptPublicKey,
   parseKeyRecord,

@@ -1,6 +1,5 @@
-import { checkNames, type KeySpec } from '../genkey.js';
-import { type GeneratedKey, generateDkimKey } from '../keys.js';
-import { formatKeyRecord } from '../record.js';
+import { checkNames, type KeySpec, newKeyPair } from '../genkey.js';
+import type { GeneratedKey } from '../keys.js';
 import type { KeyStore, StoredKey } from './types.js';
 
 /** The name inkan-keytool gives a key in the store: SELECTOR._domainkey.DOMAIN (its DNS name). */
@@ -24,15 +23,7 @@ export interface PublishResult {
 export async function publishKey(store: KeyStore, o: PublishOptions): Promise<PublishResult> {
   checkNames(o.domain, o.selector);
   const domain = o.domain.toLowerCase().replace(/\.$/, '');
-  const key = await generateDkimKey(o.type ?? 'rsa', o.bits);
-  const record = formatKeyRecord({
-    type: key.type,
-    p: key.p,
-    ...(o.testing ? { testing: true } : {}),
-    ...(o.subdomains ? { subdomains: true } : {}),
-    ...(o.hashAlgorithms ? { hashAlgorithms: o.hashAlgorithms } : {}),
-    ...(o.note !== undefined ? { note: o.note } : {}),
-  });
+  const { key, record } = await newKeyPair(o);
   const name = keyName(domain, o.selector);
   await store.addKey({ name, domain, selector: o.selector, privateKey: key.privatePem, record });
   const signing: string[] = [];
