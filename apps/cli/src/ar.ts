@@ -1,5 +1,6 @@
 import { parseAuthenticationResults, splitMessage } from '@inkan/dkim-core';
 import { type Io, paint, readMessage } from './io.js';
+import type { CommandContext } from './options.js';
 
 /** `inkan ar`: the Authentication-Results fields of a message, as a table or JSON. */
 export async function arCommand(file: string | undefined, o: { json?: boolean }, io: Io): Promise<number> {
@@ -38,4 +39,17 @@ export async function arCommand(file: string | undefined, o: { json?: boolean },
     io.stdout(`${cells.join('  ').trimEnd()}\n`);
   }
   return 0;
+}
+
+/** `inkan ar`: its options and help. */
+export function addArCommand({ program, io, setExitCode }: CommandContext): void {
+  program
+    .command('ar')
+    .description('show the Authentication-Results fields of a message as a table')
+    .argument('[file]', 'the message (stdin when absent)')
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExample:\n  $ inkan ar received.eml')
+    .action(async (file: string | undefined, o) => {
+      setExitCode(await arCommand(file, { json: !!o.json }, io));
+    });
 }

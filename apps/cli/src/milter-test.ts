@@ -1,5 +1,6 @@
 import { describeActions, describeProtocol, type MilterResponse, runTransaction } from '@inkan/milter-protocol';
 import { CliError, type Io, paint, readMessage } from './io.js';
+import { type CommandContext, collect, positive } from './options.js';
 
 export interface MilterTestOptions {
   socket: string;
@@ -85,4 +86,44 @@ export async function milterTestCommand(file: string, o: MilterTestOptions, io: 
     io.stdout(`${paint(c, 'bold', 'outcome')}: ${describeResponse(result.outcome.reply)} (at ${result.outcome.stage})\n`);
   }
   return 0;
+}
+
+/** `inkan milter-test`: its options and help. */
+export function addMilterTestCommand({ program, io, setExitCode }: CommandContext): void {
+  program
+    .command('milter-test')
+    .description('drive a running milter through one full transaction and print what it does')
+    .argument('<file>', 'the message ("-" for stdin)')
+    .requiredOption('--socket <spec>', 'the milter: inet:port@host, unix:/path, inet:host:port')
+    .option('--from <address>', 'envelope sender', 'sender@example.org')
+    .option('--rcpt <address>', 'recipient (repeatable)', collect)
+    .option('--client-ip <ip>', 'the SMTP client the milter is told about', '127.0.0.1')
+    .option('--client-name <host>', 'its host name (default: [ip])')
+    .option('--helo <name>', 'HELO name', 'client.example.org')
+    .option('--auth <user>', 'pretend the client authenticated as this user ({auth_authen})')
+    .option('--queue-id <id>', 'the {i} macro', 'INKANTEST')
+    .option('--timeout <ms>', 'milliseconds to wait for each reply', positive('--timeout'), 30_000)
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ inkan milter-test --socket inet:8891@127.0.0.1 message.eml
+  $ inkan milter-test --socket unix:/var/run/milter/dkim --client-ip 192.0.2.7 --rcpt postmaster@example.org inbound.eml`,
+    )
+    .action(async (file: string, o) => {
+      const options: MilterTestOptions = {
+        socket: o.socket,
+        from: o.from,
+        rcpt: o.rcpt ?? ['recipient@example.net'],
+        clientIp: o.clientIp,
+        ...(o.clientName ? { clientName: o.clientName } : {}),
+        helo: o.helo,
+        ...(o.auth ? { auth: o.auth } : {}),
+        queueId: o.queueId,
+        json: !!o.json,
+        timeout: o.timeout,
+      };
+      setExitCode(await milterTestCommand(file, options, io));
+    });
 }

@@ -4,6 +4,7 @@ import { verifyMessage } from '@inkan/dkim-core';
 import { CliError, type Io, paint } from './io.js';
 import { makeResolver } from './resolver.js';
 import { SmtpSink, sendMail } from './smtp.js';
+import { type CommandContext, collect, positive } from './options.js';
 
 export interface SelftestOptions {
   smtp: string;
@@ -114,4 +115,37 @@ export async function selftestCommand(o: SelftestOptions, io: Io): Promise<numbe
     if (o.json) io.stdout(`${JSON.stringify({ ...outcome, ok: status === 0 })}\n`);
     else io.stdout(`${lines.join('\n')}\n${status === 0 ? paint(c, 'green', 'selftest passed') : paint(c, 'red', 'selftest failed')}\n`);
   }
+}
+
+/** `inkan selftest`: its options and help. */
+export function addSelftestCommand({ program, io, setExitCode }: CommandContext): void {
+  program
+    .command('selftest')
+    .description('send a test message through your MTA back to a local sink and check its DKIM signature')
+    .option('--smtp <host:port>', 'the MTA to send through', '127.0.0.1:25')
+    .option('--domain <domain>', 'the domain whose signing is checked (From: selftest@DOMAIN)', 'example.org')
+    .option('--from <address>', 'the From and envelope sender address (default selftest@DOMAIN)')
+    .option('--sink <host[:port]>', 'where the message comes back: the MTA delivers inkan-selftest@[HOST] there', '127.0.0.2:25')
+    .option('--dns <host:port>', 'name server for the key lookup (default: the system resolver)', collect)
+    .option('--timeout <ms>', 'how long to wait for each step', positive('--timeout'), 60_000)
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+The message goes to inkan-selftest@[127.0.0.2] by default: an MTA without a relayhost delivers
+that address literal by SMTP to 127.0.0.2 port 25, where selftest listens (port 25 needs root).
+Exit status: 0 the message came back signed and every signature verifies, 1 otherwise.
+
+Examples:
+  # inkan selftest --domain example.org
+  # inkan selftest --smtp 127.0.0.1:587 --domain example.org --dns 127.0.0.1:53`,
+    )
+    .action(async (o) => {
+      setExitCode(
+        await selftestCommand(
+          { smtp: o.smtp, domain: o.domain, ...(o.from ? { from: o.from } : {}), sink: o.sink, ...(o.dns ? { dns: o.dns } : {}), timeout: o.timeout, json: !!o.json },
+          io,
+        ),
+      );
+    });
 }

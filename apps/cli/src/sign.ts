@@ -1,5 +1,7 @@
+import { Option } from 'commander';
 import { type PrivateKeyInfo, parsePrivateKey, readPrivateKey, type SignatureOptions, type SigningAlgorithm, signMessage } from '@inkan/dkim-core';
 import { CliError, type Io, readMessage } from './io.js';
+import { type CommandContext, collect, list } from './options.js';
 
 export interface SignCommandOptions {
   domain: string;
@@ -13,7 +15,6 @@ export interface SignCommandOptions {
   oversign?: string[];
 }
 
-/** `inkan sign`: the message with DKIM-Signature fields in front, one per --selector/--key pair. */
 /** The domain's usable keys in a shared store (all of them, or those of the given selectors). */
 async function keysFromStore(uri: string, domain: string, selectors: string[]): Promise<{ selector: string; pem: string }[]> {
   const { openKeyStore } = await import('@inkan/keytool/store');
@@ -49,6 +50,7 @@ async function cliKey(load: () => PrivateKeyInfo | Promise<PrivateKeyInfo>): Pro
   }
 }
 
+/** `inkan sign`: the message with DKIM-Signature fields in front, one per --selector/--key pair. */
 export async function signCommand(file: string | undefined, o: SignCommandOptions, io: Io): Promise<number> {
   const fromStore = o.store ? await keysFromStore(o.store, o.domain, o.selector) : undefined;
   if (!fromStore && o.selector.length !== o.key.length) throw new CliError(`give one --key per --selector (${o.selector.length} selectors, ${o.key.length} keys)`);
@@ -84,4 +86,41 @@ export async function signCommand(file: string | undefined, o: SignCommandOption
   }
   io.stdout(Buffer.concat([Buffer.from(fields, 'latin1'), message]));
   return 0;
+}
+
+/** `inkan sign`: its options and help. */
+export function addSignCommand({ program, io, setExitCode }: CommandContext): void {
+  program
+    .command('sign')
+    .description('print the message signed (stdin when no file is named)')
+    .argument('[file]', 'the message')
+    .requiredOption('-d, --domain <domain>', 'signing domain (d=)')
+    .option('-s, --selector <name>', 'selector; repeat with --key to sign more than once', collect)
+    .option('-k, --key <file>', 'private key (PEM) for the selector at the same position', collect)
+    .option('--store <uri>', 'take the keys of the domain (or of the --selector given) from a shared store: postgresql://... or redis://...')
+    .addOption(new Option('-a, --algorithm <alg>', 'rsa-sha256 or ed25519-sha256 (default: from the key)').choices(['rsa-sha256', 'ed25519-sha256']))
+    .option('-c, --canonicalization <c>', 'header/body canonicalization', 'relaxed/relaxed')
+    .option('--headers <list>', 'fields to sign when present (comma list)', list)
+    .option('--oversign <list>', 'fields to list once more than they occur (default: from)', list)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ inkan sign -d example.org -s hoge -k hoge.private message.eml > signed.eml
+  $ inkan sign -d example.org -s rsa2026 -k rsa.private -s ed2026 -k ed.private message.eml
+  $ inkan sign -d example.org --store redis://127.0.0.1:6379/0?prefix=inkan: message.eml`,
+    )
+    .action(async (file: string | undefined, o) => {
+      const options: SignCommandOptions = {
+        domain: o.domain,
+        selector: o.selector ?? [],
+        key: o.key ?? [],
+        ...(o.store ? { store: o.store } : {}),
+        ...(o.algorithm ? { algorithm: o.algorithm } : {}),
+        canonicalization: o.canonicalization,
+        ...(o.headers ? { headers: o.headers } : {}),
+        ...(o.oversign ? { oversign: o.oversign } : {}),
+      };
+      setExitCode(await signCommand(file, options, io));
+    });
 }

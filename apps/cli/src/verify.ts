@@ -2,6 +2,7 @@ import type { VerificationResult } from '@inkan/dkim-core';
 import { verifyDkimAndDomainKeys } from '@inkan/domainkeys-verify';
 import { CliError, type Io, paint, readMessage } from './io.js';
 import { makeResolver } from './resolver.js';
+import { type CommandContext, collect, positive } from './options.js';
 
 export interface VerifyOptions {
   dns?: string[];
@@ -96,4 +97,30 @@ export async function verifyCommand(files: string[], o: VerifyOptions, io: Io): 
   }
   if (progress) io.stderr(`\r\x1b[K${inputs.length} messages checked\n`);
   return unchecked ? 2 : allPass ? 0 : 1;
+}
+
+/** `inkan verify`: its options and help. */
+export function addVerifyCommand({ program, io, setExitCode }: CommandContext): void {
+  program
+    .command('verify')
+    .description('verify every DKIM and DomainKeys signature (stdin when no file is named)')
+    .argument('[files...]', 'messages (LF-only files are read as CRLF)')
+    .option('--dns <host:port>', 'ask this name server for keys (repeatable)', collect)
+    .option('--keys <file>', 'read keys from a zone-style file first ("sel._domainkey.example.org v=DKIM1; p=...")')
+    .option('--timeout <ms>', 'milliseconds per DNS try', positive('--timeout'), 5000)
+    .option('--json', 'one JSON object per message, one per line')
+    .addHelpText(
+      'after',
+      `
+Exit status: 0 when every message has at least one passing signature, 1 otherwise, 2 on usage or I/O errors.
+A file that cannot be read is named on stderr; the other files are still checked.
+
+Examples:
+  $ inkan verify message.eml
+  $ inkan verify --json --dns 127.0.0.1:5353 ~/Maildir/cur/*
+  $ inkan verify --keys test-keys.txt < message.eml`,
+    )
+    .action(async (files: string[], o) => {
+      setExitCode(await verifyCommand(files, { ...(o.dns ? { dns: o.dns } : {}), ...(o.keys ? { keys: o.keys } : {}), json: !!o.json, timeout: o.timeout }, io));
+    });
 }

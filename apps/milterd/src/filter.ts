@@ -25,7 +25,7 @@ import type { Logger } from 'pino';
 import { domainOf, fromAddress } from './address.js';
 import { type Action, type Config, signedHeaderNames } from './config/options.js';
 import type { SharedTables } from './config/stores/store-plan.js';
-import type { SigningPlan } from './config/tables.js';
+import type { PlanLookup, SigningKey, SigningPlan } from './config/tables.js';
 import type { HostList } from './hosts.js';
 import type { Metrics } from './metrics.js';
 
@@ -249,6 +249,369 @@ function decide(action: Action, modifier: Modifier | undefined, reason: string, 
   }
 }
 
+/** A message before MAIL or its first header field: nothing seen yet. */
+function freshState(runtime: Runtime): MessageState {
+  return {
+    runtime,
+    headers: [],
+    headerCount: 0,
+    headerBytes: 0,
+    fromCount: 0,
+    signatureFields: 0,
+    forgedAr: [],
+    arSeen: 0,
+    role: 'none',
+    why: '',
+  };
+}
+
+/** OpenDKIM's PeerList: is the client one whose whole connection is let through, untouched? */
+function isPeer(client: ConnectInfo, peerList: HostList | undefined): boolean {
+  if (!peerList) return false;
+  return client.family === 'inet' || client.family === 'inet6' ? peerList.matches(client.ip, client.hostname) : peerList.matches(undefined, client.hostname);
+}
+
+/**
+ * One header field: counted against MaximumHeaders and MaximumHeaderBytes, kept while within
+ * them (the first From always), and noted when it is a From, a signature or an
+ * Authentication-Results field (forged when it claims our authserv-id or cannot be read).
+ */
+function addHeader(s: MessageState, name: string, value: Buffer, ctx: MilterContext): void {
+  const { config } = s.runtime;
+  s.headerCount++;
+  s.headerBytes += rawFieldSize(name, value);
+  if (!s.overLimit) {
+    if (s.headerCount > config.maximumHeaders) s.overLimit = `the header section has more than ${config.maximumHeaders} fields`;
+    else if (s.headerBytes > config.maximumHeaderBytes) s.overLimit = `the header section is over ${config.maximumHeaderBytes} bytes`;
+    // Nothing is signed or verified past a limit: let the fields kept so far go.
+    if (s.overLimit) s.headers = [];
+  }
+  const lower = name.toLowerCase();
+  const isFrom = lower === 'from';
+  if (!s.overLimit || (isFrom && !s.firstFrom)) {
+    const field = rawField(name, value);
+    if (!s.overLimit) s.headers.push(field);
+    if (isFrom) s.firstFrom ??= field;
+  }
+  if (isFrom) s.fromCount++;
+  else if (lower === 'dkim-signature' || lower === 'domainkey-signature') s.signatureFields++;
+  else if (lower === 'authentication-results') {
+    s.arSeen++;
+    const parsed = parseAuthenticationResults(value.toString('latin1'));
+    if (!parsed || sameAuthservId(parsed.authservId, authservIdOf(s.runtime, ctx))) s.forgedAr.push(s.arSeen);
+  }
+}
+
+/** The security concern of the header section, if any: a limit passed, or several From fields. */
+function noteHeaderConcern(s: MessageState): void {
+  if (s.overLimit) {
+    s.security = s.overLimit;
+    s.securityStatus = LIMIT_STATUS;
+  } else if (s.fromCount > 1) {
+    // Several From fields break RFC 5322 and are how signed mail is replayed with another sender.
+    s.security = `the message has ${s.fromCount} From fields (RFC 5322 allows one)`;
+    s.securityStatus = FORMAT_STATUS;
+  }
+}
+
+/** What end of headers knows about where a message comes from and whether it is to be signed. */
+interface Origin {
+  client: ConnectInfo | undefined;
+  queueId: string;
+  internal: boolean;
+  /** {auth_authen}: the user the client authenticated as. */
+  auth: string | undefined;
+  /** An internal or authenticated client, in a mode that signs. */
+  signing: boolean;
+  /** The signing table's keys for the From address (none without one). */
+  found: PlanLookup;
+}
+
+function originOf(s: MessageState, ctx: MilterContext): Origin {
+  const { config, plan, internalHosts } = s.runtime;
+  const client = ctx.client;
+  const internal = isInternal(client, internalHosts, config);
+  const auth = ctx.macros.get('{auth_authen}');
+  return {
+    client,
+    queueId: ctx.macros.get('i') ?? '',
+    internal,
+    auth,
+    signing: config.mode.sign && (internal || Boolean(auth)),
+    found: s.from ? plan.lookup(s.from) : { keys: [] },
+  };
+}
+
+/** On-Security for the concern at end of headers: the reply now if it ends the message, else undefined (decided at end of message). */
+function securityAtEndOfHeaders(s: MessageState, origin: Origin, what: string): Decision | undefined {
+  const { config, logger } = s.runtime;
+  const action = config.onSecurity;
+  const details = { queueId: forLog(origin.queueId), client: forLog(origin.client?.ip), from: forLog(s.from), role: s.role, security: s.security, action };
+  if (action === 'accept' || action === 'quarantine') return undefined;
+  s.ended = decide(action, undefined, `not accepted: ${s.security}`, s.securityStatus);
+  logger.warn(details, `${what}: ${s.security}; ${action} at end of headers`);
+  return s.ended;
+}
+
+/** The signer for the keys of the From address, fed the header fields. */
+function startSigner(s: MessageState, keys: SigningKey[]): Signer {
+  const { config } = s.runtime;
+  const headers = signedHeaderNames(config);
+  const signer = new Signer(
+    keys.map((k) => ({
+      domain: k.domain,
+      selector: k.selector,
+      privateKey: k.privateKey,
+      algorithm: k.algorithm,
+      ...(k.identity ? { identity: k.identity } : {}),
+      ...(config.signatureTtl > 0 ? { expiresIn: config.signatureTtl } : {}),
+      canonicalization: config.canonicalization,
+      ...(headers ? { headers } : {}),
+      ...(config.oversignHeaders ? { oversignHeaders: config.oversignHeaders } : {}),
+    })),
+    { maxHeaderBytes: config.maximumHeaderBytes },
+  );
+  s.signer = signer;
+  for (const h of s.headers) signer.header(h);
+  signer.endOfHeaders();
+  return signer;
+}
+
+/** The DKIM and DomainKeys verifier, bounded by the configured limits, fed the header fields. */
+function startVerifier(s: MessageState): CombinedVerifier {
+  const { config } = s.runtime;
+  const verifier = new CombinedVerifier({
+    resolver: s.runtime.resolver,
+    // One cap for DKIM and DomainKeys signatures together, and one on RSA key size.
+    maxSignatures: config.maximumSignaturesToVerify,
+    maxKeyBits: config.maximumKeyBits,
+    dkim: { minKeyBits: config.minimumKeyBits, maxSignatures: config.maximumSignaturesToVerify, maxHeaderFields: config.maximumHeaders, maxHeaderBytes: config.maximumHeaderBytes },
+    domainKeys: { minKeyBits: config.minimumKeyBits, maxHeaderFields: config.maximumHeaders, maxHeaderBytes: config.maximumHeaderBytes },
+  });
+  s.verifier = verifier;
+  for (const h of s.headers) verifier.header(h);
+  verifier.endOfHeaders();
+  return verifier;
+}
+
+/** A message to verify: log what is odd about its sender, apply On-Security now if it ends the message, else start the verifier. */
+function verifyRole(s: MessageState, origin: Origin): Decision | undefined {
+  const { externalIgnore, logger } = s.runtime;
+  const { client, signing } = origin;
+  s.role = 'verify';
+  s.why = signing ? `no signing key for ${s.from ?? 'a message without a From address'}` : 'external client';
+  if (signing && !s.from) {
+    // Nothing to choose a key by: DKIM must sign From (RFC 6376 §5.4), and such mail names no domain of ours.
+    logger.warn({ queueId: forLog(origin.queueId), client: forLog(client?.ip), fromField: forLog(s.firstFrom?.raw.toString('latin1')) }, 'not signed: no From address');
+  }
+  if (!signing && s.from && origin.found.keys.length > 0 && !externalIgnore?.matches(client?.ip, client?.hostname)) {
+    logger.warn({ client: forLog(client?.ip), from: forLog(s.from) }, `external host sent mail as ${forLog(domainOf(s.from))}`);
+  }
+  if (s.security) {
+    const now = securityAtEndOfHeaders(s, origin, 'not verified');
+    if (now !== undefined) return now;
+  }
+  if (s.overLimit) return undefined;
+  startVerifier(s);
+  return undefined;
+}
+
+/**
+ * End of headers: the role of the message (sign, hold, refused, verify or none) from its
+ * client and From address, and its signer or verifier started. The reply when On-Security
+ * ends the message here, else undefined.
+ */
+function chooseRole(s: MessageState, ctx: MilterContext): Decision | undefined {
+  const { config } = s.runtime;
+  noteHeaderConcern(s);
+  s.from = s.firstFrom ? fromAddress(headerValue(s.firstFrom)) : undefined;
+  const origin = originOf(s, ctx);
+  const { signing, found } = origin;
+  const keys = found.keys;
+  if (signing && s.security && (keys.length > 0 || found.hold)) {
+    // Never signed: a key chosen from one From would vouch for whatever the other says.
+    s.role = 'refused';
+    s.why = `not signed: ${s.security}`;
+    return securityAtEndOfHeaders(s, origin, 'not signed');
+  }
+  if (signing && keys.length === 0 && found.hold) {
+    // Mail that should be signed never passes unsigned: the MTA keeps it and retries.
+    s.role = 'hold';
+    s.why = found.hold;
+  } else if (signing && keys.length > 0) {
+    s.role = 'sign';
+    s.why = `${origin.internal ? 'internal client' : `authenticated as ${origin.auth}`}, keys for ${s.from}`;
+    startSigner(s, keys);
+  } else if (config.mode.verify) {
+    return verifyRole(s, origin);
+  } else {
+    s.why = 'nothing to do in this mode';
+  }
+  return undefined;
+}
+
+/** One body chunk into the signer or verifier; a failure is kept for end of message. */
+function addBody(s: MessageState, chunk: Buffer): void {
+  if (s.failure) return;
+  try {
+    s.signer?.body(chunk);
+    s.verifier?.body(chunk);
+  } catch (error) {
+    s.failure = error as Error;
+  }
+}
+
+/** End of message in progress: the modifier, the log line being built, and the step now taken (for the log and the failure actions). */
+interface Ending {
+  s: MessageState;
+  modifier: Modifier;
+  ctx: MilterContext;
+  log: Record<string, unknown>;
+  step: string;
+}
+
+/** Mail that should be signed without a usable key: tempfailed. */
+function endHeld({ s, modifier, log }: Ending): Decision {
+  const { logger, metrics } = s.runtime;
+  metrics?.held.inc();
+  log.action = 'tempfail';
+  log.why = forLog(s.why);
+  logger.warn(log, 'not signed: no usable key; tempfailed');
+  return decide('tempfail', modifier, 'no signing key available, try again later');
+}
+
+/** Mail refused signing for a security concern: On-Security accept or quarantine (the others ended the message at end of headers). */
+function endRefused(e: Ending): Decision {
+  const { s, modifier, log } = e;
+  const { config, logger } = s.runtime;
+  log.action = config.onSecurity;
+  logger.warn(log, `not signed: ${s.security}; passed unsigned because On-Security is ${config.onSecurity}`);
+  e.step = 'applying On-Security';
+  return decide(config.onSecurity, modifier, `not signed: ${s.security}`, s.securityStatus);
+}
+
+/** The signatures made and inserted in front of the message, all of them or none. */
+async function endSigned(e: Ending, signer: Signer): Promise<Decision> {
+  const { s, modifier, ctx, log } = e;
+  const { logger, metrics } = s.runtime;
+  e.step = 'making the signatures';
+  const fields = await signer.finish();
+  e.step = 'inserting DKIM-Signature';
+  // Every value is checked before the first is inserted: all signatures or none.
+  const ready = fields.map((f) => ({ name: f.name, value: safeValueForMta(f.name, f.value, ctx) }));
+  for (const f of ready.reverse()) modifier.insertHeader(0, f.name, f.value);
+  log.signatures = fields.map((f) => /\bs=([^;\s]+)/.exec(f.value)?.[1]);
+  metrics?.signed.inc(fields.length);
+  logger.info(log, 'signed');
+  return 'accept';
+}
+
+/**
+ * What the Authentication-Results field says: the results, or with a security concern a
+ * verdict that is never a pass ("policy" for a signed message over a limit, which was not
+ * verified; "none" for one without signatures); a "none" entry when AlwaysAddARHeader asks.
+ */
+function arEntries(s: MessageState, results: VerificationResult[]): (VerificationResult | AuthResultEntry)[] {
+  const { config } = s.runtime;
+  if (s.security) {
+    // Nothing was verified past a limit: "policy" if the message was signed (RFC 8601 §2.7.1), "none" if not.
+    if (s.overLimit) return [{ method: 'dkim', result: s.signatureFields > 0 ? 'policy' : 'none', reason: `not verified: ${s.security}`, properties: [] }];
+    return results.length > 0 ? withConcern(results, s.security) : [{ method: 'dkim', result: 'none', reason: s.security, properties: [] }];
+  }
+  if (results.length === 0 && config.alwaysAddArHeader) return [{ method: 'dkim', result: 'none', properties: [] }];
+  return results;
+}
+
+/** The signatures checked, an Authentication-Results field inserted, and the action the results (and any security concern) call for. */
+async function endVerified(e: Ending): Promise<Decision> {
+  const { s, modifier, ctx, log } = e;
+  const { config, logger, metrics } = s.runtime;
+  const authservId = authservIdOf(s.runtime, ctx);
+  e.step = 'verifying';
+  let results: VerificationResult[] = [];
+  if (s.verifier) {
+    const { dkim, domainkeys } = await s.verifier.finish();
+    results = [...dkim, ...domainkeys];
+  }
+  for (const r of results) metrics?.verified.inc({ method: r.method, result: r.result });
+  let verdict = verdictAction(config, results);
+  if (s.security && SEVERITY[config.onSecurity] >= SEVERITY[verdict.action]) verdict = { action: config.onSecurity, why: s.security };
+  const entries = arEntries(s, results);
+  if (entries.length > 0) {
+    e.step = 'inserting Authentication-Results';
+    const value = formatAuthenticationResults(authservId, entries, { newline: '\n' });
+    modifier.insertHeader(0, 'Authentication-Results', safeValueForMta('Authentication-Results', value, ctx));
+  }
+  log.results = results.map((r) => ({
+    method: r.method,
+    d: forLog(r.domain),
+    s: forLog(r.selector),
+    result: r.result,
+    code: r.code,
+    ...(r.reason ? { reason: forLog(r.reason) } : {}),
+  }));
+  log.action = verdict.action;
+  if (verdict.action !== 'accept') log.actionWhy = forLog(verdict.why);
+  if (s.security) logger.warn(log, `verified: ${s.security}; On-Security is ${config.onSecurity}`);
+  else logger.info(log, 'verified');
+  e.step = 'applying the verdict';
+  return decide(verdict.action, modifier, verdict.why, s.security && verdict.why === s.security ? s.securityStatus : DKIM_STATUS);
+}
+
+/**
+ * End of message went wrong: a message or key that cannot be signed gets On-SignatureError,
+ * anything else On-InternalError (tempfail when the action cannot be taken).
+ */
+function endFailed({ s, modifier, log, step }: Ending, error: unknown): Decision {
+  const { config, logger, metrics } = s.runtime;
+  log.failed = step;
+  log.error = forLog((error as Error).message);
+  if (s.role === 'sign' && (step === 'reading the message' || step === 'making the signatures') && DkimError.isInstance(error)) {
+    // The message or the key cannot be signed (OpenDKIM's On-SignatureError); never passed on unsigned unless configured so.
+    log.action = config.onSignatureError;
+    logger.error(log, `not signed: ${forLog(error.message)}; On-SignatureError is ${config.onSignatureError}`);
+    try {
+      return decide(config.onSignatureError, modifier, `cannot sign: ${error.message}`, SIGN_STATUS);
+    } catch {
+      return decide('tempfail', undefined, 'cannot sign, try again later');
+    }
+  }
+  metrics?.errors.inc();
+  log.action = config.onInternalError;
+  logger.error(log, `internal error while ${step}; On-InternalError is ${config.onInternalError}`);
+  try {
+    return decide(config.onInternalError, modifier, 'internal error, try again later');
+  } catch {
+    // quarantine refused by the modifier (not negotiated): keep the message
+    return decide('tempfail', undefined, 'internal error, try again later');
+  }
+}
+
+/** End of message: forged Authentication-Results removed, then the message held, refused, signed, verified or passed through. */
+async function endMessage(s: MessageState, modifier: Modifier, ctx: MilterContext): Promise<Decision> {
+  const { config, logger } = s.runtime;
+  // An MTA that goes on after our answer at end of headers gets the same answer.
+  if (s.ended !== undefined) return s.ended;
+  const log: Record<string, unknown> = { queueId: forLog(ctx.macros.get('i') ?? ''), client: forLog(ctx.client?.ip), from: forLog(s.from), role: s.role };
+  if (config.logWhy) log.why = forLog(s.why);
+  if (s.security) log.security = s.security;
+  const e: Ending = { s, modifier, ctx, log, step: 'removing forged Authentication-Results' };
+  try {
+    for (const index of [...s.forgedAr].reverse()) modifier.deleteHeader('Authentication-Results', index);
+    if (s.forgedAr.length > 0) log.removedAuthenticationResults = s.forgedAr.length;
+    e.step = 'reading the message';
+    if (s.failure) throw s.failure;
+    if (s.role === 'hold') return endHeld(e);
+    if (s.role === 'refused') return endRefused(e);
+    if (s.role === 'sign' && s.signer) return await endSigned(e, s.signer);
+    if (s.role === 'verify') return await endVerified(e);
+    logger.info(log, 'passed through');
+    return 'accept';
+  } catch (error) {
+    return endFailed(e, error);
+  }
+}
+
 /**
  * The DKIM filter: one handler per MTA connection. Decides at end of headers whether a
  * message is signed (internal or authenticated client, From domain with keys) or verified,
@@ -264,278 +627,34 @@ function decide(action: Action, modifier: Modifier | undefined, reason: string, 
 export function createFilter(current: () => Runtime): HandlerFactory {
   return (): MilterHandler => {
     let state: MessageState | undefined;
-    const fresh = (): MessageState => ({
-      runtime: current(),
-      headers: [],
-      headerCount: 0,
-      headerBytes: 0,
-      fromCount: 0,
-      signatureFields: 0,
-      forgedAr: [],
-      arSeen: 0,
-      role: 'none',
-      why: '',
-    });
-
+    const fresh = (): MessageState => freshState(current());
     return {
-      connect(client) {
-        // OpenDKIM's PeerList: the whole connection is let through, untouched.
-        const { peerList } = current();
-        if (peerList && (client.family === 'inet' || client.family === 'inet6' ? peerList.matches(client.ip, client.hostname) : peerList.matches(undefined, client.hostname))) {
-          return 'accept';
-        }
-        return undefined;
-      },
-
+      connect: (client) => (isPeer(client, current().peerList) ? 'accept' : undefined),
       mail() {
         state = fresh();
       },
-
       header(name, value, ctx) {
         state ??= fresh();
-        const s = state;
-        const { config } = s.runtime;
-        s.headerCount++;
-        s.headerBytes += rawFieldSize(name, value);
-        if (!s.overLimit) {
-          if (s.headerCount > config.maximumHeaders) s.overLimit = `the header section has more than ${config.maximumHeaders} fields`;
-          else if (s.headerBytes > config.maximumHeaderBytes) s.overLimit = `the header section is over ${config.maximumHeaderBytes} bytes`;
-          // Nothing is signed or verified past a limit: let the fields kept so far go.
-          if (s.overLimit) s.headers = [];
-        }
-        const lower = name.toLowerCase();
-        const isFrom = lower === 'from';
-        if (!s.overLimit || (isFrom && !s.firstFrom)) {
-          const field = rawField(name, value);
-          if (!s.overLimit) s.headers.push(field);
-          if (isFrom) s.firstFrom ??= field;
-        }
-        if (isFrom) s.fromCount++;
-        else if (lower === 'dkim-signature' || lower === 'domainkey-signature') s.signatureFields++;
-        else if (lower === 'authentication-results') {
-          s.arSeen++;
-          const parsed = parseAuthenticationResults(value.toString('latin1'));
-          if (!parsed || sameAuthservId(parsed.authservId, authservIdOf(s.runtime, ctx))) s.forgedAr.push(s.arSeen);
-        }
+        addHeader(state, name, value, ctx);
       },
-
       endOfHeaders(ctx) {
         state ??= fresh();
         const s = state;
-        const { config, plan, internalHosts, externalIgnore, logger } = s.runtime;
         try {
-          if (s.overLimit) {
-            s.security = s.overLimit;
-            s.securityStatus = LIMIT_STATUS;
-          } else if (s.fromCount > 1) {
-            // Several From fields break RFC 5322 and are how signed mail is replayed with another sender.
-            s.security = `the message has ${s.fromCount} From fields (RFC 5322 allows one)`;
-            s.securityStatus = FORMAT_STATUS;
-          }
-          const fromField = s.firstFrom;
-          s.from = fromField ? fromAddress(headerValue(fromField)) : undefined;
-          const client = ctx.client;
-          const internal = isInternal(client, internalHosts, config);
-          const auth = ctx.macros.get('{auth_authen}');
-          const signing = config.mode.sign && (internal || Boolean(auth));
-          const found = s.from ? plan.lookup(s.from) : { keys: [] };
-          const keys = found.keys;
-          const queueId = ctx.macros.get('i') ?? '';
-          /** On-Security for the concern: the reply now if it ends the message, else undefined (decided at end of message). */
-          const securityNow = (what: string): Decision | undefined => {
-            const action = config.onSecurity;
-            const details = { queueId: forLog(queueId), client: forLog(client?.ip), from: forLog(s.from), role: s.role, security: s.security, action };
-            if (action === 'accept' || action === 'quarantine') return undefined;
-            s.ended = decide(action, undefined, `not accepted: ${s.security}`, s.securityStatus);
-            logger.warn(details, `${what}: ${s.security}; ${action} at end of headers`);
-            return s.ended;
-          };
-          if (signing && s.security && (keys.length > 0 || found.hold)) {
-            // Never signed: a key chosen from one From would vouch for whatever the other says.
-            s.role = 'refused';
-            s.why = `not signed: ${s.security}`;
-            return securityNow('not signed');
-          }
-          if (signing && keys.length === 0 && found.hold) {
-            // Mail that should be signed never passes unsigned: the MTA keeps it and retries.
-            s.role = 'hold';
-            s.why = found.hold;
-          } else if (signing && keys.length > 0) {
-            s.role = 'sign';
-            s.why = `${internal ? 'internal client' : `authenticated as ${auth}`}, keys for ${s.from}`;
-            const headers = signedHeaderNames(config);
-            s.signer = new Signer(
-              keys.map((k) => ({
-                domain: k.domain,
-                selector: k.selector,
-                privateKey: k.privateKey,
-                algorithm: k.algorithm,
-                ...(k.identity ? { identity: k.identity } : {}),
-                ...(config.signatureTtl > 0 ? { expiresIn: config.signatureTtl } : {}),
-                canonicalization: config.canonicalization,
-                ...(headers ? { headers } : {}),
-                ...(config.oversignHeaders ? { oversignHeaders: config.oversignHeaders } : {}),
-              })),
-              { maxHeaderBytes: config.maximumHeaderBytes },
-            );
-            for (const h of s.headers) s.signer.header(h);
-            s.signer.endOfHeaders();
-          } else if (config.mode.verify) {
-            s.role = 'verify';
-            s.why = signing ? `no signing key for ${s.from ?? 'a message without a From address'}` : 'external client';
-            if (signing && !s.from) {
-              // Nothing to choose a key by: DKIM must sign From (RFC 6376 §5.4), and such mail names no domain of ours.
-              logger.warn({ queueId: forLog(queueId), client: forLog(client?.ip), fromField: forLog(fromField?.raw.toString('latin1')) }, 'not signed: no From address');
-            }
-            if (!signing && s.from && keys.length > 0 && !externalIgnore?.matches(client?.ip, client?.hostname)) {
-              logger.warn({ client: forLog(client?.ip), from: forLog(s.from) }, `external host sent mail as ${forLog(domainOf(s.from))}`);
-            }
-            if (s.security) {
-              const now = securityNow('not verified');
-              if (now !== undefined) return now;
-            }
-            if (s.overLimit) return undefined;
-            s.verifier = new CombinedVerifier({
-              resolver: s.runtime.resolver,
-              // One cap for DKIM and DomainKeys signatures together, and one on RSA key size.
-              maxSignatures: config.maximumSignaturesToVerify,
-              maxKeyBits: config.maximumKeyBits,
-              dkim: { minKeyBits: config.minimumKeyBits, maxSignatures: config.maximumSignaturesToVerify, maxHeaderFields: config.maximumHeaders, maxHeaderBytes: config.maximumHeaderBytes },
-              domainKeys: { minKeyBits: config.minimumKeyBits, maxHeaderFields: config.maximumHeaders, maxHeaderBytes: config.maximumHeaderBytes },
-            });
-            for (const h of s.headers) s.verifier.header(h);
-            s.verifier.endOfHeaders();
-          } else {
-            s.why = 'nothing to do in this mode';
-          }
+          return chooseRole(s, ctx);
         } catch (error) {
           s.failure = error as Error;
         }
         return undefined;
       },
-
       body(chunk) {
-        const s = state;
-        if (!s || s.failure) return;
-        try {
-          s.signer?.body(chunk);
-          s.verifier?.body(chunk);
-        } catch (error) {
-          s.failure = error as Error;
-        }
+        if (state) addBody(state, chunk);
       },
-
-      async endOfMessage(modifier, ctx) {
+      endOfMessage(modifier, ctx) {
         const s = state ?? fresh();
         state = undefined;
-        const { config, logger, metrics } = s.runtime;
-        const authservId = authservIdOf(s.runtime, ctx);
-        // An MTA that goes on after our answer at end of headers gets the same answer.
-        if (s.ended !== undefined) return s.ended;
-        const queueId = ctx.macros.get('i') ?? '';
-        const log: Record<string, unknown> = { queueId: forLog(queueId), client: forLog(ctx.client?.ip), from: forLog(s.from), role: s.role };
-        if (config.logWhy) log.why = forLog(s.why);
-        if (s.security) log.security = s.security;
-        let step = 'removing forged Authentication-Results';
-        try {
-          for (const index of [...s.forgedAr].reverse()) modifier.deleteHeader('Authentication-Results', index);
-          if (s.forgedAr.length > 0) log.removedAuthenticationResults = s.forgedAr.length;
-          step = 'reading the message';
-          if (s.failure) throw s.failure;
-          if (s.role === 'hold') {
-            metrics?.held.inc();
-            log.action = 'tempfail';
-            log.why = forLog(s.why);
-            logger.warn(log, 'not signed: no usable key; tempfailed');
-            return decide('tempfail', modifier, 'no signing key available, try again later');
-          }
-          if (s.role === 'refused') {
-            // Only On-Security accept or quarantine get here (the others ended the message at end of headers).
-            log.action = config.onSecurity;
-            logger.warn(log, `not signed: ${s.security}; passed unsigned because On-Security is ${config.onSecurity}`);
-            step = 'applying On-Security';
-            return decide(config.onSecurity, modifier, `not signed: ${s.security}`, s.securityStatus);
-          }
-          if (s.role === 'sign' && s.signer) {
-            step = 'making the signatures';
-            const fields = await s.signer.finish();
-            step = 'inserting DKIM-Signature';
-            // Every value is checked before the first is inserted: all signatures or none.
-            const ready = fields.map((f) => ({ name: f.name, value: safeValueForMta(f.name, f.value, ctx) }));
-            for (const f of ready.reverse()) modifier.insertHeader(0, f.name, f.value);
-            log.signatures = fields.map((f) => /\bs=([^;\s]+)/.exec(f.value)?.[1]);
-            metrics?.signed.inc(fields.length);
-            logger.info(log, 'signed');
-            return 'accept';
-          }
-          if (s.role === 'verify') {
-            step = 'verifying';
-            let results: VerificationResult[] = [];
-            if (s.verifier) {
-              const { dkim, domainkeys } = await s.verifier.finish();
-              results = [...dkim, ...domainkeys];
-            }
-            for (const r of results) metrics?.verified.inc({ method: r.method, result: r.result });
-            let verdict = verdictAction(config, results);
-            let entries: (VerificationResult | AuthResultEntry)[] = results;
-            if (s.security) {
-              if (SEVERITY[config.onSecurity] >= SEVERITY[verdict.action]) verdict = { action: config.onSecurity, why: s.security };
-              if (s.overLimit) {
-                // Nothing was verified: "policy" if the message was signed (RFC 8601 §2.7.1), "none" if not.
-                entries = [{ method: 'dkim', result: s.signatureFields > 0 ? 'policy' : 'none', reason: `not verified: ${s.security}`, properties: [] }];
-              } else {
-                entries = results.length > 0 ? withConcern(results, s.security) : [{ method: 'dkim', result: 'none', reason: s.security, properties: [] }];
-              }
-            } else if (results.length === 0 && config.alwaysAddArHeader) {
-              entries = [{ method: 'dkim', result: 'none', properties: [] }];
-            }
-            if (entries.length > 0) {
-              step = 'inserting Authentication-Results';
-              const value = formatAuthenticationResults(authservId, entries, { newline: '\n' });
-              modifier.insertHeader(0, 'Authentication-Results', safeValueForMta('Authentication-Results', value, ctx));
-            }
-            log.results = results.map((r) => ({
-              method: r.method,
-              d: forLog(r.domain),
-              s: forLog(r.selector),
-              result: r.result,
-              code: r.code,
-              ...(r.reason ? { reason: forLog(r.reason) } : {}),
-            }));
-            log.action = verdict.action;
-            if (verdict.action !== 'accept') log.actionWhy = forLog(verdict.why);
-            if (s.security) logger.warn(log, `verified: ${s.security}; On-Security is ${config.onSecurity}`);
-            else logger.info(log, 'verified');
-            step = 'applying the verdict';
-            return decide(verdict.action, modifier, verdict.why, s.security && verdict.why === s.security ? s.securityStatus : DKIM_STATUS);
-          }
-          logger.info(log, 'passed through');
-          return 'accept';
-        } catch (error) {
-          log.failed = step;
-          log.error = forLog((error as Error).message);
-          if (s.role === 'sign' && (step === 'reading the message' || step === 'making the signatures') && DkimError.isInstance(error)) {
-            // The message or the key cannot be signed (OpenDKIM's On-SignatureError); never passed on unsigned unless configured so.
-            log.action = config.onSignatureError;
-            logger.error(log, `not signed: ${forLog(error.message)}; On-SignatureError is ${config.onSignatureError}`);
-            try {
-              return decide(config.onSignatureError, modifier, `cannot sign: ${error.message}`, SIGN_STATUS);
-            } catch {
-              return decide('tempfail', undefined, 'cannot sign, try again later');
-            }
-          }
-          metrics?.errors.inc();
-          log.action = config.onInternalError;
-          logger.error(log, `internal error while ${step}; On-InternalError is ${config.onInternalError}`);
-          try {
-            return decide(config.onInternalError, modifier, 'internal error, try again later');
-          } catch {
-            // quarantine refused by the modifier (not negotiated): keep the message
-            return decide('tempfail', undefined, 'internal error, try again later');
-          }
-        }
+        return endMessage(s, modifier, ctx);
       },
-
       abort() {
         state = undefined;
       },
