@@ -20,6 +20,10 @@ const PACKAGES = ['packages/dkim-core', 'packages/domainkeys-verify', 'packages/
 /** Each entry point a user may load, and a function it must export. */
 const ENTRY_POINTS: Record<string, string> = {
   '@inkan/dkim-core': 'signMessage',
+  '@inkan/dkim-core/canonicalization': 'createBodyCanonicalizer',
+  '@inkan/dkim-core/records': 'parseTagList',
+  '@inkan/dkim-core/message': 'feedMessage',
+  '@inkan/dkim-core/verification': 'fetchKeyRecord',
   '@inkan/domainkeys-verify': 'verifyDkimAndDomainKeys',
   '@inkan/milter-protocol': 'parseSocketSpec',
   '@inkan/keytool': 'genkey',

@@ -1,12 +1,18 @@
-export { main, startDaemon, type Daemon, EX_CONFIG, EX_USAGE } from './daemon.js';
-export { createFilter, MILTERD_NEGOTIATION, verdictAction, type Runtime } from './filter.js';
-export { type Config, type Action, type Dataset, type StoreDataset, defaults, parseConfigText, setOption, parseDataset, isStoreDataset } from './config/options.js';
+/**
+ * @inkan/milterd: the DKIM milter daemon. The `inkan-milterd` command is the usual way in;
+ * this entry lets a program run it too:
+ *
+ * - main(argv): the command itself (returns the exit code);
+ * - loadConfig / describeConfig: read opendkim.conf syntax plus overrides, and print the
+ *   effective configuration (`--check-config`); ConfigError / ConfigErrors for what is wrong;
+ * - startDaemon: serve with a loaded configuration (no signal handling), reload and stop it;
+ * - buildRuntime + createFilter + MILTERD_NEGOTIATION: the filter alone, to put in your own
+ *   @inkan/milter-protocol server;
+ * - createLogger: the logger milterd writes with (pino, JSON or syslog).
+ */
+export { type Daemon, EX_CONFIG, EX_USAGE, main, startDaemon } from './daemon.js';
+export { MILTERD_NEGOTIATION, type Runtime, createFilter } from './filter.js';
+export { type Config, ConfigErrors } from './config/options.js';
 export { ConfigError } from './config/errors.js';
-export { ConfigErrors } from './config/options.js';
-export { loadSigningPlan, SigningPlan, type SigningKey, type PlanLookup, checkKeyFileSafety, keyFromPem, planFromTables } from './config/tables.js';
-export { SharedTables, StoreRegistry, storeLocationFor } from './config/stores/store-plan.js';
-export { HostList, normalizeAddress } from './hosts.js';
-export { fromAddress } from './address.js';
-export { buildRuntime, loadConfig, describeConfig } from './runtime.js';
-export { parseCommandLine } from './cli.js';
-export { dropPrivileges, resolveRunAs, nobody, type RunAs } from './privileges.js';
+export { type Overrides, buildRuntime, describeConfig, loadConfig } from './runtime.js';
+export { type LogOptions, createLogger } from './log.js';

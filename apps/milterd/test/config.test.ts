@@ -13,7 +13,7 @@ import {
   parseCommandLine,
   parseConfigText,
   verdictAction,
-} from '../src/index.js';
+} from '../src/internal.js';
 
 describe('opendkim.conf syntax', () => {
   it('reads options, comments and lists; names are case-insensitive', () => {

@@ -12,7 +12,7 @@ import { chmodSync, chownSync, mkdirSync, unlinkSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
-import { EX_CONFIG, nobody } from '../src/index.js';
+import { EX_CONFIG, nobody } from '../src/internal.js';
 import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction, withSignatures, writeDaemonKey } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;

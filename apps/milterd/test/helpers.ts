@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { type EndOfMessageResult, MilterClient, type Modification, ProtocolFlags, splitMessage } from '@inkan/milter-protocol';
 import { MILTERD_BIN, type MilterdProcess, type PostfixInstance, runProgram, startMilterdOnPort } from '@inkan/testbed';
-import { nobody } from '../src/index.js';
+import { nobody } from '../src/internal.js';
 
 /** inkan-milterd as a real process: the testbed's, shared with the bench and the soak. */
 export { startMilterd, type MilterdProcess } from '@inkan/testbed';

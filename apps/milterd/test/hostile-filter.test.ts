@@ -27,7 +27,7 @@ import {
 import { dkimKeyRecord, type DnsServer, freePort, makeKeys, rssKiB, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
 import { pino } from 'pino';
 import { createFilter, forLog } from '../src/filter.js';
-import { HostList, parseConfigText, SigningPlan } from '../src/index.js';
+import { HostList, parseConfigText, SigningPlan } from '../src/internal.js';
 import { insertedSignatures, type MilterdProcess, startMilterd } from './helpers.js';
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HostList, normalizeAddress } from '../src/index.js';
+import { HostList, normalizeAddress } from '../src/internal.js';
 import { HostListError } from '../src/hosts.js';
 
 /** Which of these clients (address, host name) the list takes in, keyed "address host". */

@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeLocationFor } from '../src/config/stores/store-plan.js';
 import { keyFromPem, planFromTables, SigningPlan } from '../src/config/tables.js';
-import { ConfigError, defaults, describeConfig, parseConfigText, parseDataset } from '../src/index.js';
+import { ConfigError, defaults, describeConfig, parseConfigText, parseDataset } from '../src/internal.js';
 import { keytool, send } from './fleet.js';
 import { startMilterd } from './helpers.js';
 

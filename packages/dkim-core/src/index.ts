@@ -1,67 +1,32 @@
+/**
+ * @inkan/dkim-core: DKIM signing and verification (RFC 6376, RFC 8463, RFC 8301) and
+ * Authentication-Results (RFC 8601). This entry is what an application needs; the building
+ * blocks that inkan's other packages share are sub-paths (see the README):
+ *
+ * - @inkan/dkim-core/canonicalization: simple/relaxed canonicalizers, body and header hashing;
+ * - @inkan/dkim-core/records: tag lists, DKIM-Signature and key-record parsing and formatting;
+ * - @inkan/dkim-core/message: streaming message plumbing below MessageParser;
+ * - @inkan/dkim-core/verification: the key-lookup and result skeleton a second verifier reuses.
+ */
 export { DkimError, type DkimErrorCode } from './errors.js';
 export {
   type HeaderField,
   type LineEndings,
   type MessageInput,
-  type MessageSink,
   type MessageParserOptions,
+  type MessageSink,
   type SplitMessage,
   MessageParser,
-  HeaderCollector,
-  LineEndingNormalizer,
-  DEFAULT_MAX_HEADER_BYTES,
-  feedMessage,
   headerValue,
-  makeHeaderField,
   normalizeLineEndings,
   parseHeaderFields,
   splitMessage,
 } from './message.js';
-export { type TagListResult, parseTagList, trimFws, stripFws, clip } from './tag-list.js';
 export { type Mailbox, type MailboxListResult, parseMailboxList } from './mailbox.js';
-export {
-  type BodyCanonicalizer,
-  type ByteSink,
-  type Canonicalization,
-  RelaxedBodyCanonicalizer,
-  SimpleBodyCanonicalizer,
-  createBodyCanonicalizer,
-  emitCrlfs,
-} from './canonicalization/body.js';
-export { canonicalizeHeader, relaxedHeader } from './canonicalization/header.js';
-export { BodyHasher, BodyHashSet, type BodyHashResult, type HashAlgorithm } from './body-hash.js';
-export {
-  type DkimSignature,
-  type SignatureAlgorithm,
-  type SigningAlgorithm,
-  type SignatureParseResult,
-  type KeyType,
-  type FormatTag,
-  parseDkimSignature,
-  removeSignatureValue,
-  formatFoldedTags,
-  appendFolded,
-  isSameOrSubdomain,
-  encodeDkimQuotedPrintable,
-  decodeDkimQuotedPrintable,
-} from './signature.js';
-export {
-  type DkimKeyRecord,
-  type ImportedKey,
-  type KeyLimits,
-  type KeyRecordParseResult,
-  type KeyRefusal,
-  type PublicKeyAcceptance,
-  type PublicKeyPolicy,
-  type PublicKeyRefusalCode,
-  DEFAULT_MAX_KEY_BITS,
-  DEFAULT_MIN_KEY_BITS,
-  MAX_RSA_PUBLIC_EXPONENT,
-  acceptPublicKey,
-  parseKeyRecord,
-  importPublicKey,
-} from './key-record.js';
-export { yieldToEventLoop } from './crypto.js';
+export type { Canonicalization } from './canonicalization/body.js';
+export type { HashAlgorithm } from './body-hash.js';
+export type { KeyType, SignatureAlgorithm, SigningAlgorithm } from './signature.js';
+export { type KeyLimits, type PublicKeyPolicy, DEFAULT_MAX_KEY_BITS, DEFAULT_MIN_KEY_BITS } from './key-record.js';
 export {
   type PrivateKeyInfo,
   MIN_SIGNING_KEY_BITS,
@@ -81,32 +46,8 @@ export {
   CachingKeyResolver,
   type CachingKeyResolverOptions,
   parseKeysFile,
-  fetchKeyRecord,
-  type KeyFetchResult,
-  normalizeServer,
 } from './resolver.js';
-export { selectSignedFields, headerHashInput } from './header-hash.js';
-export {
-  type AuthResult,
-  type ParseProblem,
-  type Verdict,
-  type VerificationCode,
-  type VerificationResult,
-  VERIFICATION_CODES,
-  uncheckedOutcome,
-} from './result.js';
-export {
-  type KeyAcceptance,
-  type SignatureTags,
-  type WholeMessageOptions,
-  KeyLookups,
-  acceptKey,
-  concluded,
-  notVerified,
-  pendingResult,
-  verdict,
-  verifyWhole,
-} from './verification.js';
+export { type AuthResult, type VerificationCode, type VerificationResult, VERIFICATION_CODES } from './result.js';
 export {
   type AuthResultEntry,
   type AuthResultProperty,

@@ -2,14 +2,13 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { type Canonicalization, parseHeaderFields } from '../src/index.js';
 import {
   BodyHasher,
-  type Canonicalization,
   createBodyCanonicalizer,
   relaxedHeader,
   canonicalizeHeader,
-  parseHeaderFields,
-} from '../src/index.js';
+} from '../src/api/canonicalization.js';
 import { canonicalizationReference as reference } from '@inkan/testbed';
 
 const b = (s: string) => Buffer.from(s, 'latin1');

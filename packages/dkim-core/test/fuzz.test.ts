@@ -2,7 +2,8 @@
 import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MemoryKeyResolver, parseAuthenticationResults, parseDkimSignature, parseKeyRecord, parseKeysFile, verifyMessage } from '../src/index.js';
+import { MemoryKeyResolver, parseAuthenticationResults, parseKeysFile, verifyMessage } from '../src/index.js';
+import { parseDkimSignature, parseKeyRecord } from '../src/api/records.js';
 
 const RESULTS = ['pass', 'fail', 'neutral', 'policy', 'temperror', 'permerror', 'none'];
 const BODY = 'From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n';

@@ -9,16 +9,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { countLoopTurns, dkimKeyRecord, makeKeys, type TestKeys } from '@inkan/testbed';
 import { checkImportedKey, checkKeyRecordSize } from '../src/key-record.js';
 import {
-  acceptPublicKey,
   formatAuthenticationResults,
-  importPublicKey,
   MemoryKeyResolver,
   parseAuthenticationResults,
-  parseDkimSignature,
   signMessage,
   type VerificationResult,
   verifyMessage,
 } from '../src/index.js';
+import { acceptPublicKey, importPublicKey, parseDkimSignature } from '../src/api/records.js';
 import { rsaPublicKeyB64, withManySignatures } from '../bench/hostile.js';
 
 const MESSAGE = Buffer.from('From: Joe <joe@example.org>\r\nTo: Suzie <suzie@example.net>\r\nSubject: hostile\r\n\r\nHello.\r\n', 'latin1');

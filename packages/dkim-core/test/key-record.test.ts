@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { acceptPublicKey, importPublicKey, parseKeyRecord } from '../src/index.js';
+import { acceptPublicKey, importPublicKey, parseKeyRecord } from '../src/api/records.js';
 
 describe('key records (RFC 6376 §3.6.1)', () => {
   it('reads the tags with their defaults', () => {

@@ -1,7 +1,8 @@
 import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type HeaderField, LineEndingNormalizer, MessageParser, normalizeLineEndings, parseHeaderFields, splitMessage } from '../src/index.js';
+import { type HeaderField, MessageParser, normalizeLineEndings, parseHeaderFields, splitMessage } from '../src/index.js';
+import { LineEndingNormalizer } from '../src/api/message.js';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 

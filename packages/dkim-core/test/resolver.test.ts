@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, type DnsServer, freePort, makeKeys, startDnsmasq, type TestKeys } from '@inkan/testbed';
-import { CachingKeyResolver, DnsKeyResolver, FileKeyResolver, KeyLookupError, normalizeServer, parseKeysFile, signMessage, verifyMessage } from '../src/index.js';
+import { CachingKeyResolver, DnsKeyResolver, FileKeyResolver, KeyLookupError, parseKeysFile, signMessage, verifyMessage } from '../src/index.js';
+import { normalizeServer } from '../src/resolver.js';
 import { generateKeyPairSync } from 'node:crypto';
 
 describe('DnsKeyResolver against a real DNS server (dnsmasq on loopback)', () => {

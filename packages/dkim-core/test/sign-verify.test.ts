@@ -5,17 +5,17 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, type TestKeys } from '@inkan/testbed';
 import {
-  BodyHashSet,
   DkimError,
   KeyLookupError,
   MemoryKeyResolver,
   Signer,
-  makeHeaderField,
   Verifier,
   signMessage,
   splitMessage,
   verifyMessage,
 } from '../src/index.js';
+import { BodyHashSet } from '../src/api/canonicalization.js';
+import { makeHeaderField } from '../src/api/message.js';
 import { keysAndResolver } from './key-fixture.js';
 
 const MESSAGE = Buffer.from(

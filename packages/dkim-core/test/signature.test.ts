@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
-import { appendFolded, formatFoldedTags, parseDkimSignature, parseTagList, removeSignatureValue } from '../src/index.js';
+import { appendFolded, formatFoldedTags, parseDkimSignature, parseTagList, removeSignatureValue } from '../src/api/records.js';
 
 const BASE = 'v=1; a=rsa-sha256; d=example.org; s=sel; h=from:to; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA';
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { BodyHasher, MemoryKeyResolver, normalizeLineEndings, verifyMessage } from '../src/index.js';
+import { MemoryKeyResolver, normalizeLineEndings, verifyMessage } from '../src/index.js';
+import { BodyHasher } from '../src/api/canonicalization.js';
 
 const fixture = (name: string) => normalizeLineEndings(readFileSync(new URL(`./fixtures/${name}`, import.meta.url)));
 

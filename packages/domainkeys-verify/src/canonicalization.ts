@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { type BodyCanonicalizer, type ByteSink, emitCrlfs, type HeaderField } from '@inkan/dkim-core';
+import type { HeaderField } from '@inkan/dkim-core';
+import { type BodyCanonicalizer, type ByteSink, emitCrlfs } from '@inkan/dkim-core/canonicalization';
 
 /** The two DomainKeys canonicalizations (RFC 4870 §3.4.2). */
 export type DomainKeysCanonicalization = 'simple' | 'nofws';

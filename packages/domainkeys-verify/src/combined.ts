@@ -6,12 +6,11 @@ import {
   type LineEndings,
   type MessageInput,
   type MessageSink,
-  notVerified,
   type VerificationResult,
   Verifier,
   type VerifierOptions,
-  verifyWhole,
 } from '@inkan/dkim-core';
+import { notVerified, verifyWhole } from '@inkan/dkim-core/verification';
 import { DomainKeysVerifier, type DomainKeysVerifierOptions } from './verifier.js';
 
 export interface CombinedVerifierOptions {

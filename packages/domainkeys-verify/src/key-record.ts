@@ -1,4 +1,5 @@
-import { clip, type DkimKeyRecord, parseKeyRecord, trimFws, type Verdict, verdict } from '@inkan/dkim-core';
+import { clip, type DkimKeyRecord, parseKeyRecord, trimFws } from '@inkan/dkim-core/records';
+import { type Verdict, verdict } from '@inkan/dkim-core/verification';
 
 /**
  * A DomainKeys key record (RFC 4870 §3.2.3), read with dkim-core's DKIM key record

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { clip, type ParseProblem, parseTagList, stripFws, trimFws } from '@inkan/dkim-core';
+import { clip, parseTagList, stripFws, trimFws } from '@inkan/dkim-core/records';
+import type { ParseProblem } from '@inkan/dkim-core/verification';
 import type { DomainKeysCanonicalization } from './canonicalization.js';
 
 /** A parsed DomainKey-Signature header field (RFC 4870 §3.3). */

@@ -1,28 +1,30 @@
 import type { Buffer } from 'node:buffer';
 import { createVerify, type Verify } from 'node:crypto';
 import {
-  acceptKey,
-  type BodyCanonicalizer,
-  concluded,
   DkimError,
-  HeaderCollector,
   type HeaderField,
   headerValue,
-  isSameOrSubdomain,
-  type KeyFetchResult,
-  KeyLookups,
   type KeyResolver,
   type LineEndings,
   type MessageInput,
   type MessageSink,
+  type VerificationResult,
+} from '@inkan/dkim-core';
+import type { BodyCanonicalizer } from '@inkan/dkim-core/canonicalization';
+import { HeaderCollector } from '@inkan/dkim-core/message';
+import { isSameOrSubdomain } from '@inkan/dkim-core/records';
+import {
+  acceptKey,
+  concluded,
+  type KeyFetchResult,
+  KeyLookups,
   notVerified,
   pendingResult,
-  type VerificationResult,
   uncheckedOutcome,
   verdict,
   verifyWhole,
   yieldToEventLoop,
-} from '@inkan/dkim-core';
+} from '@inkan/dkim-core/verification';
 import {
   canonicalizeDomainKeysHeader,
   createDomainKeysBodyCanonicalizer,

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
-import { acceptPublicKey, DnsKeyResolver, KeyLookupError, parseKeyRecord, parseTagList } from '@inkan/dkim-core';
+import { DnsKeyResolver, KeyLookupError } from '@inkan/dkim-core';
+import { acceptPublicKey, parseKeyRecord, parseTagList } from '@inkan/dkim-core/records';
 import { readPrivateKeyFile } from './keys.js';
 
 export interface TestKeyOptions {

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '@inkan/testbed';
-import { parseKeyRecord } from '@inkan/dkim-core';
+import { parseKeyRecord } from '@inkan/dkim-core/records';
 import {
   adspRecord,
   dmarcRecord,

@@ -103,10 +103,9 @@ export {
   type MilterLogLevel,
   type MilterLogger,
   logsAt,
-  MilterSession,
-  type SessionOptions,
   protocolForHandler,
-} from './session.js';
+} from './handler.js';
+export { MilterSession, type SessionOptions } from './session.js';
 export { type BudgetHolder, BufferBudget } from './budget.js';
 export {
   DEFAULT_MAX_BUFFERED_BYTES,
@@ -117,13 +116,5 @@ export {
   createMilterServer,
 } from './server.js';
 export { type MessageHeader, type SplitMessage, splitMessage, toCrlf } from './message.js';
-export {
-  type EndOfMessageResult,
-  MilterClient,
-  type MilterClientOptions,
-  type StepReply,
-  type Transaction,
-  type TransactionResult,
-  type TransactionStep,
-  runTransaction,
-} from './client.js';
+export { type EndOfMessageResult, MilterClient, type MilterClientOptions, type StepReply } from './client.js';
+export { type Transaction, type TransactionResult, type TransactionStep, runTransaction } from './transaction.js';

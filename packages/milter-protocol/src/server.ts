@@ -3,7 +3,8 @@ import { type Server, type Socket, createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BufferBudget } from './budget.js';
 import { MilterError, errorMessage } from './errors.js';
-import { logsAt, type MilterLogger, MilterSession, type SessionOptions } from './session.js';
+import { logsAt, type MilterLogger } from './handler.js';
+import { MilterSession, type SessionOptions } from './session.js';
 import { type SocketSpec, formatSocketSpec, toSocketSpec } from './socket-spec.js';
 import { listenUnix, unlinkOwnSocket } from './unix-socket.js';
 

@@ -4,7 +4,7 @@
  * filter's internal errors) handed to `onError`.
  */
 import { MemoryKeyResolver } from '@inkan/dkim-core';
-import { HostList, type Runtime, SigningPlan, keyFromPem, parseConfigText } from '@inkan/milterd';
+import { HostList, type Runtime, SigningPlan, keyFromPem, parseConfigText } from '@inkan/milterd/internal';
 import { pino } from 'pino';
 import { AUTHSERV_ID, DOMAIN, SELECTOR, fuzzKey } from './fixtures.js';
 

@@ -132,9 +132,11 @@ describe('Fuzzer', () => {
 
 describe('pnpm fuzz', () => {
   const main = join(FUZZ_ROOT, 'dist', 'main.js');
+  /** As the fuzz script of package.json: the targets import @inkan/milterd/internal. */
+  const internal = '--conditions=inkan-internal';
 
   it.skipIf(!existsSync(main))('runs one target for a second and prints the table', () => {
-    const run = spawnSync(process.execPath, [main, '--time', '1', '--target', 'milterd-config', '--fresh', '--seed', '1'], { encoding: 'utf8', timeout: 60_000 });
+    const run = spawnSync(process.execPath, [internal, main, '--time', '1', '--target', 'milterd-config', '--fresh', '--seed', '1'], { encoding: 'utf8', timeout: 60_000 });
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^target\s+execs\s+seconds\s+exec\/s\s+blocks/m);
     expect(run.stdout).toMatch(/^milterd-config\s+[\d,]+\s+[\d,]+\s+[\d,]+/m);
@@ -142,7 +144,7 @@ describe('pnpm fuzz', () => {
   });
 
   it.skipIf(!existsSync(main))('stops a target after --executions N, even with a longer --time', () => {
-    const run = spawnSync(process.execPath, [main, '--executions', '300', '--time', '600', '--target', 'milterd-config', '--fresh', '--seed', '1'], {
+    const run = spawnSync(process.execPath, [internal, main, '--executions', '300', '--time', '600', '--target', 'milterd-config', '--fresh', '--seed', '1'], {
       encoding: 'utf8',
       timeout: 60_000,
     });
@@ -153,14 +155,14 @@ describe('pnpm fuzz', () => {
 
   it.skipIf(!existsSync(main))('refuses --executions that is not a whole number above zero', () => {
     for (const bad of ['0', '1.5', 'many']) {
-      const run = spawnSync(process.execPath, [main, '--executions', bad, '--target', 'milterd-config'], { encoding: 'utf8', timeout: 30_000 });
+      const run = spawnSync(process.execPath, [internal, main, '--executions', bad, '--target', 'milterd-config'], { encoding: 'utf8', timeout: 30_000 });
       expect(run.status).toBe(2);
       expect(run.stderr).toMatch(/--executions takes/);
     }
   });
 
   it.skipIf(!existsSync(main))('refuses an unknown target with status 2', () => {
-    const run = spawnSync(process.execPath, [main, '--target', 'no-such-target'], { encoding: 'utf8', timeout: 30_000 });
+    const run = spawnSync(process.execPath, [internal, main, '--target', 'no-such-target'], { encoding: 'utf8', timeout: 30_000 });
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(/no target "no-such-target"/);
   });

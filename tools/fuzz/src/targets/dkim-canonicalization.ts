@@ -7,7 +7,8 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { BodyHasher, type Canonicalization, canonicalizeHeader, createBodyCanonicalizer, normalizeLineEndings, parseHeaderFields } from '@inkan/dkim-core';
+import { type Canonicalization, normalizeLineEndings, parseHeaderFields } from '@inkan/dkim-core';
+import { BodyHasher, canonicalizeHeader, createBodyCanonicalizer } from '@inkan/dkim-core/canonicalization';
 import { canonicalizationReference as reference } from '@inkan/testbed';
 import { type FuzzTarget, check, chunks, show, splitPoints } from '../target.js';
 

@@ -5,7 +5,7 @@
  * second parse unchanged, and removeSignatureValue must empty b= and touch nothing else.
  */
 import { Buffer } from 'node:buffer';
-import { type FormatTag, formatFoldedTags, isSameOrSubdomain, parseDkimSignature, parseTagList, removeSignatureValue, stripFws } from '@inkan/dkim-core';
+import { type FormatTag, formatFoldedTags, isSameOrSubdomain, parseDkimSignature, parseTagList, removeSignatureValue, stripFws } from '@inkan/dkim-core/records';
 import { type FuzzTarget, check, encodesOctets, sameData, show } from '../target.js';
 
 const FIELD = 'DKIM-Signature';
@@ -13,7 +13,7 @@ const HASH_OF: Record<string, string> = { 'rsa-sha256': 'sha256', 'rsa-sha1': 's
 const NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 
 /** The parts of a signature a verifier acts on. */
-function essentials(sig: import('@inkan/dkim-core').DkimSignature): unknown {
+function essentials(sig: import('@inkan/dkim-core/records').DkimSignature): unknown {
   const { tags: _tags, ...rest } = sig;
   return rest;
 }

@@ -8,17 +8,16 @@
 import { Buffer } from 'node:buffer';
 import {
   DkimError,
-  HeaderCollector,
   type HeaderField,
-  LineEndingNormalizer,
   MessageParser,
   headerValue,
   normalizeLineEndings,
   parseMailboxList,
   splitMessage,
 } from '@inkan/dkim-core';
+import { HeaderCollector, LineEndingNormalizer } from '@inkan/dkim-core/message';
 import { determineSender, firstMailbox } from '@inkan/domainkeys-verify';
-import { fromAddress } from '@inkan/milterd';
+import { fromAddress } from '@inkan/milterd/internal';
 import { type FuzzTarget, check, chunks, show, splitPoints } from '../target.js';
 
 const CRLF = Buffer.from('\r\n', 'latin1');

@@ -19,17 +19,14 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, typ
 import {
   DEFAULT_MAX_KEY_BITS,
   DEFAULT_MIN_KEY_BITS,
-  MAX_RSA_PUBLIC_EXPONENT,
   MemoryKeyResolver,
   type VerificationResult,
   type VerifierOptions,
-  headerHashInput,
-  importPublicKey,
-  parseKeyRecord,
-  selectSignedFields,
   splitMessage,
   verifyMessage,
 } from '@inkan/dkim-core';
+import { headerHashInput, selectSignedFields } from '@inkan/dkim-core/canonicalization';
+import { MAX_RSA_PUBLIC_EXPONENT, importPublicKey, parseKeyRecord } from '@inkan/dkim-core/records';
 import {
   type DomainKeysVerifierOptions,
   canonicalizeDomainKeysHeader,

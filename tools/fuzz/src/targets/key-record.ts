@@ -4,7 +4,8 @@
  * p= into a key or a reason, never an exception; the DomainKeys checks run on anything
  * parsed; parseKeysFile (the local keys file) reads the text or names the line it cannot.
  */
-import { importPublicKey, parseKeyRecord, parseKeysFile } from '@inkan/dkim-core';
+import { parseKeysFile } from '@inkan/dkim-core';
+import { importPublicKey, parseKeyRecord } from '@inkan/dkim-core/records';
 import { checkDomainKeysKey, granularityMatches, parseDomainKeysKeyRecord } from '@inkan/domainkeys-verify';
 import { type FuzzTarget, check, show } from '../target.js';
 

@@ -4,7 +4,7 @@
  * configuration it accepts has values of the right kinds and ranges, and describeConfig
  * can print it.
  */
-import { ConfigError, ConfigErrors, type Config, describeConfig, parseConfigText } from '@inkan/milterd';
+import { ConfigError, ConfigErrors, type Config, describeConfig, parseConfigText } from '@inkan/milterd/internal';
 import { type FuzzTarget, check, show } from '../target.js';
 
 const ACTIONS = ['accept', 'reject', 'tempfail', 'discard', 'quarantine'];
