@@ -26,7 +26,9 @@ for (const a of args) {
     continue;
   }
   if (a === '--help' || a === '-h') {
-    process.stdout.write(`${usage}\n  --dry-run  release HEAD in a temporary clone: nothing is published, the work tree is not touched\n  --keep     keep the temporary folder of a dry run\n  --assume-published=NAME@VERSION  dry run as if npm had NAME at VERSION (try a later release)\n`);
+    process.stdout.write(
+      `${usage}\n  --dry-run  release HEAD in a temporary clone: nothing is published, the work tree is not touched\n  --keep     keep the temporary folder of a dry run\n  --assume-published=NAME@VERSION  dry run as if npm had NAME at VERSION (try a later release)\n`,
+    );
     process.exit(0);
   }
   if (a !== '--dry-run' && a !== '--keep') {
@@ -103,7 +105,9 @@ function publishedVersion(name) {
 function readChangesets(cwd) {
   const dir = join(cwd, '.changeset');
   const sets = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.md') && f !== 'README.md').sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith('.md') && f !== 'README.md')
+    .sort()) {
     const text = readFileSync(join(dir, file), 'utf8');
     const m = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?([\s\S]*)$/.exec(text);
     if (!m) throw new ReleaseError(`.changeset/${file}: no front matter`);
@@ -151,7 +155,10 @@ function version(cwd, packages) {
     say(`  .changeset/${set.name}: kept for ${kept.map(([n]) => n).join(', ')}`);
     remaining++;
   }
-  if (removed.length > 0) say(`  removed ${removed.length} pending changeset${removed.length === 1 ? '' : 's'} naming only packages not yet on npm (a first release has no history): ${removed.join(', ')}`);
+  if (removed.length > 0)
+    say(
+      `  removed ${removed.length} pending changeset${removed.length === 1 ? '' : 's'} naming only packages not yet on npm (a first release has no history): ${removed.join(', ')}`,
+    );
   if (remaining > 0) {
     say(`  changeset version (${remaining} pending changeset${remaining === 1 ? '' : 's'} for packages on npm)`);
     pnpm(['exec', 'changeset', 'version'], { cwd });
@@ -160,7 +167,10 @@ function version(cwd, packages) {
   for (const p of first) {
     setVersion(p.path, p.version);
     const description = JSON.parse(readFileSync(join(p.path, 'package.json'), 'utf8')).description;
-    writeFileSync(join(p.path, 'CHANGELOG.md'), `# ${p.name}\n\n## ${p.version}\n\nFirst release${description ? `: ${description.replace(/\.?$/, '.')}` : '.'}\n`);
+    writeFileSync(
+      join(p.path, 'CHANGELOG.md'),
+      `# ${p.name}\n\n## ${p.version}\n\nFirst release${description ? `: ${description.replace(/\.?$/, '.')}` : '.'}\n`,
+    );
   }
   return publicPackages(cwd).map((p) => ({ ...p, published: packages.find((q) => q.name === p.name)?.published }));
 }
@@ -218,10 +228,14 @@ function pack(packages, out) {
     const deps = { ...manifest.dependencies, ...manifest.optionalDependencies, ...manifest.peerDependencies };
     const leaked = Object.entries(deps).filter(([, range]) => String(range).startsWith('workspace:'));
     if (leaked.length > 0) throw new ReleaseError(`${made[0]} still has workspace: ranges: ${leaked.map(([n]) => n).join(', ')}`);
-    if (manifest.name !== p.name || manifest.version !== p.version) throw new ReleaseError(`${made[0]} is ${manifest.name}@${manifest.version}, expected ${p.name}@${p.version}`);
+    if (manifest.name !== p.name || manifest.version !== p.version)
+      throw new ReleaseError(`${made[0]} is ${manifest.name}@${manifest.version}, expected ${p.name}@${p.version}`);
     const listed = new Set(run('tar', ['-tzf', file], { capture: true }).stdout.split('\n'));
     const absent = SHIPPED_WITH_EVERY_PACKAGE.filter((name) => !listed.has(`package/${name}`));
-    if (absent.length > 0) throw new ReleaseError(`${made[0]} lacks ${absent.join(', ')} (add ${absent.length === 1 ? 'it' : 'them'} to "files" in ${join(p.path, 'package.json')})`);
+    if (absent.length > 0)
+      throw new ReleaseError(
+        `${made[0]} lacks ${absent.join(', ')} (add ${absent.length === 1 ? 'it' : 'them'} to "files" in ${join(p.path, 'package.json')})`,
+      );
     tarballs.push({ ...p, file });
   }
   return tarballs;
@@ -260,7 +274,10 @@ function main() {
 
     step('Versions');
     const versioned = version(cwd, packages);
-    for (const p of versioned) say(`  ${p.name}@${p.version}${p.published === undefined ? ' (first release)' : p.published === p.version ? ' (unchanged, already on npm: not published again)' : ` (npm has ${p.published})`}`);
+    for (const p of versioned)
+      say(
+        `  ${p.name}@${p.version}${p.published === undefined ? ' (first release)' : p.published === p.version ? ' (unchanged, already on npm: not published again)' : ` (npm has ${p.published})`}`,
+      );
 
     step('Build');
     pnpm(['run', 'build'], { cwd, timeout: 15 * MINUTE });
@@ -290,7 +307,9 @@ function main() {
     step('Publish');
     pnpm(['publish', '-r', '--access', 'public'], { cwd, timeout: 15 * MINUTE });
     for (const p of fresh) git(['tag', `${p.name}@${p.version}`]);
-    say(`\nPublished and tagged ${fresh.map((p) => `${p.name}@${p.version}`).join(', ')}.\nPush the commit and the tags: git push && git push --tags`);
+    say(
+      `\nPublished and tagged ${fresh.map((p) => `${p.name}@${p.version}`).join(', ')}.\nPush the commit and the tags: git push && git push --tags`,
+    );
   } finally {
     if (dryRun && keep) say(`(kept ${temp})`);
     else rmSync(temp, { recursive: true, force: true });

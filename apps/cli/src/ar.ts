@@ -26,13 +26,28 @@ export async function arCommand(file: string | undefined, o: { json?: boolean },
     }
     if (p.parsed.results.length === 0) rows.push([p.parsed.authservId, '-', 'none', '', '']);
     for (const r of p.parsed.results) {
-      rows.push([p.parsed.authservId, r.method, r.result, r.reason ?? (r.comments ?? []).join('; '), r.properties.map((x) => `${x.ptype}.${x.property}=${x.value}`).join(' ')]);
+      rows.push([
+        p.parsed.authservId,
+        r.method,
+        r.result,
+        r.reason ?? (r.comments ?? []).join('; '),
+        r.properties.map((x) => `${x.ptype}.${x.property}=${x.value}`).join(' '),
+      ]);
     }
   }
   const head = ['authserv-id', 'method', 'result', 'reason', 'properties'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
   const color = io.stdoutTty;
-  io.stdout(`${paint(color, 'bold', head.map((h, i) => h.padEnd(widths[i] as number)).join('  ').trimEnd())}\n`);
+  io.stdout(
+    `${paint(
+      color,
+      'bold',
+      head
+        .map((h, i) => h.padEnd(widths[i] as number))
+        .join('  ')
+        .trimEnd(),
+    )}\n`,
+  );
   for (const r of rows) {
     const cells = r.map((c, i) => c.padEnd(widths[i] as number));
     cells[2] = paint(color, r[2] === 'pass' ? 'green' : r[2] === 'fail' ? 'red' : 'yellow', cells[2] as string);

@@ -34,7 +34,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     },
   };
   // The order here is the order of --help.
-  for (const add of [addVerifyCommand, addSignCommand, addKeytoolCommands, addMilterTestCommand, addSelftestCommand, addArCommand]) add(ctx);
+  for (const add of [addVerifyCommand, addSignCommand, addKeytoolCommands, addMilterTestCommand, addSelftestCommand, addArCommand])
+    add(ctx);
 
   try {
     await program.parseAsync(argv);

@@ -25,7 +25,9 @@ function describeResponse(r: MilterResponse | undefined): string {
     case 'insertHeader':
       return `insert header at ${r.index}: ${r.name}:${r.value.toString('latin1').replace(/\r?\n/g, '\n    ')}`;
     case 'changeHeader':
-      return r.value.length === 0 ? `delete header ${r.name} #${r.index}` : `change header ${r.name} #${r.index}: ${r.value.toString('latin1')}`;
+      return r.value.length === 0
+        ? `delete header ${r.name} #${r.index}`
+        : `change header ${r.name} #${r.index}: ${r.value.toString('latin1')}`;
     case 'quarantine':
       return `quarantine: ${r.reason}`;
     case 'changeFrom':
@@ -51,7 +53,12 @@ export async function milterTestCommand(file: string, o: MilterTestOptions, io: 
     result = await runTransaction(
       o.socket,
       {
-        client: { hostname: o.clientName ?? `[${o.clientIp}]`, family: o.clientIp.includes(':') ? 'inet6' : 'inet', address: o.clientIp, port: 0 },
+        client: {
+          hostname: o.clientName ?? `[${o.clientIp}]`,
+          family: o.clientIp.includes(':') ? 'inet6' : 'inet',
+          address: o.clientIp,
+          port: 0,
+        },
         helo: o.helo,
         sender: o.from,
         recipients: o.rcpt,
@@ -67,8 +74,16 @@ export async function milterTestCommand(file: string, o: MilterTestOptions, io: 
   if (o.json) {
     io.stdout(
       `${JSON.stringify({
-        negotiated: { version: result.options.version, actions: describeActions(result.options.actions), protocol: describeProtocol(result.options.protocol) },
-        steps: result.steps.map((s) => ({ stage: s.stage, reply: s.reply?.type ?? null, ...(s.recipient ? { recipient: s.recipient } : {}) })),
+        negotiated: {
+          version: result.options.version,
+          actions: describeActions(result.options.actions),
+          protocol: describeProtocol(result.options.protocol),
+        },
+        steps: result.steps.map((s) => ({
+          stage: s.stage,
+          reply: s.reply?.type ?? null,
+          ...(s.recipient ? { recipient: s.recipient } : {}),
+        })),
         modifications: (eom?.modifications ?? []).map((m) => describeResponse(m)),
         outcome: { stage: result.outcome.stage, reply: describeResponse(result.outcome.reply) },
       })}\n`,
@@ -78,7 +93,8 @@ export async function milterTestCommand(file: string, o: MilterTestOptions, io: 
     io.stdout(`${paint(c, 'bold', 'negotiated')}: milter protocol ${result.options.version}\n`);
     io.stdout(`  actions:  ${describeActions(result.options.actions)}\n  protocol: ${describeProtocol(result.options.protocol)}\n`);
     io.stdout(`${paint(c, 'bold', 'steps')}:\n`);
-    for (const s of result.steps) io.stdout(`  ${s.stage.padEnd(13)} ${s.recipient ? `${s.recipient} ` : ''}${describeResponse(s.reply)}\n`);
+    for (const s of result.steps)
+      io.stdout(`  ${s.stage.padEnd(13)} ${s.recipient ? `${s.recipient} ` : ''}${describeResponse(s.reply)}\n`);
     if (eom) {
       io.stdout(`${paint(c, 'bold', 'end of message')}: ${eom.progress} progress packet(s)\n`);
       for (const m of eom.modifications) io.stdout(`  ${describeResponse(m)}\n`);

@@ -99,13 +99,24 @@ export async function selftestCommand(o: SelftestOptions, io: Io): Promise<numbe
     report(true, `it carries ${signatures} DKIM-Signature field${signatures > 1 ? 's' : ''}`);
     const resolver = await makeResolver({ ...(o.dns ? { dns: o.dns } : {}) });
     const results = await verifyMessage(got.data, { resolver });
-    outcome.results = results.map((r) => ({ domain: r.domain, selector: r.selector, algorithm: r.algorithm, result: r.result, code: r.code, reason: r.reason ?? '' }));
+    outcome.results = results.map((r) => ({
+      domain: r.domain,
+      selector: r.selector,
+      algorithm: r.algorithm,
+      result: r.result,
+      code: r.code,
+      reason: r.reason ?? '',
+    }));
     for (const r of results) {
       report(r.result === 'pass', `${r.algorithm} signature d=${r.domain} s=${r.selector}: ${r.result}${r.reason ? ` (${r.reason})` : ''}`);
       if (r.result !== 'pass') {
-        if (r.code === 'key-not-found') lines.push(`     Publish the key: inkan-keytool record --key KEYFILE --selector ${r.selector} --domain ${r.domain}`);
+        if (r.code === 'key-not-found')
+          lines.push(`     Publish the key: inkan-keytool record --key KEYFILE --selector ${r.selector} --domain ${r.domain}`);
         else if (r.result === 'temperror') lines.push('     DNS did not answer: check the resolver, or pass --dns HOST:PORT.');
-        else lines.push(`     Compare the published key with the private key: inkan-keytool testkey --domain ${r.domain} --selector ${r.selector} --key KEYFILE`);
+        else
+          lines.push(
+            `     Compare the published key with the private key: inkan-keytool testkey --domain ${r.domain} --selector ${r.selector} --key KEYFILE`,
+          );
       }
     }
     status = results.length > 0 && results.every((r) => r.result === 'pass') ? 0 : 1;
@@ -143,7 +154,15 @@ Examples:
     .action(async (o) => {
       setExitCode(
         await selftestCommand(
-          { smtp: o.smtp, domain: o.domain, ...(o.from ? { from: o.from } : {}), sink: o.sink, ...(o.dns ? { dns: o.dns } : {}), timeout: o.timeout, json: !!o.json },
+          {
+            smtp: o.smtp,
+            domain: o.domain,
+            ...(o.from ? { from: o.from } : {}),
+            sink: o.sink,
+            ...(o.dns ? { dns: o.dns } : {}),
+            timeout: o.timeout,
+            json: !!o.json,
+          },
           io,
         ),
       );

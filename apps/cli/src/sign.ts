@@ -1,5 +1,12 @@
 import { Option } from 'commander';
-import { type PrivateKeyInfo, parsePrivateKey, readPrivateKey, type SignatureOptions, type SigningAlgorithm, signMessage } from '@inkan/dkim-core';
+import {
+  type PrivateKeyInfo,
+  parsePrivateKey,
+  readPrivateKey,
+  type SignatureOptions,
+  type SigningAlgorithm,
+  signMessage,
+} from '@inkan/dkim-core';
 import { CliError, type Io, readMessage } from './io.js';
 import { type CommandContext, collect, list } from './options.js';
 
@@ -31,7 +38,10 @@ async function keysFromStore(uri: string, domain: string, selectors: string[]): 
       .filter((k) => k.domain?.toLowerCase() === wanted && k.selector && k.privateKey && !k.retiredAt)
       .filter((k) => selectors.length === 0 || selectors.includes(k.selector as string))
       .map((k) => ({ selector: k.selector as string, pem: k.privateKey as string }));
-    if (keys.length === 0) throw new CliError(`${store.location.display} holds no usable key for ${domain}${selectors.length ? ` with selector ${selectors.join(', ')}` : ''}`);
+    if (keys.length === 0)
+      throw new CliError(
+        `${store.location.display} holds no usable key for ${domain}${selectors.length ? ` with selector ${selectors.join(', ')}` : ''}`,
+      );
     return keys;
   } catch (error) {
     if (error instanceof CliError) throw error;
@@ -53,7 +63,8 @@ async function cliKey(load: () => PrivateKeyInfo | Promise<PrivateKeyInfo>): Pro
 /** `inkan sign`: the message with DKIM-Signature fields in front, one per --selector/--key pair. */
 export async function signCommand(file: string | undefined, o: SignCommandOptions, io: Io): Promise<number> {
   const fromStore = o.store ? await keysFromStore(o.store, o.domain, o.selector) : undefined;
-  if (!fromStore && o.selector.length !== o.key.length) throw new CliError(`give one --key per --selector (${o.selector.length} selectors, ${o.key.length} keys)`);
+  if (!fromStore && o.selector.length !== o.key.length)
+    throw new CliError(`give one --key per --selector (${o.selector.length} selectors, ${o.key.length} keys)`);
   if (!fromStore && o.selector.length === 0) throw new CliError('give --selector and --key, or --store');
   const specs: SignatureOptions[] = [];
   for (const { selector, pem } of fromStore ?? []) {
@@ -97,8 +108,13 @@ export function addSignCommand({ program, io, setExitCode }: CommandContext): vo
     .requiredOption('-d, --domain <domain>', 'signing domain (d=)')
     .option('-s, --selector <name>', 'selector; repeat with --key to sign more than once', collect)
     .option('-k, --key <file>', 'private key (PEM) for the selector at the same position', collect)
-    .option('--store <uri>', 'take the keys of the domain (or of the --selector given) from a shared store: postgresql://... or redis://...')
-    .addOption(new Option('-a, --algorithm <alg>', 'rsa-sha256 or ed25519-sha256 (default: from the key)').choices(['rsa-sha256', 'ed25519-sha256']))
+    .option(
+      '--store <uri>',
+      'take the keys of the domain (or of the --selector given) from a shared store: postgresql://... or redis://...',
+    )
+    .addOption(
+      new Option('-a, --algorithm <alg>', 'rsa-sha256 or ed25519-sha256 (default: from the key)').choices(['rsa-sha256', 'ed25519-sha256']),
+    )
     .option('-c, --canonicalization <c>', 'header/body canonicalization', 'relaxed/relaxed')
     .option('--headers <list>', 'fields to sign when present (comma list)', list)
     .option('--oversign <list>', 'fields to list once more than they occur (default: from)', list)

@@ -55,7 +55,11 @@ function humanLines(file: string, sigs: SignatureReport[], color: boolean): stri
   for (const r of rows) {
     const cells = r.slice(0, 6).map((c, i) => c.padEnd(widths[i] as number));
     const result = r[1] as string;
-    cells[1] = paint(color, result === 'pass' ? 'green' : result === 'fail' || result === 'permerror' ? 'red' : 'yellow', cells[1] as string);
+    cells[1] = paint(
+      color,
+      result === 'pass' ? 'green' : result === 'fail' || result === 'permerror' ? 'red' : 'yellow',
+      cells[1] as string,
+    );
     lines.push(`  ${cells.join('  ')}${r[6] ? `  ${paint(color, 'dim', r[6] as string)}` : ''}`.trimEnd());
   }
   return `${lines.join('\n')}\n`;
@@ -68,7 +72,11 @@ function humanLines(file: string, sigs: SignatureReport[], color: boolean): stri
  */
 export async function verifyCommand(files: string[], o: VerifyOptions, io: Io): Promise<number> {
   const inputs = files.length > 0 ? files : ['-'];
-  const resolver = await makeResolver({ ...(o.dns ? { dns: o.dns } : {}), ...(o.keys ? { keys: o.keys } : {}), ...(o.timeout ? { timeout: o.timeout } : {}) });
+  const resolver = await makeResolver({
+    ...(o.dns ? { dns: o.dns } : {}),
+    ...(o.keys ? { keys: o.keys } : {}),
+    ...(o.timeout ? { timeout: o.timeout } : {}),
+  });
   const progress = io.stderrTty && inputs.length > 1;
   let allPass = true;
   let unchecked = false;
@@ -121,6 +129,12 @@ Examples:
   $ inkan verify --keys test-keys.txt < message.eml`,
     )
     .action(async (files: string[], o) => {
-      setExitCode(await verifyCommand(files, { ...(o.dns ? { dns: o.dns } : {}), ...(o.keys ? { keys: o.keys } : {}), json: !!o.json, timeout: o.timeout }, io));
+      setExitCode(
+        await verifyCommand(
+          files,
+          { ...(o.dns ? { dns: o.dns } : {}), ...(o.keys ? { keys: o.keys } : {}), json: !!o.json, timeout: o.timeout },
+          io,
+        ),
+      );
     });
 }

@@ -72,31 +72,73 @@ afterAll(async () => {
 describe('inkan verify', () => {
   it('--json on messages signed by dkimpy, Mail::DKIM and inkan: valid, tampered, DomainKeys; exit codes', async () => {
     const m = crlf(MESSAGE);
-    const peer = { domain: 'example.org', selector: 'rsa', algorithm: 'rsa-sha256' as const, canonicalization: 'relaxed/relaxed', pem: keys.rsa2048.pkcs1Pem as string, message: m };
+    const peer = {
+      domain: 'example.org',
+      selector: 'rsa',
+      algorithm: 'rsa-sha256' as const,
+      canonicalization: 'relaxed/relaxed',
+      pem: keys.rsa2048.pkcs1Pem as string,
+      message: m,
+    };
     const byDkimpy = save('dkimpy.eml', Buffer.concat([Buffer.from(await dkimpySign(peer)), m]));
     const byPerl = save('maildkim.eml', Buffer.concat([Buffer.from(await mailDkimSign(peer)), m]));
-    const byInkan = Buffer.concat([Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'ed', privateKey: keys.ed25519.pem })), m]);
+    const byInkan = Buffer.concat([
+      Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'ed', privateKey: keys.ed25519.pem })),
+      m,
+    ]);
     // An LF-only copy, as saved by a Unix mail client: read as CRLF.
     const inkanLf = save('inkan-lf.eml', Buffer.from(byInkan.toString('latin1').replace(/\r\n/g, '\n'), 'latin1'));
     const tampered = save('tampered.eml', Buffer.from(byInkan.toString('latin1').replace('Hello from', 'Goodbye from'), 'latin1'));
-    const dk = save('domainkeys.eml', Buffer.concat([Buffer.from(await mailDkimDomainKeysSign({ domain: 'example.org', selector: 'dk', canonicalization: 'simple', pem: keys.rsa1024.pkcs1Pem as string, message: m })), m]));
+    const dk = save(
+      'domainkeys.eml',
+      Buffer.concat([
+        Buffer.from(
+          await mailDkimDomainKeysSign({
+            domain: 'example.org',
+            selector: 'dk',
+            canonicalization: 'simple',
+            pem: keys.rsa1024.pkcs1Pem as string,
+            message: m,
+          }),
+        ),
+        m,
+      ]),
+    );
     const unsigned = save('unsigned.eml', MESSAGE);
 
     const good = await inkan(['verify', '--json', '--dns', dns.server, byDkimpy, byPerl, inkanLf, dk]);
     expect(good.stderr).toBe('');
     expect(good.code).toBe(0);
-    const lines = good.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.map((l) => [l.file.split('/').pop(), l.signatures.map((s: { method: string; result: string }) => `${s.method}=${s.result}`)])).toEqual([
+    const lines = good.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(
+      lines.map((l) => [l.file.split('/').pop(), l.signatures.map((s: { method: string; result: string }) => `${s.method}=${s.result}`)]),
+    ).toEqual([
       ['dkimpy.eml', ['dkim=pass']],
       ['maildkim.eml', ['dkim=pass']],
       ['inkan-lf.eml', ['dkim=pass']],
       ['domainkeys.eml', ['domainkeys=pass']],
     ]);
-    expect(lines[2].signatures[0]).toEqual({ method: 'dkim', domain: 'example.org', selector: 'ed', algorithm: 'ed25519-sha256', result: 'pass', code: 'ok', reason: '', testing: false, keyBits: 256 });
+    expect(lines[2].signatures[0]).toEqual({
+      method: 'dkim',
+      domain: 'example.org',
+      selector: 'ed',
+      algorithm: 'ed25519-sha256',
+      result: 'pass',
+      code: 'ok',
+      reason: '',
+      testing: false,
+      keyBits: 256,
+    });
 
     const bad = await inkan(['verify', '--json', '--dns', dns.server, byDkimpy, tampered, unsigned]);
     expect(bad.code).toBe(1);
-    const badLines = bad.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const badLines = bad.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(badLines[1].signatures[0]).toMatchObject({ result: 'fail', code: 'body-hash-mismatch', reason: 'body hash did not verify' });
     expect(badLines[2]).toEqual({ file: unsigned, signatures: [] });
 
@@ -108,15 +150,40 @@ describe('inkan verify', () => {
 
   it('a batch with hostile signatures (a=constructor, DomainKeys a=__proto__, i= with =0A) and an unreadable file: every other file is still checked', async () => {
     const m = crlf(MESSAGE);
-    const good = Buffer.concat([Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.pem })), m]);
+    const good = Buffer.concat([
+      Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.pem })),
+      m,
+    ]);
     const goodFile = save('batch-good.eml', good);
     const text = good.toString('latin1');
     const badAlgorithm = save('batch-constructor.eml', Buffer.from(text.replace('a=rsa-sha256', 'a=constructor'), 'latin1'));
-    const proto = save('batch-proto.eml', Buffer.concat([Buffer.from('DomainKey-Signature: a=__proto__; c=toString; d=example.org; s=dk; b=AAAA\r\n'), good]));
-    const newline = save('batch-newline.eml', Buffer.from(text.replace('DKIM-Signature: ', 'DKIM-Signature: i=@example.org=0AAuthentication-Results:=20x; '), 'latin1'));
-    const r = await inkan(['verify', '--json', '--dns', dns.server, badAlgorithm, goodFile, join(dir, 'batch-missing.eml'), proto, newline, goodFile]);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.map((l) => [l.file.split('/').pop(), l.signatures.map((s: { method: string; result: string }) => `${s.method}=${s.result}`)])).toEqual([
+    const proto = save(
+      'batch-proto.eml',
+      Buffer.concat([Buffer.from('DomainKey-Signature: a=__proto__; c=toString; d=example.org; s=dk; b=AAAA\r\n'), good]),
+    );
+    const newline = save(
+      'batch-newline.eml',
+      Buffer.from(text.replace('DKIM-Signature: ', 'DKIM-Signature: i=@example.org=0AAuthentication-Results:=20x; '), 'latin1'),
+    );
+    const r = await inkan([
+      'verify',
+      '--json',
+      '--dns',
+      dns.server,
+      badAlgorithm,
+      goodFile,
+      join(dir, 'batch-missing.eml'),
+      proto,
+      newline,
+      goodFile,
+    ]);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(
+      lines.map((l) => [l.file.split('/').pop(), l.signatures.map((s: { method: string; result: string }) => `${s.method}=${s.result}`)]),
+    ).toEqual([
       ['batch-constructor.eml', ['dkim=permerror']],
       ['batch-good.eml', ['dkim=pass']],
       ['batch-proto.eml', ['dkim=pass', 'domainkeys=permerror']],
@@ -135,7 +202,10 @@ describe('inkan verify', () => {
 
   it('reads standard input and prints plain, aligned text when not on a terminal', async () => {
     const m = crlf(MESSAGE);
-    const signed = Buffer.concat([Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.pem })), m]);
+    const signed = Buffer.concat([
+      Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.pem })),
+      m,
+    ]);
     const r = await inkan(['verify', '--dns', dns.server], signed);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('-\n  dkim  pass  example.org  rsa  rsa-sha256  2048-bit\n');
@@ -145,7 +215,21 @@ describe('inkan verify', () => {
 describe('inkan sign', () => {
   it('prints the signed message; two --selector/--key pairs sign twice; dkimpy passes both', async () => {
     const input = save('to-sign.eml', MESSAGE);
-    const r = await runProgram(process.execPath, [INKAN, 'sign', '-d', 'example.org', '-s', 'rsa', '-k', join(dir, 'rsa.private'), '-s', 'ed', '-k', join(dir, 'ed.private'), input]);
+    const r = await runProgram(process.execPath, [
+      INKAN,
+      'sign',
+      '-d',
+      'example.org',
+      '-s',
+      'rsa',
+      '-k',
+      join(dir, 'rsa.private'),
+      '-s',
+      'ed',
+      '-k',
+      join(dir, 'ed.private'),
+      input,
+    ]);
     expect(r.code).toBe(0);
     const out = save('signed-by-cli.eml', r.stdout);
     expect(r.stdout.match(/^DKIM-Signature:/gm)).toHaveLength(2);
@@ -166,7 +250,10 @@ describe('inkan sign', () => {
     expect(notKey.code).toBe(2);
     expect(notKey.stderr).toMatch(/key file .*text\.private does not hold a PEM private key/);
     expect(notKey.stderr).not.toMatch(/secret words/);
-    const small = save('small.private', generateKeyPairSync('rsa', { modulusLength: 768 }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    const small = save(
+      'small.private',
+      generateKeyPairSync('rsa', { modulusLength: 768 }).privateKey.export({ format: 'pem', type: 'pkcs8' }),
+    );
     const weak = await inkan(['sign', '-d', 'example.org', '-s', 'x', '-k', small], MESSAGE);
     expect(weak.code).toBe(2);
     expect(weak.stderr).toMatch(/small\.private is an RSA key of 768 bits, under 1024/);
@@ -193,7 +280,17 @@ describe('inkan keygen and testkey', () => {
     const r = await inkan(['keygen', '--domain', 'example.org', '--selector', 'cli', '--type', 'ed25519', '-D', out]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/cli\._domainkey\.example\.org\.\tIN\tTXT\t"v=DKIM1; k=ed25519; t=s; p=/);
-    const t = await inkan(['testkey', '--domain', 'example.org', '--selector', 'rsa', '--dns', dns.server, '--key', join(dir, 'rsa.private')]);
+    const t = await inkan([
+      'testkey',
+      '--domain',
+      'example.org',
+      '--selector',
+      'rsa',
+      '--dns',
+      dns.server,
+      '--key',
+      join(dir, 'rsa.private'),
+    ]);
     expect(t.code).toBe(0);
     expect(t.stdout).toMatch(/good/);
   });
@@ -211,11 +308,27 @@ async function spawnReady(command: string, args: string[], ready: () => Promise<
 
 describe('inkan milter-test', () => {
   it('drives a running inkan-milterd: signs for an internal client, verifies for an outside one', async () => {
-    const lines = ['Domain example.org', 'Selector rsa', `KeyFile ${join(dir, 'rsa.private')}`, `Nameservers 127.0.0.1@${dns.port}`, 'AuthservID mx.inkan.test', 'AlwaysAddARHeader yes'];
+    const lines = [
+      'Domain example.org',
+      'Selector rsa',
+      `KeyFile ${join(dir, 'rsa.private')}`,
+      `Nameservers 127.0.0.1@${dns.port}`,
+      'AuthservID mx.inkan.test',
+      'AlwaysAddARHeader yes',
+    ];
     const { milterd, port } = await startMilterdOnPort(join(dir, 'milterd.conf'), lines);
     try {
       const file = save('mt.eml', MESSAGE);
-      const r = await inkan(['milter-test', '--socket', `inet:${port}@127.0.0.1`, '--from', 'joe@example.org', '--rcpt', 'suzie@example.net', file]);
+      const r = await inkan([
+        'milter-test',
+        '--socket',
+        `inet:${port}@127.0.0.1`,
+        '--from',
+        'joe@example.org',
+        '--rcpt',
+        'suzie@example.net',
+        file,
+      ]);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^negotiated: milter protocol 6$/m);
       expect(r.stdout).toMatch(/SMFIP_HDR_LEADSPC/);

@@ -15,7 +15,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runProgram, tempDir, waitFor } from '@inkan/testbed';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const PACKAGES = ['packages/dkim-core', 'packages/domainkeys-verify', 'packages/milter-protocol', 'packages/keytool', 'apps/milterd', 'apps/cli'];
+const PACKAGES = [
+  'packages/dkim-core',
+  'packages/domainkeys-verify',
+  'packages/milter-protocol',
+  'packages/keytool',
+  'apps/milterd',
+  'apps/cli',
+];
 
 /** Each entry point a user may load, and a function it must export. */
 const ENTRY_POINTS: Record<string, string> = {
@@ -34,7 +41,8 @@ const ENTRY_POINTS: Record<string, string> = {
 };
 
 /** A message as an editor saves it: LF line ends. */
-const LF_MESSAGE = 'From: Joe <joe@example.org>\nTo: ann@example.net\nSubject: from a text editor\nDate: Sat, 05 Dec 2026 06:00:00 +0000\nMessage-ID: <lf-1@example.org>\n\nHello Ann,\n\nthis file has LF line ends.\n';
+const LF_MESSAGE =
+  'From: Joe <joe@example.org>\nTo: ann@example.net\nSubject: from a text editor\nDate: Sat, 05 Dec 2026 06:00:00 +0000\nMessage-ID: <lf-1@example.org>\n\nHello Ann,\n\nthis file has LF line ends.\n';
 
 function pnpm(args: string[], cwd: string): string {
   const execPath = process.env.npm_execpath;
@@ -58,11 +66,23 @@ async function tsc(dir: string, files: string[], compilerOptions: Record<string,
   writeFileSync(
     join(dir, 'tsconfig.json'),
     JSON.stringify({
-      compilerOptions: { target: 'ES2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'], typeRoots: [join(root, 'node_modules', '@types')], ...compilerOptions },
+      compilerOptions: {
+        target: 'ES2022',
+        strict: true,
+        noEmit: true,
+        skipLibCheck: false,
+        types: ['node'],
+        typeRoots: [join(root, 'node_modules', '@types')],
+        ...compilerOptions,
+      },
       files,
     }),
   );
-  const r = await runProgram(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: dir, env, timeoutMs: 120_000 });
+  const r = await runProgram(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+    cwd: dir,
+    env,
+    timeoutMs: 120_000,
+  });
   return `${r.stdout}${r.stderr}`.trim() || (r.code === 0 ? '' : `tsc exited ${r.code}`);
 }
 
@@ -83,7 +103,11 @@ beforeAll(async () => {
   project = join(work, 'user');
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'user', version: '1.0.0', private: true, type: 'commonjs' }));
-  const r = await runProgram('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...tarballs], { cwd: project, env, timeoutMs: 300_000 });
+  const r = await runProgram('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...tarballs], {
+    cwd: project,
+    env,
+    timeoutMs: 300_000,
+  });
   if (r.code !== 0) throw new Error(`npm install failed: ${r.stderr}`);
 }, 360_000);
 
@@ -203,18 +227,32 @@ console.log(JSON.stringify({ crlf: await verdict(asSent), lf: await verdict(lfCo
 
   it('npx inkan-keytool genkey writes into a folder it creates (0700), and a record inkan verify --keys reads', async () => {
     const folder = join(project, 'keys', 'example.org');
-    const r = await runProgram('npx', ['--no-install', 'inkan-keytool', 'genkey', '--domain', 'example.org', '--selector', 'sel1', '--outdir', folder], { cwd: project, env, timeoutMs: 60_000 });
+    const r = await runProgram(
+      'npx',
+      ['--no-install', 'inkan-keytool', 'genkey', '--domain', 'example.org', '--selector', 'sel1', '--outdir', folder],
+      { cwd: project, env, timeoutMs: 60_000 },
+    );
     expect(r.stderr).toMatch(/created .*keys\/example\.org/i);
     expect(r.code).toBe(0);
     expect(statSync(folder).mode & 0o777).toBe(0o700);
     expect(statSync(join(folder, 'sel1.private')).mode & 0o777).toBe(0o600);
-    expect(readFileSync(join(folder, 'sel1.txt'), 'utf8')).toMatch(/^sel1\._domainkey\.example\.org\.\tIN\tTXT\t\( "v=DKIM1; k=rsa; t=s; "/);
+    expect(readFileSync(join(folder, 'sel1.txt'), 'utf8')).toMatch(
+      /^sel1\._domainkey\.example\.org\.\tIN\tTXT\t\( "v=DKIM1; k=rsa; t=s; "/,
+    );
 
     writeFileSync(join(project, 'lf.eml'), LF_MESSAGE);
-    const signed = await runProgram('npx', ['--no-install', 'inkan', 'sign', '-d', 'example.org', '-s', 'sel1', '-k', join(folder, 'sel1.private'), 'lf.eml'], { cwd: project, env, timeoutMs: 60_000 });
+    const signed = await runProgram(
+      'npx',
+      ['--no-install', 'inkan', 'sign', '-d', 'example.org', '-s', 'sel1', '-k', join(folder, 'sel1.private'), 'lf.eml'],
+      { cwd: project, env, timeoutMs: 60_000 },
+    );
     expect(signed.stderr).toBe('');
     writeFileSync(join(project, 'lf-signed.eml'), signed.stdout);
-    const verified = await runProgram('npx', ['--no-install', 'inkan', 'verify', '--keys', join(folder, 'sel1.txt'), 'lf-signed.eml'], { cwd: project, env, timeoutMs: 60_000 });
+    const verified = await runProgram('npx', ['--no-install', 'inkan', 'verify', '--keys', join(folder, 'sel1.txt'), 'lf-signed.eml'], {
+      cwd: project,
+      env,
+      timeoutMs: 60_000,
+    });
     expect(verified.stdout).toMatch(/^lf-signed\.eml\n\s+dkim\s+pass\s+example\.org\s+sel1\s+rsa-sha256\s+2048-bit$/m);
     expect(verified.code).toBe(0);
 
@@ -264,7 +302,11 @@ console.log(JSON.stringify(missing));
     });
 
     const keytool = join(bare, 'node_modules', '@inkan', 'keytool', 'bin', 'inkan-keytool.js');
-    const list = await runProgram(process.execPath, [keytool, 'store', 'list', '--store', 'postgresql://inkan@127.0.0.1/mail'], { cwd: bare, env, timeoutMs: 60_000 });
+    const list = await runProgram(process.execPath, [keytool, 'store', 'list', '--store', 'postgresql://inkan@127.0.0.1/mail'], {
+      cwd: bare,
+      env,
+      timeoutMs: 60_000,
+    });
     expect(list.code).toBe(1);
     expect(list.stderr).toMatch(/^inkan-keytool: a postgresql:\/\/ store needs the pg package, which is not installed: npm install pg /);
   });
@@ -273,14 +315,22 @@ console.log(JSON.stringify(missing));
     const sql = join(project, 'node_modules', '@inkan', 'keytool', 'sql');
     expect(readdirSync(sql).sort()).toEqual(['001_dkim_tables.sql', 'grants.sql']);
     const shipped = readFileSync(join(sql, '001_dkim_tables.sql'), 'utf8');
-    const print = (uri: string) => runProgram('npx', ['--no-install', 'inkan-keytool', 'store', 'init', '--print', '--store', uri], { cwd: project, env, timeoutMs: 60_000 });
+    const print = (uri: string) =>
+      runProgram('npx', ['--no-install', 'inkan-keytool', 'store', 'init', '--print', '--store', uri], {
+        cwd: project,
+        env,
+        timeoutMs: 60_000,
+      });
     const plain = await print('postgresql://127.0.0.1/mail');
     expect([plain.code, plain.stderr]).toEqual([0, '']);
     expect(plain.stdout).toBe(shipped);
     const named = await print('postgresql://127.0.0.1/mail?keys=k&signing=s&hosts=h&channel=c');
     expect(named.stdout).toBe(
       shipped
-        .replace(/"dkim_(keys|signing|internal_hosts)(_notify)?"/g, (_m, t: string, n: string | undefined) => `"${t === 'internal_hosts' ? 'h' : (t as string)[0]}${n ?? ''}"`)
+        .replace(
+          /"dkim_(keys|signing|internal_hosts)(_notify)?"/g,
+          (_m, t: string, n: string | undefined) => `"${t === 'internal_hosts' ? 'h' : (t as string)[0]}${n ?? ''}"`,
+        )
         .replace(/'inkan_dkim'/g, "'c'")
         .replace('listening on inkan_dkim.', 'listening on c.'),
     );
@@ -327,9 +377,15 @@ describe('the README examples, verbatim from the packed READMEs', () => {
     expect(readFileSync(join(dir, 'signed.eml'), 'latin1')).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; .*d=example\.org; s=hoge;/s);
     const verify = await script((blocks[2] as { code: string }).code, dir, 'verify');
     expect(verify.stderr).toBe('');
-    expect(verify.stdout).toMatch(/^Authentication-Results: mx\.example\.org;\s+dkim=pass \(2048-bit key\)\s+header\.d=example\.org [\s\S]*header\.s=hoge/);
+    expect(verify.stdout).toMatch(
+      /^Authentication-Results: mx\.example\.org;\s+dkim=pass \(2048-bit key\)\s+header\.d=example\.org [\s\S]*header\.s=hoge/,
+    );
     // the zone-style keys file block is a data file: FileKeyResolver reads it
-    const keys = await node('keys.mjs', `import { FileKeyResolver } from '@inkan/dkim-core';\nFileKeyResolver.fromText(${JSON.stringify((blocks[3] as { code: string }).code)});\nconsole.log('read');\n`, dir);
+    const keys = await node(
+      'keys.mjs',
+      `import { FileKeyResolver } from '@inkan/dkim-core';\nFileKeyResolver.fromText(${JSON.stringify((blocks[3] as { code: string }).code)});\nconsole.log('read');\n`,
+      dir,
+    );
     expect(keys.stdout.trim()).toBe('read');
   });
 
@@ -351,7 +407,9 @@ describe('the README examples, verbatim from the packed READMEs', () => {
     expect(words[0]).toBe('inkan-milterd');
     const r = await runProgram('npx', ['--no-install', ...words, '--check-config'], { cwd: project, env, timeoutMs: 60_000 });
     // every option is known and valid; what stops it is the key file that this machine lacks
-    expect(r.stderr.split('\n').filter((l) => l && !/Syslog yes, but there is no \/dev\/log/.test(l))).toEqual(['inkan-milterd: key hoge: key file /etc/mail/hoge.private: ENOENT']);
+    expect(r.stderr.split('\n').filter((l) => l && !/Syslog yes, but there is no \/dev\/log/.test(l))).toEqual([
+      'inkan-milterd: key hoge: key file /etc/mail/hoge.private: ENOENT',
+    ]);
     expect(r.code).toBe(78);
   });
 

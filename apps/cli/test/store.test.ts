@@ -11,7 +11,8 @@ let dns: DnsServer;
 let uri: string;
 const records: Record<string, string> = {};
 
-const inkan = (args: string[], input?: Buffer) => runProgram(process.execPath, [INKAN, ...args], { ...(input ? { input } : {}), timeoutMs: 60_000 });
+const inkan = (args: string[], input?: Buffer) =>
+  runProgram(process.execPath, [INKAN, ...args], { ...(input ? { input } : {}), timeoutMs: 60_000 });
 
 beforeAll(async () => {
   redis = await startRedis();

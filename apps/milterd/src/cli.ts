@@ -49,7 +49,9 @@ export function parseCommandLine(argv: string[], version: string, write: (text: 
     .configureOutput({ writeOut: write, writeErr: write })
     .exitOverride()
     .addOption(new Option('-x, --config <file>', 'configuration file (opendkim.conf syntax)'))
-    .addOption(new Option('-c <file>', 'configuration file, as -x (a canonicalization such as relaxed/simple is also taken, as dkim-filter did)'))
+    .addOption(
+      new Option('-c <file>', 'configuration file, as -x (a canonicalization such as relaxed/simple is also taken, as dkim-filter did)'),
+    )
     .option('-p, --socket <spec>', 'socket: local:/path, unix:/path, inet:port@host, inet6:port@host', set('Socket'))
     .option('-P, --pid-file <file>', 'write the process id here', set('PidFile'))
     .option('-u, --user <user[:group]>', 'run as this user (and group) after start', set('UserID'))
@@ -62,7 +64,10 @@ export function parseCommandLine(argv: string[], version: string, write: (text: 
     .option('-I, --ignore <hosts>', 'external hosts allowed to send for our domains', set('ExternalIgnoreList'))
     .option('-S, --algorithm <alg>', 'rsa-sha256 or ed25519-sha256', set('SignatureAlgorithm'))
     .option('-T, --dns-timeout <secs>', 'DNS timeout in seconds', set('DNSTimeout'))
-    .option('-C, --actions <list>', 'actions, e.g. bad=r,dns=t,int=t,key=a,no=a,sec=t,sig=a (a accept, r reject, t tempfail, d discard, q quarantine)')
+    .option(
+      '-C, --actions <list>',
+      'actions, e.g. bad=r,dns=t,int=t,key=a,no=a,sec=t,sig=a (a accept, r reject, t tempfail, d discard, q quarantine)',
+    )
     .option('-D, --subdomains', 'sign mail from subdomains of the domains')
     .option('-W, --log-why', 'log why each message was or was not signed or verified')
     .option('-f, --foreground', 'stay in the foreground (always the case; for compatibility)')
@@ -109,7 +114,8 @@ ${describeOptions()}`,
       const [key, letter] = item.split('=').map((s) => s.trim().toLowerCase());
       const name = ACTION_KEYS[key ?? ''];
       const action = ACTION_LETTERS[(letter ?? '').slice(0, 1)];
-      if (!name || !action) throw new Error(`-C: "${item}" is not key=action (keys: bad, dns, int, key, no, sec, sig; actions: a, r, t, d, q)`);
+      if (!name || !action)
+        throw new Error(`-C: "${item}" is not key=action (keys: bad, dns, int, key, no, sec, sig; actions: a, r, t, d, q)`);
       inv.overrides.push([name, action]);
     }
   }

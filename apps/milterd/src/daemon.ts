@@ -107,7 +107,10 @@ export function checkListenRules(config: Config): void {
     throw new ConfigError('Socket', (error as Error).message);
   }
   if (spec.kind !== 'unix' && !isLoopbackHost(spec.host, { allowLocalhost: true }) && !config.milterPeers) {
-    throw new ConfigError('Socket', `${config.socket} is not a loopback address: name the MTA hosts allowed to connect with MilterPeers (PeerList is OpenDKIM's list of SMTP clients passed unprocessed)`);
+    throw new ConfigError(
+      'Socket',
+      `${config.socket} is not a loopback address: name the MTA hosts allowed to connect with MilterPeers (PeerList is OpenDKIM's list of SMTP clients passed unprocessed)`,
+    );
   }
   if (config.metricsListen) {
     try {
@@ -157,13 +160,17 @@ async function writePidFile(path: string): Promise<void> {
     }
     const stats = await lstat(path).catch(() => undefined);
     if (stats && !stats.isFile()) {
-      throw new Error(`PidFile ${path} exists and is not a regular file (${stats.isSymbolicLink() ? 'a symbolic link' : 'not a file'}); refusing to use it: remove it`);
+      throw new Error(
+        `PidFile ${path} exists and is not a regular file (${stats.isSymbolicLink() ? 'a symbolic link' : 'not a file'}); refusing to use it: remove it`,
+      );
     }
     if (stats) {
       const text = await readPidText(path);
       const pid = Number(text.trim());
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
-        throw new Error(`PidFile ${path} names process ${pid}, which is running: is another inkan-milterd running? Stop it, or remove the file`);
+        throw new Error(
+          `PidFile ${path} names process ${pid}, which is running: is another inkan-milterd running? Stop it, or remove the file`,
+        );
       }
       if (attempt > 0) throw new Error(`PidFile ${path} keeps coming back; refusing to use it`);
       await unlink(path).catch((e: unknown) => {
@@ -372,13 +379,18 @@ export async function main(argv: string[]): Promise<number> {
     const daemon = await startDaemon(config, {
       logger,
       ...(runAs ? { runAs } : {}),
-      reloadConfig: () => loadConfig(inv.configFile, inv.overrides).then((c) => (inv.firstRun ? { ...c, domain: config.domain, selector: config.selector, keyFile: config.keyFile } : c)),
+      reloadConfig: () =>
+        loadConfig(inv.configFile, inv.overrides).then((c) =>
+          inv.firstRun ? { ...c, domain: config.domain, selector: config.selector, keyFile: config.keyFile } : c,
+        ),
     });
     if (runAs) {
       dropPrivileges(runAs);
       logger.info(
         { user: runAs.user, uid: runAs.uid, group: runAs.group, gid: runAs.gid, groups: process.getgroups?.() },
-        config.userId ? 'running as the configured user' : 'no UserID configured: dropped root to nobody (set UserID, or AllowRoot yes to keep root)',
+        config.userId
+          ? 'running as the configured user'
+          : 'no UserID configured: dropped root to nobody (set UserID, or AllowRoot yes to keep root)',
       );
     } else if (process.getuid?.() === 0) logger.warn('running as root (AllowRoot yes)');
     logger.info({ socket: daemon.listener.address, pid: process.pid }, 'ready');
@@ -393,7 +405,10 @@ export async function main(argv: string[]): Promise<number> {
         stopping = true;
         logger.info({ signal }, 'signal received');
         // The last lines get a bounded time to drain: a stalled log reader does not keep milterd up.
-        void daemon.stop().then(() => flushLogger(logger)).then(() => resolve(0));
+        void daemon
+          .stop()
+          .then(() => flushLogger(logger))
+          .then(() => resolve(0));
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));

@@ -223,7 +223,9 @@ export function verdictAction(config: Config, results: VerificationResult[]): { 
  */
 function withConcern(results: VerificationResult[], concern: string): VerificationResult[] {
   return results.map((r) =>
-    r.result === 'pass' ? { ...r, result: 'policy' as const, code: 'local-policy' as const, reason: concern } : { ...r, reason: r.reason ? `${r.reason}; ${concern}` : concern },
+    r.result === 'pass'
+      ? { ...r, result: 'policy' as const, code: 'local-policy' as const, reason: concern }
+      : { ...r, reason: r.reason ? `${r.reason}; ${concern}` : concern },
   );
 }
 
@@ -268,7 +270,9 @@ function freshState(runtime: Runtime): MessageState {
 /** OpenDKIM's PeerList: is the client one whose whole connection is let through, untouched? */
 function isPeer(client: ConnectInfo, peerList: HostList | undefined): boolean {
   if (!peerList) return false;
-  return client.family === 'inet' || client.family === 'inet6' ? peerList.matches(client.ip, client.hostname) : peerList.matches(undefined, client.hostname);
+  return client.family === 'inet' || client.family === 'inet6'
+    ? peerList.matches(client.ip, client.hostname)
+    : peerList.matches(undefined, client.hostname);
 }
 
 /**
@@ -346,7 +350,14 @@ function originOf(s: MessageState, ctx: MilterContext): Origin {
 function securityAtEndOfHeaders(s: MessageState, origin: Origin, what: string): Decision | undefined {
   const { config, logger } = s.runtime;
   const action = config.onSecurity;
-  const details = { queueId: forLog(origin.queueId), client: forLog(origin.client?.ip), from: forLog(s.from), role: s.role, security: s.security, action };
+  const details = {
+    queueId: forLog(origin.queueId),
+    client: forLog(origin.client?.ip),
+    from: forLog(s.from),
+    role: s.role,
+    security: s.security,
+    action,
+  };
   if (action === 'accept' || action === 'quarantine') return undefined;
   s.ended = decide(action, undefined, `not accepted: ${s.security}`, s.securityStatus);
   logger.warn(details, `${what}: ${s.security}; ${action} at end of headers`);
@@ -385,7 +396,12 @@ function startVerifier(s: MessageState): CombinedVerifier {
     // One cap for DKIM and DomainKeys signatures together, and one on RSA key size.
     maxSignatures: config.maximumSignaturesToVerify,
     maxKeyBits: config.maximumKeyBits,
-    dkim: { minKeyBits: config.minimumKeyBits, maxSignatures: config.maximumSignaturesToVerify, maxHeaderFields: config.maximumHeaders, maxHeaderBytes: config.maximumHeaderBytes },
+    dkim: {
+      minKeyBits: config.minimumKeyBits,
+      maxSignatures: config.maximumSignaturesToVerify,
+      maxHeaderFields: config.maximumHeaders,
+      maxHeaderBytes: config.maximumHeaderBytes,
+    },
     domainKeys: { minKeyBits: config.minimumKeyBits, maxHeaderFields: config.maximumHeaders, maxHeaderBytes: config.maximumHeaderBytes },
   });
   s.verifier = verifier;
@@ -402,7 +418,10 @@ function verifyRole(s: MessageState, origin: Origin): Decision | undefined {
   s.why = signing ? `no signing key for ${s.from ?? 'a message without a From address'}` : 'external client';
   if (signing && !s.from) {
     // Nothing to choose a key by: DKIM must sign From (RFC 6376 §5.4), and such mail names no domain of ours.
-    logger.warn({ queueId: forLog(origin.queueId), client: forLog(client?.ip), fromField: forLog(s.firstFrom?.raw.toString('latin1')) }, 'not signed: no From address');
+    logger.warn(
+      { queueId: forLog(origin.queueId), client: forLog(client?.ip), fromField: forLog(s.firstFrom?.raw.toString('latin1')) },
+      'not signed: no From address',
+    );
   }
   if (!signing && s.from && origin.found.keys.length > 0 && !externalIgnore?.matches(client?.ip, client?.hostname)) {
     logger.warn({ client: forLog(client?.ip), from: forLog(s.from) }, `external host sent mail as ${forLog(domainOf(s.from))}`);
@@ -515,7 +534,8 @@ function arEntries(s: MessageState, results: VerificationResult[]): (Verificatio
   const { config } = s.runtime;
   if (s.security) {
     // Nothing was verified past a limit: "policy" if the message was signed (RFC 8601 §2.7.1), "none" if not.
-    if (s.overLimit) return [{ method: 'dkim', result: s.signatureFields > 0 ? 'policy' : 'none', reason: `not verified: ${s.security}`, properties: [] }];
+    if (s.overLimit)
+      return [{ method: 'dkim', result: s.signatureFields > 0 ? 'policy' : 'none', reason: `not verified: ${s.security}`, properties: [] }];
     return results.length > 0 ? withConcern(results, s.security) : [{ method: 'dkim', result: 'none', reason: s.security, properties: [] }];
   }
   if (results.length === 0 && config.alwaysAddArHeader) return [{ method: 'dkim', result: 'none', properties: [] }];
@@ -592,7 +612,12 @@ async function endMessage(s: MessageState, modifier: Modifier, ctx: MilterContex
   const { config, logger } = s.runtime;
   // An MTA that goes on after our answer at end of headers gets the same answer.
   if (s.ended !== undefined) return s.ended;
-  const log: Record<string, unknown> = { queueId: forLog(ctx.macros.get('i') ?? ''), client: forLog(ctx.client?.ip), from: forLog(s.from), role: s.role };
+  const log: Record<string, unknown> = {
+    queueId: forLog(ctx.macros.get('i') ?? ''),
+    client: forLog(ctx.client?.ip),
+    from: forLog(s.from),
+    role: s.role,
+  };
   if (config.logWhy) log.why = forLog(s.why);
   if (s.security) log.security = s.security;
   const e: Ending = { s, modifier, ctx, log, step: 'removing forged Authentication-Results' };

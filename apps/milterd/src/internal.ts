@@ -6,8 +6,25 @@
  * cannot import it by accident; the public API is the package's main entry.
  */
 export * from './index.js';
-export { type Action, type Dataset, type StoreDataset, defaults, isStoreDataset, parseConfigText, parseDataset, setOption } from './config/options.js';
-export { SigningPlan, type PlanLookup, type SigningKey, checkKeyFileSafety, keyFromPem, loadSigningPlan, planFromTables } from './config/tables.js';
+export {
+  type Action,
+  type Dataset,
+  type StoreDataset,
+  defaults,
+  isStoreDataset,
+  parseConfigText,
+  parseDataset,
+  setOption,
+} from './config/options.js';
+export {
+  SigningPlan,
+  type PlanLookup,
+  type SigningKey,
+  checkKeyFileSafety,
+  keyFromPem,
+  loadSigningPlan,
+  planFromTables,
+} from './config/tables.js';
 export { SharedTables, StoreRegistry, storeLocationFor } from './config/stores/store-plan.js';
 export { HostList, normalizeAddress } from './hosts.js';
 export { fromAddress } from './address.js';

@@ -3,8 +3,26 @@ import { statSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 
 const FACILITIES: Record<string, number> = {
-  kern: 0, user: 1, mail: 2, daemon: 3, auth: 4, syslog: 5, lpr: 6, news: 7, uucp: 8, cron: 9, authpriv: 10, ftp: 11,
-  local0: 16, local1: 17, local2: 18, local3: 19, local4: 20, local5: 21, local6: 22, local7: 23,
+  kern: 0,
+  user: 1,
+  mail: 2,
+  daemon: 3,
+  auth: 4,
+  syslog: 5,
+  lpr: 6,
+  news: 7,
+  uucp: 8,
+  cron: 9,
+  authpriv: 10,
+  ftp: 11,
+  local0: 16,
+  local1: 17,
+  local2: 18,
+  local3: 19,
+  local4: 20,
+  local5: 21,
+  local6: 22,
+  local7: 23,
 };
 
 /** Bytes of log lines kept while the output does not take them (a stalled reader); more are dropped and counted. */
@@ -47,7 +65,11 @@ export function capLine(line: string, max = LOG_LINE_BYTES): string {
     if (typeof value === 'string') return cutText(value, LOG_TEXT_BYTES);
     if (depth > 4 || typeof value !== 'object' || value === null) return value;
     if (Array.isArray(value)) return value.slice(0, 32).map((v) => cut(v, depth + 1));
-    return Object.fromEntries(Object.entries(value).slice(0, 64).map(([k, v]) => [cutText(k, 64), cut(v, depth + 1)]));
+    return Object.fromEntries(
+      Object.entries(value)
+        .slice(0, 64)
+        .map(([k, v]) => [cutText(k, 64), cut(v, depth + 1)]),
+    );
   };
   const shorter = `${JSON.stringify({ ...(cut(entry, 0) as Record<string, unknown>), logLineCut: bytes })}\n`;
   if (Buffer.byteLength(shorter) <= max) return shorter;
@@ -168,7 +190,11 @@ export class LogOutput {
     if (!this.waiting && this.queue.length === 0 && this.dropped > 0) {
       const n = this.dropped;
       this.dropped = 0;
-      this.send(ownLine(40, `${n} log lines dropped: the log output was not taking them (more than ${this.limits.queueBytes} bytes waiting)`, { droppedLines: n }));
+      this.send(
+        ownLine(40, `${n} log lines dropped: the log output was not taking them (more than ${this.limits.queueBytes} bytes waiting)`, {
+          droppedLines: n,
+        }),
+      );
     }
   }
 }
@@ -186,11 +212,22 @@ function syslogProblem(socket: string, facility: string, tag: string): string | 
   }
   const probe = spawnSync(
     'logger',
-    ['--socket-errors=on', '-u', socket, '-t', tag, `--id=${process.pid}`, '-p', `${facility}.info`, `${tag} logging to syslog (facility ${facility})`],
+    [
+      '--socket-errors=on',
+      '-u',
+      socket,
+      '-t',
+      tag,
+      `--id=${process.pid}`,
+      '-p',
+      `${facility}.info`,
+      `${tag} logging to syslog (facility ${facility})`,
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'], timeout: 5000, encoding: 'utf8' },
   );
   if (probe.error) return `logger(1): ${(probe.error as NodeJS.ErrnoException).code ?? probe.error.message}`;
-  if (probe.status !== 0) return `logger(1) could not send to ${socket}: ${probe.stderr.trim().replace(/^logger: /, '') || `exit ${probe.status}`}`;
+  if (probe.status !== 0)
+    return `logger(1) could not send to ${socket}: ${probe.stderr.trim().replace(/^logger: /, '') || `exit ${probe.status}`}`;
   return undefined;
 }
 
@@ -247,9 +284,13 @@ export function createLogger(options: LogOptions): Logger {
     logger.warn({ syslog: problem }, 'syslog unavailable: logging JSON lines to stdout instead');
     return logger;
   }
-  const child = spawn('logger', ['--prio-prefix', '--socket-errors=on', '-u', socket, '--size', String(LOG_LINE_BYTES), '-t', tag, `--id=${process.pid}`], {
-    stdio: ['pipe', 'ignore', 'inherit'],
-  });
+  const child = spawn(
+    'logger',
+    ['--prio-prefix', '--socket-errors=on', '-u', socket, '--size', String(LOG_LINE_BYTES), '-t', tag, `--id=${process.pid}`],
+    {
+      stdio: ['pipe', 'ignore', 'inherit'],
+    },
+  );
   state.child = child;
   child.stdin.on('error', () => {});
   output.switchTo({ stream: child.stdin, format: (line) => syslogLine(line, code) });
@@ -259,7 +300,10 @@ export function createLogger(options: LogOptions): Logger {
     output.switchTo(stdoutSink);
     if (state.closing) return;
     process.stderr.write(`inkan-milterd: syslog: ${why}; logging JSON lines to stdout from now on\n`);
-    logger.warn({ syslog: why }, 'syslog went away: logging JSON lines to stdout from now on (lines sent just before may be missing from syslog)');
+    logger.warn(
+      { syslog: why },
+      'syslog went away: logging JSON lines to stdout from now on (lines sent just before may be missing from syslog)',
+    );
   };
   child.once('error', (error: NodeJS.ErrnoException) => fallBack(`logger(1): ${error.code ?? error.message}`));
   child.once('exit', (exitCode, signal) => fallBack(`logger(1) exited (${signal ?? `code ${exitCode}`})`));

@@ -19,7 +19,11 @@ export class Metrics {
     labelNames: ['method', 'result'] as const,
     registers: [this.registry],
   });
-  readonly errors = new Counter({ name: 'inkan_internal_errors_total', help: 'Messages that hit an internal error', registers: [this.registry] });
+  readonly errors = new Counter({
+    name: 'inkan_internal_errors_total',
+    help: 'Messages that hit an internal error',
+    registers: [this.registry],
+  });
   readonly lookupSeconds = new Histogram({
     name: 'inkan_key_lookup_seconds',
     help: 'DNS key lookup latency',
@@ -44,7 +48,12 @@ export class Metrics {
     labelNames: ['store'] as const,
     registers: [this.registry],
   });
-  readonly storeKeys = new Gauge({ name: 'inkan_store_keys', help: 'Usable keys in the tables in use', labelNames: ['store'] as const, registers: [this.registry] });
+  readonly storeKeys = new Gauge({
+    name: 'inkan_store_keys',
+    help: 'Usable keys in the tables in use',
+    labelNames: ['store'] as const,
+    registers: [this.registry],
+  });
   readonly storeBadRows = new Gauge({
     name: 'inkan_store_bad_rows',
     help: 'Rows of the shared store left out of the tables in use (see the log)',
@@ -76,7 +85,12 @@ export class Metrics {
     // A scraper gets one small GET answered, then the connection closes: no keep-alive, no
     // request bodies, a few connections at a time, and a bounded time to send the request.
     this.server = createServer(
-      { maxHeaderSize: 8192, headersTimeout: METRICS_REQUEST_TIMEOUT_MS, requestTimeout: METRICS_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
+      {
+        maxHeaderSize: 8192,
+        headersTimeout: METRICS_REQUEST_TIMEOUT_MS,
+        requestTimeout: METRICS_REQUEST_TIMEOUT_MS,
+        connectionsCheckingInterval: 1000,
+      },
       (req, res) => this.serve(req, res),
     );
     const server = this.server;
@@ -105,7 +119,10 @@ export class Metrics {
       return;
     }
     this.text().then(
-      (text) => res.writeHead(200, { 'content-type': this.registry.contentType, connection: 'close' }).end(req.method === 'HEAD' ? undefined : text),
+      (text) =>
+        res
+          .writeHead(200, { 'content-type': this.registry.contentType, connection: 'close' })
+          .end(req.method === 'HEAD' ? undefined : text),
       () => res.writeHead(500, { connection: 'close' }).end(),
     );
   }

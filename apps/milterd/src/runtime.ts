@@ -26,7 +26,8 @@ export async function loadConfig(configFile: string | undefined, overrides: Over
     }
     parseConfigText(text, configFile, config, warnings);
   }
-  for (const [name, value] of overrides) setOption(config, name, value, `command line (${name})`, { echo: true, ...(warnings ? { warnings } : {}) });
+  for (const [name, value] of overrides)
+    setOption(config, name, value, `command line (${name})`, { echo: true, ...(warnings ? { warnings } : {}) });
   return config;
 }
 
@@ -103,7 +104,11 @@ export async function buildRuntime(config: Config, logger: Logger, metrics?: Met
     if (stores) tables = await stores.acquire(config, inStore.location, inStore.hosts);
     else await readStoreOnce(config, inStore.location, inStore.hosts, logger);
   }
-  const plan = tables ? tables.plan : inStore ? SigningPlan.notLoaded('the store was only checked', { multiple: false, subDomains: false }) : await loadSigningPlan(config, { warn: (message) => logger.warn(message) });
+  const plan = tables
+    ? tables.plan
+    : inStore
+      ? SigningPlan.notLoaded('the store was only checked', { multiple: false, subDomains: false })
+      : await loadSigningPlan(config, { warn: (message) => logger.warn(message) });
   // Errors name the file and line (or list item) of a bad entry, never the entry.
   const internalHosts = inStore?.hosts ? new HostList([]) : await readHostList(config.internalHosts, 'InternalHosts');
   const externalIgnore = config.externalIgnoreList ? await readHostList(config.externalIgnoreList, 'ExternalIgnoreList') : undefined;
@@ -187,7 +192,14 @@ export function describeConfig(config: Config): string {
   put('OmitHeaders', config.omitHeaders);
   put('MinimumKeyBits', config.minimumKeyBits);
   put('SubDomains', config.subDomains);
-  put('AuthservID', config.authservId && config.authservId !== 'HOSTNAME' ? config.authservId : config.authservId ? hostname() : `(the MTA's name, macro j; else ${hostname()})`);
+  put(
+    'AuthservID',
+    config.authservId && config.authservId !== 'HOSTNAME'
+      ? config.authservId
+      : config.authservId
+        ? hostname()
+        : `(the MTA's name, macro j; else ${hostname()})`,
+  );
   put('AlwaysAddARHeader', config.alwaysAddArHeader);
   put('Nameservers', config.nameservers);
   put('DNSTimeout', config.dnsTimeout);

@@ -27,7 +27,10 @@ async function startSigning(idleSeconds: number): Promise<{ milterd: MilterdProc
   writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
   const port = await freePort();
   const conf = join(dir, `abuse-${idleSeconds}.conf`);
-  writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector one\nKeyFile ${keyFile}\nMilterIdleTimeout ${idleSeconds}\n`);
+  writeFileSync(
+    conf,
+    `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector one\nKeyFile ${keyFile}\nMilterIdleTimeout ${idleSeconds}\n`,
+  );
   return { milterd: await startMilterd(['-x', conf]), port };
 }
 
@@ -40,7 +43,10 @@ function message(): Buffer {
 
 /** One good message from an internal client: its selectors and how long it took. */
 async function good(port: number): Promise<{ selectors: string[]; ms: number }> {
-  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message(), { client: { address: '127.0.0.1', hostname: 'localhost' }, sender: 'joe@example.org' });
+  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message(), {
+    client: { address: '127.0.0.1', hostname: 'localhost' },
+    sender: 'joe@example.org',
+  });
   return { selectors: insertedSignatures(tx.endOfMessage.modifications).map((f) => /\bs=([^;\s]+)/.exec(f)?.[1] ?? ''), ms: tx.totalMs };
 }
 
@@ -101,12 +107,20 @@ describe('garbage', () => {
     milterd = started.milterd;
     const { port } = started;
     const garbage: [string, Buffer[], RegExp][] = [
-      ['an HTTP request', [Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')], /packet length \d+ exceeds the limit of 1048576 bytes/],
+      [
+        'an HTTP request',
+        [Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')],
+        /packet length \d+ exceeds the limit of 1048576 bytes/,
+      ],
       ['an SMTP client', [Buffer.from('EHLO mallory.example\r\nMAIL FROM:<m@evil.example>\r\n')], /packet length \d+ exceeds the limit/],
       ['a zero length', [Buffer.from([0, 0, 0, 0, 0x4f])], /packet length 0 is invalid/],
       ['an unknown command', [encodePacket(0x5a, Buffer.from('zzz'))], /unknown command code/],
       ['a command before negotiation', [encodeCommand({ type: 'helo', hostname: 'mallory.example' })], /command before option negotiation/],
-      ['protocol version 1', [encodeCommand({ type: 'negotiate', version: 1, actions: 0x1ff, protocol: 0x1fffff })], /MTA protocol version 1 is not supported/],
+      [
+        'protocol version 1',
+        [encodeCommand({ type: 'negotiate', version: 1, actions: 0x1ff, protocol: 0x1fffff })],
+        /MTA protocol version 1 is not supported/,
+      ],
       ['negotiating twice', [NEGOTIATE, NEGOTIATE], /options were already negotiated/],
       ['a negotiation too short', [encodePacket(0x4f, Buffer.from([0, 0, 0, 6]))], /negotiate: /],
       ['an empty header packet', [NEGOTIATE, encodePacket(0x4c)], /header: payload too short for header name/],
@@ -121,7 +135,9 @@ describe('garbage', () => {
     await client.rcpt('<suzie@example.net>');
     const conns = await Promise.all(garbage.map(() => raw(port)));
     for (const [i, [, packets]] of garbage.entries()) for (const p of packets) conns[i]?.socket.write(p);
-    const closedMs = await Promise.all(conns.map((c) => Promise.race([c.closed, new Promise<number>((r) => setTimeout(() => r(Number.POSITIVE_INFINITY), 10_000))])));
+    const closedMs = await Promise.all(
+      conns.map((c) => Promise.race([c.closed, new Promise<number>((r) => setTimeout(() => r(Number.POSITIVE_INFINITY), 10_000))])),
+    );
     for (const [i, [what]] of garbage.entries()) expect(closedMs[i], `${what}: closed within 2 s`).toBeLessThan(2000);
     await client.data();
     await client.header('From', ' Joe <joe@example.org>');
@@ -134,11 +150,16 @@ describe('garbage', () => {
     expect(insertedSignatures(eom.modifications)).toHaveLength(1);
 
     const errors = () =>
-      milterd?.output()
+      milterd
+        ?.output()
         .split('\n')
         .filter((l) => l.includes('"level":50') && l.includes('"session"')) ?? [];
     await waitFor(() => errors().length >= garbage.length, `${garbage.length} error lines`);
-    for (const [what, , why] of garbage) expect(errors().some((l) => why.test(l)), `${what}: logged as ${why}`).toBe(true);
+    for (const [what, , why] of garbage)
+      expect(
+        errors().some((l) => why.test(l)),
+        `${what}: logged as ${why}`,
+      ).toBe(true);
     // Still the same process, still serving.
     expect(milterd.child.exitCode).toBeNull();
     const after = await good(port);
@@ -186,7 +207,10 @@ describe('a client that stalls', () => {
     expect(halfMs).toBeLessThan(4000);
     expect(unfinishedMs).toBeGreaterThanOrEqual(1800);
     expect(unfinishedMs).toBeLessThan(4000);
-    await waitFor(() => (milterd?.output().match(/idle: no command for 2000 ms; closing the connection/g) ?? []).length >= 2, 'two idle lines');
+    await waitFor(
+      () => (milterd?.output().match(/idle: no command for 2000 ms; closing the connection/g) ?? []).length >= 2,
+      'two idle lines',
+    );
     // The abandoned message is no longer in flight: stopping does not wait for it.
     const stopStarted = performance.now();
     expect(await milterd.stop()).toBe(0);
@@ -255,7 +279,10 @@ describe('1,000 idle connections', () => {
 
       // All closed by the daemon (bounded: the timeout, plus the time it took to open them, plus slack).
       const closeStarted = performance.now();
-      await Promise.race([Promise.all(clients.map((c) => c.whenClosed())), new Promise((r) => setTimeout(r, IDLE_S * 1000 + openMs + 10_000))]);
+      await Promise.race([
+        Promise.all(clients.map((c) => c.whenClosed())),
+        new Promise((r) => setTimeout(r, IDLE_S * 1000 + openMs + 10_000)),
+      ]);
       const closeMs = performance.now() - closeStarted;
       expect(clients.filter((c) => !c.closed)).toHaveLength(0);
       await waitFor(() => fdCount(pid) <= fdBase, `descriptors back to ${fdBase} (now ${fdCount(pid)})`, 200, 50);

@@ -74,7 +74,25 @@ describe('opendkim.conf syntax', () => {
 
   it('takes the dkim-filter command line', () => {
     const inv = parseCommandLine(
-      ['node', 'inkan-milterd', '-p', 'local:/var/run/milter/dkim', '-P', '/var/run/milter/inkan.pid', '-l', '-d', 'example.org', '-s', 'hoge', '-k', '/etc/mail/hoge.private', '-u', 'milter:mail', '-c', 'relaxed/simple'],
+      [
+        'node',
+        'inkan-milterd',
+        '-p',
+        'local:/var/run/milter/dkim',
+        '-P',
+        '/var/run/milter/inkan.pid',
+        '-l',
+        '-d',
+        'example.org',
+        '-s',
+        'hoge',
+        '-k',
+        '/etc/mail/hoge.private',
+        '-u',
+        'milter:mail',
+        '-c',
+        'relaxed/simple',
+      ],
       '1',
       () => {},
     );
@@ -102,7 +120,13 @@ describe('signing plan', () => {
   writeFileSync(edFile, keys.ed25519.pem, { mode: 0o440 });
 
   it('Domain + Selector/KeyFile + SigningKeys: every key signs every domain (dual signing)', async () => {
-    const c = { ...defaults(), domain: { kind: 'list' as const, values: ['example.org'] }, selector: 'rsa', keyFile: rsaFile, signingKeys: [`ed:${edFile}`] };
+    const c = {
+      ...defaults(),
+      domain: { kind: 'list' as const, values: ['example.org'] },
+      selector: 'rsa',
+      keyFile: rsaFile,
+      signingKeys: [`ed:${edFile}`],
+    };
     const plan = await loadSigningPlan(c);
     expect(plan.keysFor('joe@example.org').map((k) => [k.domain, k.selector, k.algorithm])).toEqual([
       ['example.org', 'rsa', 'rsa-sha256'],
@@ -116,7 +140,11 @@ describe('signing plan', () => {
   it('KeyTable + SigningTable with refile: wildcards and % for the From domain', async () => {
     writeFileSync(join(dir, 'keytable'), `rsakey example.org:rsa:${rsaFile}\nedkey %:ed:${edFile}\n`);
     writeFileSync(join(dir, 'signingtable'), '*@example.org rsakey\n*@*.example.net edkey\n');
-    const c = { ...defaults(), keyTable: { kind: 'file' as const, path: join(dir, 'keytable') }, signingTable: { kind: 'refile' as const, path: join(dir, 'signingtable') } };
+    const c = {
+      ...defaults(),
+      keyTable: { kind: 'file' as const, path: join(dir, 'keytable') },
+      signingTable: { kind: 'refile' as const, path: join(dir, 'signingtable') },
+    };
     const plan = await loadSigningPlan(c);
     expect(plan.keysFor('a@example.org').map((k) => k.selector)).toEqual(['rsa']);
     expect(plan.keysFor('b@mx.example.net').map((k) => [k.domain, k.selector])).toEqual([['mx.example.net', 'ed']]);
@@ -124,12 +152,26 @@ describe('signing plan', () => {
   });
 
   it("SigningTable (file): OpenDKIM's lookup order and keyname:signer for i= (% is the From domain; an i= outside d= is left out)", async () => {
-    writeFileSync(join(dir, 'kt-order'), `k-user example.org:user:${rsaFile}\nk-parent example.org:parent:${rsaFile}\nk-userparent example.org:userparent:${rsaFile}\nk-star example.org:star:${rsaFile}\nk-anyuser example.org:anyuser:${rsaFile}\n`);
+    writeFileSync(
+      join(dir, 'kt-order'),
+      `k-user example.org:user:${rsaFile}\nk-parent example.org:parent:${rsaFile}\nk-userparent example.org:userparent:${rsaFile}\nk-star example.org:star:${rsaFile}\nk-anyuser example.org:anyuser:${rsaFile}\n`,
+    );
     writeFileSync(
       join(dir, 'st-order'),
-      ['joe@mx.example.org k-user:Joe.Signer@mx.example.org', '.example.org k-parent:%', 'ann@.example.org k-userparent:ann@%', 'bob@* k-anyuser:bob@elsewhere.example', '* k-star', ''].join('\n'),
+      [
+        'joe@mx.example.org k-user:Joe.Signer@mx.example.org',
+        '.example.org k-parent:%',
+        'ann@.example.org k-userparent:ann@%',
+        'bob@* k-anyuser:bob@elsewhere.example',
+        '* k-star',
+        '',
+      ].join('\n'),
     );
-    const c = { ...defaults(), keyTable: { kind: 'file' as const, path: join(dir, 'kt-order') }, signingTable: { kind: 'file' as const, path: join(dir, 'st-order') } };
+    const c = {
+      ...defaults(),
+      keyTable: { kind: 'file' as const, path: join(dir, 'kt-order') },
+      signingTable: { kind: 'file' as const, path: join(dir, 'st-order') },
+    };
     const plan = await loadSigningPlan(c);
     const pick = (from: string) => plan.keysFor(from).map((k) => [k.selector, k.identity]);
     // user@host first; the signer keeps its spelling
@@ -147,9 +189,18 @@ describe('signing plan', () => {
 
   it('errors name the table line, a missing key, and unsafe permissions', async () => {
     writeFileSync(join(dir, 'badtable'), 'rsakey example.org:rsa\n');
-    const c = { ...defaults(), keyTable: { kind: 'file' as const, path: join(dir, 'badtable') }, signingTable: { kind: 'list' as const, values: [] } };
+    const c = {
+      ...defaults(),
+      keyTable: { kind: 'file' as const, path: join(dir, 'badtable') },
+      signingTable: { kind: 'list' as const, values: [] },
+    };
     await expect(loadSigningPlan(c)).rejects.toThrow(/badtable:1: KeyTable lines read/);
-    const missing = { ...defaults(), domain: { kind: 'list' as const, values: ['example.org'] }, selector: 's', keyFile: join(dir, 'nope.private') };
+    const missing = {
+      ...defaults(),
+      domain: { kind: 'list' as const, values: ['example.org'] },
+      selector: 's',
+      keyFile: join(dir, 'nope.private'),
+    };
     await expect(loadSigningPlan(missing)).rejects.toThrow(/nope\.private: ENOENT/);
     const leaky = join(dir, 'leaky.private');
     writeFileSync(leaky, keys.rsa2048.pem);
@@ -199,11 +250,19 @@ describe('hosts, addresses, verdicts', () => {
     expect(verdictAction(c, [r('temperror', 'dns-error', 'SERVFAIL')]).action).toBe('tempfail');
     expect(verdictAction(c, [r('permerror', 'key-not-found', 'no key record at x')]).action).toBe('accept');
     // The code decides, not the words: On-KeyNotFound for key-not-found whatever the reason says, and not for other codes.
-    expect(verdictAction({ ...c, onKeyNotFound: 'reject' }, [r('permerror', 'key-not-found', 'the selector has no key')]).action).toBe('reject');
-    expect(verdictAction({ ...c, onKeyNotFound: 'accept' }, [r('permerror', 'key-syntax', 'no key record here parses')]).action).toBe('reject');
+    expect(verdictAction({ ...c, onKeyNotFound: 'reject' }, [r('permerror', 'key-not-found', 'the selector has no key')]).action).toBe(
+      'reject',
+    );
+    expect(verdictAction({ ...c, onKeyNotFound: 'accept' }, [r('permerror', 'key-syntax', 'no key record here parses')]).action).toBe(
+      'reject',
+    );
     // As OpenDKIM: a revoked key or a signature that cannot be checked is a bad signature, not On-SignatureError.
-    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'key-revoked', 'key revoked (empty p=)')]).action).toBe('reject');
-    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'signature-syntax', 'signature has no b= tag')]).action).toBe('reject');
+    expect(verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'key-revoked', 'key revoked (empty p=)')]).action).toBe(
+      'reject',
+    );
+    expect(
+      verdictAction({ ...c, onSignatureError: 'accept' }, [r('permerror', 'signature-syntax', 'signature has no b= tag')]).action,
+    ).toBe('reject');
     // A key in testing mode (t=y): a failure is never rejected, tempfailed or discarded; quarantine stays.
     const testing = { ...r('fail', 'body-hash-mismatch', 'body hash did not verify'), testing: true };
     expect(verdictAction(c, [testing]).action).toBe('accept');
@@ -211,16 +270,10 @@ describe('hosts, addresses, verdicts', () => {
     expect(verdictAction({ ...c, onBadSignature: 'quarantine' }, [testing]).action).toBe('quarantine');
   });
 
-  it('has OpenDKIM\'s On-* defaults', () => {
+  it("has OpenDKIM's On-* defaults", () => {
     const d = defaults();
-    expect([d.onBadSignature, d.onDnsError, d.onInternalError, d.onKeyNotFound, d.onNoSignature, d.onSecurity, d.onSignatureError]).toEqual([
-      'accept',
-      'tempfail',
-      'tempfail',
-      'accept',
-      'accept',
-      'tempfail',
-      'reject',
-    ]);
+    expect([d.onBadSignature, d.onDnsError, d.onInternalError, d.onKeyNotFound, d.onNoSignature, d.onSecurity, d.onSignatureError]).toEqual(
+      ['accept', 'tempfail', 'tempfail', 'accept', 'accept', 'tempfail', 'reject'],
+    );
   });
 });

@@ -6,7 +6,19 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, startPostfix, statusField, tempDir, type TestKeys } from '@inkan/testbed';
+import {
+  dkimKeyRecord,
+  dkimpyVerify,
+  type DnsServer,
+  freePort,
+  makeKeys,
+  runProgram,
+  startDnsmasq,
+  startPostfix,
+  statusField,
+  tempDir,
+  type TestKeys,
+} from '@inkan/testbed';
 import { runTransaction } from '@inkan/milter-protocol';
 import { EX_CONFIG } from '../src/index.js';
 import { OUTAGE_MESSAGES, sendThroughOutage, startMilterd } from './helpers.js';
@@ -17,7 +29,9 @@ let dir: string;
 let dns: DnsServer;
 
 const message = (subject: string) =>
-  Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}.${Date.now()}@example.org>\r\n\r\nBody of ${subject}.\r\n`);
+  Buffer.from(
+    `From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}.${Date.now()}@example.org>\r\n\r\nBody of ${subject}.\r\n`,
+  );
 
 function id(args: string[]): number {
   return Number(execFileSync('id', args, { encoding: 'utf8' }).trim());
@@ -69,12 +83,18 @@ describe.runIf(isRoot)('privilege drop (started as root)', () => {
     chownSync(runDir, id(['-u', 'milter']), mailGid);
     const socket = join(runDir, 'dkim');
     const milterd = await startMilterd([
-      '-p', `local:${socket}`,
-      '-P', join(runDir, 'inkan.pid'),
-      '-d', 'example.org',
-      '-s', 'one',
-      '-k', keyFile,
-      '-u', 'milter:mail',
+      '-p',
+      `local:${socket}`,
+      '-P',
+      join(runDir, 'inkan.pid'),
+      '-d',
+      'example.org',
+      '-s',
+      'one',
+      '-k',
+      keyFile,
+      '-u',
+      'milter:mail',
     ]);
     try {
       const uid = id(['-u', 'milter']);
@@ -92,7 +112,11 @@ describe.runIf(isRoot)('privilege drop (started as root)', () => {
       process.kill(milterd.pid, 'SIGHUP');
       await milterd.waitForOutput(/configuration reloaded|reload failed/);
       expect(milterd.output()).toMatch(/"msg":"configuration reloaded"/);
-      const tx = await runTransaction(`unix:${socket}`, { sender: 'joe@example.org', recipients: ['suzie@example.net'], message: message('as milter') });
+      const tx = await runTransaction(`unix:${socket}`, {
+        sender: 'joe@example.org',
+        recipients: ['suzie@example.net'],
+        message: message('as milter'),
+      });
       const inserted = tx.endOfMessage?.modifications.filter((m) => m.type === 'insertHeader') ?? [];
       expect(inserted.map((m) => ('name' in m ? m.name : ''))).toEqual(['DKIM-Signature']);
     } finally {
@@ -129,7 +153,10 @@ describe('reload and shutdown under Postfix', () => {
     writeFileSync(signingTable, '*@example.org k\n');
     const port = await freePort();
     const conf = join(dir, 'hup.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nKeyTable ${keyTable}\nSigningTable refile:${signingTable}\nUserID root\nAllowRoot yes\n`);
+    writeFileSync(
+      conf,
+      `Socket inet:${port}@127.0.0.1\nKeyTable ${keyTable}\nSigningTable refile:${signingTable}\nUserID root\nAllowRoot yes\n`,
+    );
     const milterd = await startMilterd(['-x', conf]);
     const postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}` });
     try {
@@ -149,7 +176,10 @@ describe('reload and shutdown under Postfix', () => {
       const delivered = await postfix.waitForDelivered(3);
       const selectors = delivered.map((m) => /\bs=([a-z]+);/.exec(m.data.toString('latin1'))?.[1]);
       expect(selectors).toEqual(['one', 'two', 'two']);
-      const verdicts = await dkimpyVerify(dns.port, delivered.map((m) => m.file));
+      const verdicts = await dkimpyVerify(
+        dns.port,
+        delivered.map((m) => m.file),
+      );
       for (const v of verdicts) expect(v.signatures, v.file).toEqual([expect.objectContaining({ pass: true })]);
       expect(milterd.output()).toMatch(/keytable:1: KeyTable lines read/);
     } finally {
@@ -158,7 +188,9 @@ describe('reload and shutdown under Postfix', () => {
     }
   });
 
-  it('SIGTERM during a send loop loses nothing: Postfix tempfails or defers, then delivers after restart', { timeout: 900_000 }, async () => {
+  it('SIGTERM during a send loop loses nothing: Postfix tempfails or defers, then delivers after restart', {
+    timeout: 900_000,
+  }, async () => {
     const keyFile = join(dir, 'term.private');
     writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
     const port = await freePort();
@@ -185,7 +217,8 @@ describe('reload and shutdown under Postfix', () => {
 });
 
 describe('configuration errors', () => {
-  const run = (args: string[]) => runProgram(process.execPath, [join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js'), ...args], { timeoutMs: 30_000 });
+  const run = (args: string[]) =>
+    runProgram(process.execPath, [join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js'), ...args], { timeoutMs: 30_000 });
 
   it('an unknown option names file and line', async () => {
     const conf = join(dir, 'bad.conf');
@@ -233,7 +266,11 @@ describe('first run and metrics', () => {
       expect(out).toContain('non_smtpd_milters = inet:127.0.0.1:8891');
       expect(out).toContain("INPUT_MAIL_FILTER(`inkan', `S=inet:8891@127.0.0.1, F=T')");
       expect(statSync(join(state, 'dev.private')).mode & 0o777).toBe(0o600);
-      const tx = await runTransaction('inet:8891@127.0.0.1', { sender: 'joe@example.org', recipients: ['x@example.net'], message: message('first run') });
+      const tx = await runTransaction('inet:8891@127.0.0.1', {
+        sender: 'joe@example.org',
+        recipients: ['x@example.net'],
+        message: message('first run'),
+      });
       expect(tx.endOfMessage?.modifications.some((m) => m.type === 'insertHeader' && m.name === 'DKIM-Signature')).toBe(true);
     } finally {
       expect(await milterd.stop()).toBe(0);
@@ -245,10 +282,17 @@ describe('first run and metrics', () => {
     writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
     const [port, metricsPort] = [await freePort(), await freePort()];
     const conf = join(dir, 'metrics.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector one\nKeyFile ${keyFile}\nMetricsListen 127.0.0.1:${metricsPort}\n`);
+    writeFileSync(
+      conf,
+      `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector one\nKeyFile ${keyFile}\nMetricsListen 127.0.0.1:${metricsPort}\n`,
+    );
     const milterd = await startMilterd(['-x', conf]);
     try {
-      await runTransaction(`inet:${port}@127.0.0.1`, { sender: 'joe@example.org', recipients: ['x@example.net'], message: message('metrics') });
+      await runTransaction(`inet:${port}@127.0.0.1`, {
+        sender: 'joe@example.org',
+        recipients: ['x@example.net'],
+        message: message('metrics'),
+      });
       const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       expect(text).toMatch(/^inkan_signatures_made_total 1$/m);
       expect(text).toMatch(/^inkan_milter_connections /m);
@@ -270,22 +314,36 @@ describe('On-* actions', () => {
   it('apply per outcome with the configured reply: key not found -> reject, several From fields -> tempfail', async () => {
     const port = await freePort();
     const conf = join(dir, 'actions.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nNameservers 127.0.0.1@${dns.port}\nOn-KeyNotFound reject\nOn-Security tempfail\nDNSTimeout 2\n`);
+    writeFileSync(
+      conf,
+      `Socket inet:${port}@127.0.0.1\nMode v\nNameservers 127.0.0.1@${dns.port}\nOn-KeyNotFound reject\nOn-Security tempfail\nDNSTimeout 2\n`,
+    );
     const milterd = await startMilterd(['-x', conf]);
     try {
       const spec = `inet:${port}@127.0.0.1`;
-      const tx = (message: Buffer) => runTransaction(spec, { client: { address: '192.0.2.9', hostname: 'outside.example' }, sender: 'a@sender.example', recipients: ['b@example.org'], message });
+      const tx = (message: Buffer) =>
+        runTransaction(spec, {
+          client: { address: '192.0.2.9', hostname: 'outside.example' },
+          sender: 'a@sender.example',
+          recipients: ['b@example.org'],
+          message,
+        });
       const unsigned = await tx(message('plain'));
       expect(unsigned.outcome.reply).toEqual({ type: 'accept' });
       const noKey = Buffer.concat([
-        Buffer.from('DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=nokey; h=from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n'),
+        Buffer.from(
+          'DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=nokey; h=from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n',
+        ),
         message('no key'),
       ]);
       const rejected = await tx(noKey);
       expect(rejected.outcome.reply).toMatchObject({ type: 'replyCode', text: expect.stringMatching(/^550 5\.7\.20 DKIM: key not found/) });
       const twoFrom = Buffer.concat([Buffer.from('From: Mallory <m@evil.example>\r\n'), message('two from')]);
       const tempfailed = await tx(twoFrom);
-      expect(tempfailed.outcome.reply).toMatchObject({ type: 'replyCode', text: expect.stringMatching(/^451 4\.6\.0 DKIM: not accepted: the message has 2 From fields/) });
+      expect(tempfailed.outcome.reply).toMatchObject({
+        type: 'replyCode',
+        text: expect.stringMatching(/^451 4\.6\.0 DKIM: not accepted: the message has 2 From fields/),
+      });
     } finally {
       await milterd.stop();
     }
@@ -296,7 +354,9 @@ describe('who may connect', () => {
   it('a Socket off loopback needs MilterPeers (checked before anything is bound)', async () => {
     const conf = join(dir, 'open.conf');
     writeFileSync(conf, 'Socket inet:8899@0.0.0.0\nMode v\n');
-    const r = await runProgram(process.execPath, [join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js'), '-x', conf], { timeoutMs: 30_000 });
+    const r = await runProgram(process.execPath, [join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js'), '-x', conf], {
+      timeoutMs: 30_000,
+    });
     expect(r.code).toBe(EX_CONFIG);
     expect(r.stderr).toMatch(/not a loopback address: name the MTA hosts allowed to connect with MilterPeers/);
   });

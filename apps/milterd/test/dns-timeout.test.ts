@@ -9,7 +9,17 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signMessage } from '@inkan/dkim-core';
-import { dkimKeyRecord, type DnsServer, freePort, makeKeys, type SlowDns, startDnsmasq, startSlowDns, tempDir, type TestKeys } from '@inkan/testbed';
+import {
+  dkimKeyRecord,
+  type DnsServer,
+  freePort,
+  makeKeys,
+  type SlowDns,
+  startDnsmasq,
+  startSlowDns,
+  tempDir,
+  type TestKeys,
+} from '@inkan/testbed';
 import { type MilterdProcess, startMilterd, type TimedTransaction, timedTransaction } from './helpers.js';
 
 const SELECTORS = ['fast', 's1200', 's2500', 's4500', 'never'] as const;
@@ -31,7 +41,17 @@ beforeAll(async () => {
   const conf = join(tempDir('inkan-dns-timeout-'), 'verify.conf');
   writeFileSync(
     conf,
-    [`Socket ${spec}`, 'Mode v', 'AuthservID mx.inkan.test', `Nameservers 127.0.0.1@${slow.port}`, 'DNSTimeout 5', 'QueryCache no', 'On-DNSError accept', 'LogWhy yes', ''].join('\n'),
+    [
+      `Socket ${spec}`,
+      'Mode v',
+      'AuthservID mx.inkan.test',
+      `Nameservers 127.0.0.1@${slow.port}`,
+      'DNSTimeout 5',
+      'QueryCache no',
+      'On-DNSError accept',
+      'LogWhy yes',
+      '',
+    ].join('\n'),
   );
   milterd = await startMilterd(['-x', conf]);
 });
@@ -44,8 +64,13 @@ afterAll(async () => {
 
 async function signed(selector: string): Promise<Buffer> {
   counter++;
-  const plain = Buffer.from(`From: Alice <alice@sender.example>\r\nTo: bob@example.org\r\nSubject: key ${selector}\r\nMessage-ID: <dt.${counter}@sender.example>\r\n\r\nHello ${counter}.\r\n`);
-  return Buffer.concat([Buffer.from(await signMessage(plain, { domain: 'sender.example', selector, privateKey: keys.ed25519.pem })), plain]);
+  const plain = Buffer.from(
+    `From: Alice <alice@sender.example>\r\nTo: bob@example.org\r\nSubject: key ${selector}\r\nMessage-ID: <dt.${counter}@sender.example>\r\n\r\nHello ${counter}.\r\n`,
+  );
+  return Buffer.concat([
+    Buffer.from(await signMessage(plain, { domain: 'sender.example', selector, privateKey: keys.ed25519.pem })),
+    plain,
+  ]);
 }
 
 function authResults(tx: TimedTransaction): string {
@@ -65,9 +90,15 @@ describe('inkan-milterd with DNSTimeout 5: keys that come slowly after quick one
     const runs = await Promise.all(late.map(async (selector) => timedTransaction(spec, await signed(selector))));
     const results = runs.map(authResults);
     for (const [i, selector] of late.entries()) {
-      console.log(`${selector}: ${/dkim=(\w+)/.exec(results[i] ?? '')?.[1]} after ${Math.round(runs[i]?.afterHeadersMs ?? 0)} ms, ${slow.queriesFor(keyName(selector))} queries`);
+      console.log(
+        `${selector}: ${/dkim=(\w+)/.exec(results[i] ?? '')?.[1]} after ${Math.round(runs[i]?.afterHeadersMs ?? 0)} ms, ${slow.queriesFor(keyName(selector))} queries`,
+      );
     }
-    expect(results.slice(0, 3)).toEqual([expect.stringMatching(/dkim=pass/), expect.stringMatching(/dkim=pass/), expect.stringMatching(/dkim=pass/)]);
+    expect(results.slice(0, 3)).toEqual([
+      expect.stringMatching(/dkim=pass/),
+      expect.stringMatching(/dkim=pass/),
+      expect.stringMatching(/dkim=pass/),
+    ]);
     expect(results[3]).toMatch(/dkim=temperror/);
     expect(runs[3]?.afterHeadersMs).toBeGreaterThanOrEqual(4500);
     // One query a second until DNSTimeout, no more.

@@ -69,14 +69,22 @@ function authResults(tx: TimedTransaction): string {
 
 function writeConf(name: string, port: number, lines: string[]): string {
   const conf = join(dir, name);
-  writeFileSync(conf, [`Socket inet:${port}@127.0.0.1`, 'Mode v', `AuthservID ${AUTHSERV}`, `Nameservers 127.0.0.1@${slow.port}`, ...lines, ''].join('\n'));
+  writeFileSync(
+    conf,
+    [`Socket inet:${port}@127.0.0.1`, 'Mode v', `AuthservID ${AUTHSERV}`, `Nameservers 127.0.0.1@${slow.port}`, ...lines, ''].join('\n'),
+  );
   return conf;
 }
 
 describe('DNS answering slowly, driven with the milter client', () => {
   it('On-DNSError tempfail: a lookup slower than DNSTimeout is temperror, tempfailed within DNSTimeout, with keepalives meanwhile', async () => {
     const port = await freePort();
-    const conf = writeConf('slow-tempfail.conf', port, ['DNSTimeout 2', 'QueryCache no', 'On-DNSError tempfail', 'MilterProgressInterval 1']);
+    const conf = writeConf('slow-tempfail.conf', port, [
+      'DNSTimeout 2',
+      'QueryCache no',
+      'On-DNSError tempfail',
+      'MilterProgressInterval 1',
+    ]);
     const milterd = await startMilterd(['-x', conf]);
     const spec = `inet:${port}@127.0.0.1`;
     try {
@@ -132,7 +140,9 @@ describe('DNS answering slowly, driven with the milter client', () => {
       const back = await timedTransaction(spec, await signed('dns is back'));
       expect(back.endOfMessage.reply).toEqual({ type: 'accept' });
       expect(authResults(back)).toMatch(/dkim=pass/);
-      console.log(`slow DNS, On-DNSError accept: no answer -> accept with temperror after ${Math.round(never.afterHeadersMs)} ms; DNS back -> pass`);
+      console.log(
+        `slow DNS, On-DNSError accept: no answer -> accept with temperror after ${Math.round(never.afterHeadersMs)} ms; DNS back -> pass`,
+      );
     } finally {
       slow.setDelay(0);
       await milterd.stop();
@@ -145,13 +155,28 @@ describe('DNS slower than Postfix milter_content_timeout (2 s), faster than DNST
   async function throughPostfix(progress: number) {
     const port = await freePort();
     // 127.0.0.1 is the outside world here, so Postfix's mail is verified.
-    const conf = writeConf(`postfix-progress-${progress}.conf`, port, ['InternalHosts 192.0.2.1', 'DNSTimeout 10', 'QueryCache no', 'On-DNSError tempfail', `MilterProgressInterval ${progress}`]);
+    const conf = writeConf(`postfix-progress-${progress}.conf`, port, [
+      'InternalHosts 192.0.2.1',
+      'DNSTimeout 10',
+      'QueryCache no',
+      'On-DNSError tempfail',
+      `MilterProgressInterval ${progress}`,
+    ]);
     const milterd = await startMilterd(['-x', conf]);
-    const postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}`, milterDefaultAction: 'tempfail', mainCf: { milter_content_timeout: '2s' } });
+    const postfix = await startPostfix({
+      smtpdMilters: `inet:127.0.0.1:${port}`,
+      milterDefaultAction: 'tempfail',
+      mainCf: { milter_content_timeout: '2s' },
+    });
     try {
       slow.setDelay(4000);
       const started = performance.now();
-      const r = await postfix.sendSmtp({ from: 'alice@sender.example', to: ['bob@example.org'], data: await signed(`postfix progress ${progress}`), timeoutMs: 60_000 });
+      const r = await postfix.sendSmtp({
+        from: 'alice@sender.example',
+        to: ['bob@example.org'],
+        data: await signed(`postfix progress ${progress}`),
+        timeoutMs: 60_000,
+      });
       const ms = performance.now() - started;
       slow.setDelay(0);
       const delivered = r.data?.code === 250 ? await postfix.waitForDelivered(1) : [];
@@ -171,7 +196,9 @@ describe('DNS slower than Postfix milter_content_timeout (2 s), faster than DNST
     const ours = authenticationResults(delivered[0]?.data ?? '', parseAuthenticationResults, AUTHSERV);
     expect(ours.map((a) => a.results.map((r) => `${r.method}=${r.result}`))).toEqual([['dkim=pass']]);
     expect(maillog).not.toMatch(/milter.*(timed out|timeout)/i);
-    console.log(`Postfix, milter_content_timeout 2 s, DNS 4 s, keepalives every 1 s: 250 after ${Math.round(ms)} ms, delivered with dkim=pass`);
+    console.log(
+      `Postfix, milter_content_timeout 2 s, DNS 4 s, keepalives every 1 s: 250 after ${Math.round(ms)} ms, delivered with dkim=pass`,
+    );
   });
 
   it('control, keepalives off (MilterProgressInterval 0): Postfix times out the milter and tempfails', async () => {
@@ -179,6 +206,8 @@ describe('DNS slower than Postfix milter_content_timeout (2 s), faster than DNST
     expect(Math.floor((reply?.code ?? 0) / 100), reply?.text).toBe(4);
     expect(ms).toBeLessThan(3800);
     expect(maillog).toMatch(/milter.*(timed out|timeout)/i);
-    console.log(`control without keepalives: ${reply?.code} after ${Math.round(ms)} ms; Postfix: ${/[^\n]*milter[^\n]*(timed out|timeout)[^\n]*/i.exec(maillog)?.[0]?.replace(/^.*?(warning|milter)/, '$1')}`);
+    console.log(
+      `control without keepalives: ${reply?.code} after ${Math.round(ms)} ms; Postfix: ${/[^\n]*milter[^\n]*(timed out|timeout)[^\n]*/i.exec(maillog)?.[0]?.replace(/^.*?(warning|milter)/, '$1')}`,
+    );
   });
 });

@@ -11,7 +11,18 @@
 import { chmodSync, chownSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dkimKeyRecord, dkimpyVerify, type DnsServer, freePort, makeKeys, runProgram, startDnsmasq, tempDir, type TestKeys, waitFor } from '@inkan/testbed';
+import {
+  dkimKeyRecord,
+  dkimpyVerify,
+  type DnsServer,
+  freePort,
+  makeKeys,
+  runProgram,
+  startDnsmasq,
+  tempDir,
+  type TestKeys,
+  waitFor,
+} from '@inkan/testbed';
 import { EX_CONFIG, nobody } from '../src/internal.js';
 import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction, withSignatures, writeDaemonKey } from './helpers.js';
 
@@ -37,7 +48,6 @@ afterAll(async () => {
   await dns?.stop();
 });
 
-
 /** The PEM body (base64, lines joined): what must never be seen outside the key file. */
 function body(pem: string): string {
   return pem
@@ -62,7 +72,10 @@ async function sign(port: number, from = 'joe@example.org'): Promise<{ file: str
   const message = Buffer.from(
     `From: Joe <${from}>\r\nTo: suzie@example.net\r\nSubject: keys ${counter}\r\nMessage-ID: <keys.${counter}.${Date.now()}@example.org>\r\n\r\nKey fault test ${counter}.\r\n`,
   );
-  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message, { client: { address: '127.0.0.1', hostname: 'localhost' }, sender: from });
+  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message, {
+    client: { address: '127.0.0.1', hostname: 'localhost' },
+    sender: from,
+  });
   const m = tx.endOfMessage.modifications;
   const file = join(dir, `signed-${counter}.eml`);
   writeFileSync(file, withSignatures(message, m));
@@ -75,7 +88,10 @@ async function hup(milterd: MilterdProcess, n: number): Promise<string> {
   process.kill(milterd.pid, 'SIGHUP');
   let line = '';
   await waitFor(() => {
-    const lines = milterd.output().split('\n').filter((l) => /"msg":"(configuration reloaded|reload failed; keeping the previous configuration)"/.test(l));
+    const lines = milterd
+      .output()
+      .split('\n')
+      .filter((l) => /"msg":"(configuration reloaded|reload failed; keeping the previous configuration)"/.test(l));
     line = lines[n - 1] ?? '';
     return line !== '';
   }, `reload ${n}`);
@@ -113,7 +129,11 @@ describe('a key file removed, unreadable, replaced or corrupted, then SIGHUP', (
           },
           /cannot read key file .*one\.private: EISDIR/,
         ],
-        ['cut in half', () => writeDaemonKey(one, keys.rsa2048.pem.slice(0, keys.rsa2048.pem.length / 2)), /one\.private does not hold a PEM private key/],
+        [
+          'cut in half',
+          () => writeDaemonKey(one, keys.rsa2048.pem.slice(0, keys.rsa2048.pem.length / 2)),
+          /one\.private does not hold a PEM private key/,
+        ],
         ['not a key', () => writeDaemonKey(one, 'this is not a key\n'), /one\.private does not hold a PEM private key/],
       ];
       const figures: string[] = [];
@@ -136,7 +156,14 @@ describe('a key file removed, unreadable, replaced or corrupted, then SIGHUP', (
       files.push((await sign(port)).file);
 
       const verdicts = await dkimpyVerify(dns.port, files);
-      for (const v of verdicts) expect(v.signatures.map((s) => [s.s, s.pass]), v.file).toEqual([['one', true], ['two', true]]);
+      for (const v of verdicts)
+        expect(
+          v.signatures.map((s) => [s.s, s.pass]),
+          v.file,
+        ).toEqual([
+          ['one', true],
+          ['two', true],
+        ]);
       expect(leaked(milterd.output(), keys.rsa2048.pem)).toBeUndefined();
       expect(leaked(milterd.output(), keys.ed25519.pem)).toBeUndefined();
       console.log(`failed reloads, old keys kept (${verdicts.length} messages verified by dkimpy):\n  ${figures.join('\n  ')}`);

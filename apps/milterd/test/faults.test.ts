@@ -28,12 +28,28 @@ describe('DNS server stopped mid-run', () => {
     dns = await startDnsmasq({ 'rsa._domainkey.sender.example': dkimKeyRecord(keys.rsa2048) });
     const port = await freePort();
     const conf = join(dir, 'dns.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMode v\nNameservers 127.0.0.1@${dns.port}\nDNSTimeout 1\nQueryCache no\nOn-DNSError tempfail\nAuthservID mx.inkan.test\n`);
+    writeFileSync(
+      conf,
+      `Socket inet:${port}@127.0.0.1\nMode v\nNameservers 127.0.0.1@${dns.port}\nDNSTimeout 1\nQueryCache no\nOn-DNSError tempfail\nAuthservID mx.inkan.test\n`,
+    );
     const milterd = await startMilterd(['-x', conf]);
     try {
       const plain = Buffer.from('From: a@sender.example\r\nTo: b@example.org\r\nSubject: dns\r\n\r\nhello\r\n');
-      const signed = Buffer.concat([Buffer.from(await signMessage(plain, { domain: 'sender.example', selector: 'rsa', privateKey: keys.rsa2048.pem })), plain]);
-      const tx = () => runTransaction(`inet:${port}@127.0.0.1`, { client: { address: '192.0.2.7', hostname: 'outside.example' }, sender: 'a@sender.example', recipients: ['b@example.org'], message: signed }, { timeoutMs: 30_000 });
+      const signed = Buffer.concat([
+        Buffer.from(await signMessage(plain, { domain: 'sender.example', selector: 'rsa', privateKey: keys.rsa2048.pem })),
+        plain,
+      ]);
+      const tx = () =>
+        runTransaction(
+          `inet:${port}@127.0.0.1`,
+          {
+            client: { address: '192.0.2.7', hostname: 'outside.example' },
+            sender: 'a@sender.example',
+            recipients: ['b@example.org'],
+            message: signed,
+          },
+          { timeoutMs: 30_000 },
+        );
       const before = await tx();
       expect(before.outcome.reply).toEqual({ type: 'accept' });
       await dns.stop();

@@ -13,7 +13,8 @@ import { EX_CONFIG } from '../src/index.js';
 import { expectRefusedConfigs } from './helpers.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'inkan-milterd.js');
-const run = (args: string[]) => runProgram(process.execPath, [BIN, ...args], { timeoutMs: 30_000, env: { ...process.env, INKAN_LOG_LEVEL: 'trace' } });
+const run = (args: string[]) =>
+  runProgram(process.execPath, [BIN, ...args], { timeoutMs: 30_000, env: { ...process.env, INKAN_LOG_LEVEL: 'trace' } });
 
 /** Text of the fake shadow file that must never be shown: every piece carries CANARY, or is a hash marker. */
 const SECRETS = ['CANARY', '$y$', 'j9T', '$6$', 'root:', '19700', '/home/joe', '/bin/bash'];
@@ -49,10 +50,22 @@ function expectNoSecrets(text: string, what: string): void {
 describe('files that are something else: named by file and line, their content never shown', () => {
   it('as -x, KeyTable, SigningTable, InternalHosts, ExternalIgnoreList and PeerList, with --check-config', async () => {
     const cases: [what: string, config: string, error: RegExp][] = [
-      ['KeyTable', `KeyTable ${shadow}\nSigningTable ${keyTable}\n`, /shadow:1: KeyTable lines read "keyname domain:selector:\/path\/to\/key"/],
+      [
+        'KeyTable',
+        `KeyTable ${shadow}\nSigningTable ${keyTable}\n`,
+        /shadow:1: KeyTable lines read "keyname domain:selector:\/path\/to\/key"/,
+      ],
       ['SigningTable', `KeyTable ${keyTable}\nSigningTable refile:${shadow}\n`, /shadow:1: SigningTable lines read "pattern keyname"/],
-      ['InternalHosts', `Domain example.org\nSelector sel\nKeyFile ${keyFile}\nInternalHosts ${shadow}\n`, /shadow:1: InternalHosts: not an address, a CIDR block or a host name/],
-      ['ExternalIgnoreList', `Mode v\nExternalIgnoreList ${shadow}\n`, /shadow:1: ExternalIgnoreList: not an address, a CIDR block or a host name/],
+      [
+        'InternalHosts',
+        `Domain example.org\nSelector sel\nKeyFile ${keyFile}\nInternalHosts ${shadow}\n`,
+        /shadow:1: InternalHosts: not an address, a CIDR block or a host name/,
+      ],
+      [
+        'ExternalIgnoreList',
+        `Mode v\nExternalIgnoreList ${shadow}\n`,
+        /shadow:1: ExternalIgnoreList: not an address, a CIDR block or a host name/,
+      ],
       ['MilterPeers', `Mode v\nMilterPeers ${shadow}\n`, /shadow:1: MilterPeers: not an address, a CIDR block or a host name/],
     ];
     await expectRefusedConfigs({
@@ -76,9 +89,21 @@ describe('files that are something else: named by file and line, their content n
     const inline = join(dir, 'inline.table');
     writeFileSync(inline, 'k example.org:sel:MC4CAQAwBQYDK2VwBCIEICANARYkeydataAbCdEfGhIjKlMnOpQrStUv\n');
     const runs: [string, string, RegExp][] = [
-      ['key data written into a KeyTable', `KeyTable ${inline}\nSigningTable ${keyTable}\n`, /inline\.table:1: KeyTable: the key must be named by its file's path/],
-      ['passwd-like KeyTable', `KeyTable ${gecos}\nSigningTable ${keyTable}\n`, /gecos\.table:1: KeyTable: the domain \(before the first ":"\) is not a domain name or %/],
-      ['SigningTable naming a secret', `KeyTable ${keyTable}\nSigningTable ${signing}\n`, /signing\.table:2: SigningTable names a key, which KeyTable does not have/],
+      [
+        'key data written into a KeyTable',
+        `KeyTable ${inline}\nSigningTable ${keyTable}\n`,
+        /inline\.table:1: KeyTable: the key must be named by its file's path/,
+      ],
+      [
+        'passwd-like KeyTable',
+        `KeyTable ${gecos}\nSigningTable ${keyTable}\n`,
+        /gecos\.table:1: KeyTable: the domain \(before the first ":"\) is not a domain name or %/,
+      ],
+      [
+        'SigningTable naming a secret',
+        `KeyTable ${keyTable}\nSigningTable ${signing}\n`,
+        /signing\.table:2: SigningTable names a key, which KeyTable does not have/,
+      ],
     ];
     const confs = runs.map(([what, text]) => {
       const conf = join(dir, `${what.replace(/\W+/g, '-')}.conf`);
@@ -102,7 +127,10 @@ describe('files that are something else: named by file and line, their content n
   it('at start-up (no --check-config): -x and InternalHosts; a bad value on the command line is still quoted back', async () => {
     const port = await freePort();
     const conf = join(dir, 'start.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nRequireSafeKeys no\nDomain example.org\nSelector sel\nKeyFile ${keyFile}\nInternalHosts ${shadow}\n`);
+    writeFileSync(
+      conf,
+      `Socket inet:${port}@127.0.0.1\nRequireSafeKeys no\nDomain example.org\nSelector sel\nKeyFile ${keyFile}\nInternalHosts ${shadow}\n`,
+    );
     const [asConfig, asHosts, flag] = await Promise.all([
       run(['-x', shadow, '-p', `inet:${port}@127.0.0.1`]),
       run(['-x', conf]),

@@ -26,7 +26,8 @@ GRANT CONNECT ON DATABASE mail TO inkan_owner, inkan_admin, inkan_milterd, inkan
     const owner = { user: 'inkan_owner', password: 'owner', database: 'mail' };
     await pg.psql(readFileSync(resolve(SQL, '001_dkim_tables.sql'), 'utf8'), owner);
     await pg.psql(readFileSync(resolve(SQL, 'grants.sql'), 'utf8'), owner);
-    const milterd = (table: string) => pg.url({ user: 'inkan_milterd', password: pw.milterd, database: 'mail', query: `table=${table}&poll=5&retry=2` });
+    const milterd = (table: string) =>
+      pg.url({ user: 'inkan_milterd', password: pw.milterd, database: 'mail', query: `table=${table}&poll=5&retry=2` });
     const adminUri = pg.url({ user: 'inkan_admin', password: pw.admin, database: 'mail' });
     return {
       kind: 'postgresql',

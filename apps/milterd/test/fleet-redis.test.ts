@@ -31,7 +31,11 @@ describe.skipIf(missing !== undefined && !process.env.CI)(`fleet: tables in Redi
           await r.connect();
           await r
             .multi()
-            .hset('inkan:keys', 'missing._domainkey.bad-missing.example', JSON.stringify({ domain: 'bad-missing.example', selector: 'missing' }))
+            .hset(
+              'inkan:keys',
+              'missing._domainkey.bad-missing.example',
+              JSON.stringify({ domain: 'bad-missing.example', selector: 'missing' }),
+            )
             .hset('inkan:keys', 'pem._domainkey.bad-pem.example', JSON.stringify({ domain: 'bad-pem.example', selector: 'pem' }))
             .hset('inkan:private', 'pem._domainkey.bad-pem.example', '-----BEGIN PRIVATE KEY-----\nnot really\n-----END PRIVATE KEY-----\n')
             .hset('inkan:keys', 'nodomain._domainkey', JSON.stringify({ selector: 'nodomain' }))

@@ -63,7 +63,9 @@ export async function send(port: number, dir: string, from: string, client = '12
   });
   const reply = tx.outcome.reply;
   const outcome = !reply ? 'continue' : reply.type === 'replyCode' ? (reply.text.startsWith('451') ? 'tempfail' : reply.text) : reply.type;
-  const sigs = (tx.endOfMessage?.modifications ?? []).flatMap((m) => (m.type === 'insertHeader' && m.name === 'DKIM-Signature' ? [m.value.toString('latin1')] : []));
+  const sigs = (tx.endOfMessage?.modifications ?? []).flatMap((m) =>
+    m.type === 'insertHeader' && m.name === 'DKIM-Signature' ? [m.value.toString('latin1')] : [],
+  );
   const sent: Sent = {
     outcome,
     selectors: sigs.map((v) => /\bs=([^;\s]+)/.exec(v)?.[1] ?? ''),
@@ -78,7 +80,14 @@ export async function send(port: number, dir: string, from: string, client = '12
 }
 
 /** Send (every 100 ms, bounded) until a message from `from` is signed with `selector`; returns it and how long after `started` that was. */
-async function untilSigned(port: number, dir: string, from: string, selector: string, started = Date.now(), seconds = 10): Promise<{ sent: Sent; ms: number }> {
+async function untilSigned(
+  port: number,
+  dir: string,
+  from: string,
+  selector: string,
+  started = Date.now(),
+  seconds = 10,
+): Promise<{ sent: Sent; ms: number }> {
   let last: Sent | undefined;
   for (let i = 0; i < seconds * 10; i++) {
     last = await send(port, dir, from);
@@ -117,13 +126,18 @@ export function fleetScenario(open: () => Promise<FleetStore>): void {
     const port = await freePort();
     const metricsPort = await freePort();
     const conf = join(dir, `${name}.conf`);
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMetricsListen 127.0.0.1:${metricsPort}\nAllowRoot yes\n${store.milterdConfig(o)}`, { mode: 0o600 });
+    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nMetricsListen 127.0.0.1:${metricsPort}\nAllowRoot yes\n${store.milterdConfig(o)}`, {
+      mode: 0o600,
+    });
     const milterd = await startMilterd(['-x', conf]);
     return { milterd, port, metricsPort, name };
   };
 
   const generate = async (domain: string, selector: string, more: string[] = []) => {
-    const out = JSON.parse(await keytool(['--json', 'genkey', '-d', domain, '-s', selector, '--store', store.adminUri, ...more])) as { record: string; name: string };
+    const out = JSON.parse(await keytool(['--json', 'genkey', '-d', domain, '-s', selector, '--store', store.adminUri, ...more])) as {
+      record: string;
+      name: string;
+    };
     records[`${selector}._domainkey.${domain}`] = out.record;
     return out;
   };
@@ -183,16 +197,24 @@ export function fleetScenario(open: () => Promise<FleetStore>): void {
       signedFiles.push(sent.file as string);
       rotation.push(ms);
     }
-    console.log(`${store.kind}: domain added reached both hosts after ${added.join(' ms, ')} ms; rotation after ${rotation.join(' ms, ')} ms (measured from the keytool command's exit)`);
+    console.log(
+      `${store.kind}: domain added reached both hosts after ${added.join(' ms, ')} ms; rotation after ${rotation.join(' ms, ')} ms (measured from the keytool command's exit)`,
+    );
 
     // The old selector can go now; the one in use cannot.
     await keytool(['store', 'retire', '--store', store.adminUri, '--domain', 'example.org', '--selector', 's1']);
-    await expect(keytool(['store', 'retire', '--store', store.adminUri, '--domain', 'example.org', '--selector', 's2'])).rejects.toThrow(/still signs for example\.org/);
+    await expect(keytool(['store', 'retire', '--store', store.adminUri, '--domain', 'example.org', '--selector', 's2'])).rejects.toThrow(
+      /still signs for example\.org/,
+    );
     for (const h of hosts) await h.milterd.waitForOutput(/"reason":"changed[^\n]*"msg":"signing tables loaded from the store"/);
 
     const verdicts = await dkimpyVerify(dns.port, signedFiles);
     expect(verdicts).toHaveLength(signedFiles.length);
-    for (const v of verdicts) expect(v.signatures.map((s) => s.pass), `${v.file}: ${JSON.stringify(v.signatures)}`).toEqual([true]);
+    for (const v of verdicts)
+      expect(
+        v.signatures.map((s) => s.pass),
+        `${v.file}: ${JSON.stringify(v.signatures)}`,
+      ).toEqual([true]);
     for (const h of hosts) {
       expect(await metric(h.metricsPort, 'inkan_store_up')).toBe(1);
       expect(await metric(h.metricsPort, 'inkan_store_keys')).toBe(3); // s2, s3, n1 (s1 is retired)
@@ -210,10 +232,15 @@ export function fleetScenario(open: () => Promise<FleetStore>): void {
     await keytool(['store', 'hosts', '--store', store.adminUri, '--set', '127.0.0.1,192.0.2.0/24']);
     const started = Date.now();
     let after: Sent | undefined;
-    await waitFor(async () => {
-      after = await send(d.port, dir, 'joe@example.org', '192.0.2.7');
-      return after.selectors.length > 0;
-    }, 'mail from 192.0.2.7 signed', 100, 100);
+    await waitFor(
+      async () => {
+        after = await send(d.port, dir, 'joe@example.org', '192.0.2.7');
+        return after.selectors.length > 0;
+      },
+      'mail from 192.0.2.7 signed',
+      100,
+      100,
+    );
     expect(after?.selectors).toEqual(['s2']);
     signedFiles.push(after?.file as string);
     console.log(`${store.kind}: InternalHosts change used after ${Date.now() - started} ms`);
@@ -234,7 +261,9 @@ export function fleetScenario(open: () => Promise<FleetStore>): void {
       expect(out).toMatch(/"problem":"[^"]*missing[^"]*has no private key/);
       expect(out).toMatch(/"problem":"[^"]*pem[^"]*does not hold a PEM private key/);
       expect(out).toMatch(/"problem":"[^"]*selector nodomain has no domain/);
-      expect(out).toMatch(/"problem":"[^"]*SigningTable names key \\"nosuchkey\._domainkey\.dangling\.example\\", which KeyTable does not have/);
+      expect(out).toMatch(
+        /"problem":"[^"]*SigningTable names key \\"nosuchkey\._domainkey\.dangling\.example\\", which KeyTable does not have/,
+      );
       if (store.kind === 'redis') expect(out).toMatch(/"problem":"inkan:keys garbage: the value is not a JSON object/);
 
       // The rest of the table still works...
@@ -256,7 +285,11 @@ export function fleetScenario(open: () => Promise<FleetStore>): void {
       expect(await metric(h.metricsPort, 'inkan_messages_held_total')).toBeGreaterThanOrEqual(4);
     }
     const verdicts = await dkimpyVerify(dns.port, signedFiles.slice(-4));
-    for (const v of verdicts) expect(v.signatures.map((s) => s.pass), v.file).toEqual([true]);
+    for (const v of verdicts)
+      expect(
+        v.signatures.map((s) => s.pass),
+        v.file,
+      ).toEqual([true]);
     alive();
   });
 
@@ -302,10 +335,16 @@ export function fleetScenario(open: () => Promise<FleetStore>): void {
       during.push(sent.file as string);
       times.push(ms);
     }
-    console.log(`${store.kind}: reconnected within ${reconnectMs} ms of the store's restart; rotation after restart reached the 3 hosts after ${times.join(' ms, ')} ms`);
+    console.log(
+      `${store.kind}: reconnected within ${reconnectMs} ms of the store's restart; rotation after restart reached the 3 hosts after ${times.join(' ms, ')} ms`,
+    );
     const verdicts = await dkimpyVerify(dns.port, during);
     expect(verdicts).toHaveLength(during.length);
-    for (const v of verdicts) expect(v.signatures.map((s) => s.pass), `${v.file}: ${JSON.stringify(v.signatures)}`).toEqual([true]);
+    for (const v of verdicts)
+      expect(
+        v.signatures.map((s) => s.pass),
+        `${v.file}: ${JSON.stringify(v.signatures)}`,
+      ).toEqual([true]);
     for (const h of hosts) expect(h.milterd.output()).not.toMatch(/"msg":"ready"[\s\S]*"msg":"ready"/); // never restarted
     alive();
   });

@@ -15,7 +15,6 @@ let dns: DnsServer;
 let milterd: MilterdProcess;
 let port: number;
 
-
 beforeAll(async () => {
   keys = makeKeys();
   dir = tempDir('inkan-from-forms-');
@@ -25,11 +24,17 @@ beforeAll(async () => {
   });
   writeDaemonKey(join(dir, 'org.private'), keys.rsa2048.pem);
   writeDaemonKey(join(dir, 'net.private'), keys.ed25519.pem);
-  writeFileSync(join(dir, 'key.table'), `org example.org:org:${join(dir, 'org.private')}\nnet example.net:net:${join(dir, 'net.private')}\n`);
+  writeFileSync(
+    join(dir, 'key.table'),
+    `org example.org:org:${join(dir, 'org.private')}\nnet example.net:net:${join(dir, 'net.private')}\n`,
+  );
   writeFileSync(join(dir, 'signing.table'), '*@example.org org\n*@example.net net\n');
   port = await freePort();
   const conf = join(dir, 'milterd.conf');
-  writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nKeyTable ${join(dir, 'key.table')}\nSigningTable refile:${join(dir, 'signing.table')}\nLogWhy yes\n`);
+  writeFileSync(
+    conf,
+    `Socket inet:${port}@127.0.0.1\nKeyTable ${join(dir, 'key.table')}\nSigningTable refile:${join(dir, 'signing.table')}\nLogWhy yes\n`,
+  );
   milterd = await startMilterd(['-x', conf]);
 });
 
@@ -45,9 +50,14 @@ async function send(from: string): Promise<{ file: string; domains: string[] }> 
   const message = Buffer.concat([
     Buffer.from('From:'),
     Buffer.from(from, 'latin1'),
-    Buffer.from(`\r\nTo: suzie@example.net\r\nSubject: from forms ${counter}\r\nMessage-ID: <forms.${counter}@example.org>\r\n\r\nBody ${counter}.\r\n`),
+    Buffer.from(
+      `\r\nTo: suzie@example.net\r\nSubject: from forms ${counter}\r\nMessage-ID: <forms.${counter}@example.org>\r\n\r\nBody ${counter}.\r\n`,
+    ),
   ]);
-  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message, { client: { address: '127.0.0.1', hostname: 'localhost' }, sender: 'a@example.org' });
+  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message, {
+    client: { address: '127.0.0.1', hostname: 'localhost' },
+    sender: 'a@example.org',
+  });
   const m = tx.endOfMessage.modifications;
   const file = join(dir, `signed-${counter}.eml`);
   writeFileSync(file, withSignatures(message, m));
@@ -69,7 +79,10 @@ describe('the signing key follows the From mailbox, whatever its form', () => {
       expect(s.domains, from).toEqual([domain]);
       sent.push(s);
     }
-    const verdicts = await dkimpyVerify(dns.port, sent.map((s) => s.file));
+    const verdicts = await dkimpyVerify(
+      dns.port,
+      sent.map((s) => s.file),
+    );
     expect(verdicts.map((v) => v.signatures.map((s) => [s.d, s.pass]))).toEqual(forms.map(([, d]) => [[d, true]]));
   });
 

@@ -78,7 +78,9 @@ export async function sendThroughOutage(
   const started = performance.now();
   const id = (i: number) => `outage-${i}@example.org`;
   const message = (i: number) =>
-    Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: outage ${i}\r\nMessage-ID: <${id(i)}>\r\n\r\nBody of message ${i}.\r\n`);
+    Buffer.from(
+      `From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: outage ${i}\r\nMessage-ID: <${id(i)}>\r\n\r\nBody of message ${i}.\r\n`,
+    );
   const envelope = { from: 'joe@example.org', to: ['suzie@example.net'] };
   const down = Math.floor(count * 0.4);
   const up = Math.floor(count * 0.7);
@@ -115,7 +117,12 @@ export async function sendThroughOutage(
   for (const i of retry) expect((await postfix.sendSmtp({ ...envelope, data: message(i) })).data?.code, `resending message ${i}`).toBe(250);
   await runProgram('postqueue', ['-c', postfix.configDir, '-f']);
   const delivered = await postfix.waitForDelivered(count, Math.max(600, count * 2)).catch(async (error: Error) => {
-    throw new Error(`${error.message}\n${await outageReport(postfix, Array.from({ length: count }, (_, i) => id(i)))}`);
+    throw new Error(
+      `${error.message}\n${await outageReport(
+        postfix,
+        Array.from({ length: count }, (_, i) => id(i)),
+      )}`,
+    );
   });
   const ids = delivered.map((m) => /^Message-ID:\s*<([^>]+)>/im.exec(m.data.toString('latin1'))?.[1] ?? `(none in ${m.file})`);
   expect(ids.length).toBe(count);
@@ -134,11 +141,19 @@ async function outageReport(postfix: PostfixInstance, ids: string[]): Promise<st
   const seen = new Set(postfix.sink.messages.map((m) => /^Message-ID:\s*<([^>]+)>/im.exec(m.data.toString('latin1'))?.[1]));
   const missing = ids.filter((i) => !seen.has(i));
   const log = postfix.maillog().split('\n');
-  const queueIds = new Set(log.flatMap((line) => (missing.some((i) => line.includes(`<${i}>`)) ? [/: ([0-9A-F]{6,}): /.exec(line)?.[1] ?? ''] : [])));
+  const queueIds = new Set(
+    log.flatMap((line) => (missing.some((i) => line.includes(`<${i}>`)) ? [/: ([0-9A-F]{6,}): /.exec(line)?.[1] ?? ''] : [])),
+  );
   queueIds.delete('');
   const lines = log.filter((line) => missing.some((i) => line.includes(`<${i}>`)) || [...queueIds].some((q) => line.includes(`${q}:`)));
   const queue = await runProgram('postqueue', ['-c', postfix.configDir, '-p']).catch((e: Error) => ({ stdout: e.message }));
-  return [`missing at the sink: ${missing.slice(0, 20).join(', ') || '(none)'}`, '--- their log lines ---', ...lines.slice(0, 60), '--- postqueue -p ---', queue.stdout.slice(0, 4000)].join('\n');
+  return [
+    `missing at the sink: ${missing.slice(0, 20).join(', ') || '(none)'}`,
+    '--- their log lines ---',
+    ...lines.slice(0, 60),
+    '--- postqueue -p ---',
+    queue.stdout.slice(0, 4000),
+  ].join('\n');
 }
 
 /** One transaction driven stage by stage, with the times that matter for stalls. */
@@ -218,7 +233,9 @@ export async function expectRefusedConfigs(options: {
     runs.push([label, ['-x', conf], error]);
   }
   const env = { ...process.env, ...options.env };
-  const results = await Promise.all(runs.map(([, args]) => runProgram(process.execPath, [MILTERD_BIN, ...args, '--check-config'], { timeoutMs: 30_000, env })));
+  const results = await Promise.all(
+    runs.map(([, args]) => runProgram(process.execPath, [MILTERD_BIN, ...args, '--check-config'], { timeoutMs: 30_000, env })),
+  );
   for (const [i, [label, , error]] of runs.entries()) {
     const r = results[i] as Awaited<ReturnType<typeof runProgram>>;
     expect(r.code, `${label}: ${r.stderr}`).toBe(options.code);

@@ -24,7 +24,17 @@ import {
   type StepReply,
   splitMessage,
 } from '@inkan/milter-protocol';
-import { dkimKeyRecord, type DnsServer, freePort, makeKeys, rssKiB, startDnsmasq, startPostfix, tempDir, type TestKeys } from '@inkan/testbed';
+import {
+  dkimKeyRecord,
+  type DnsServer,
+  freePort,
+  makeKeys,
+  rssKiB,
+  startDnsmasq,
+  startPostfix,
+  tempDir,
+  type TestKeys,
+} from '@inkan/testbed';
 import { pino } from 'pino';
 import { createFilter, forLog } from '../src/filter.js';
 import { HostList, parseConfigText, SigningPlan } from '../src/internal.js';
@@ -40,7 +50,8 @@ vi.mock('@inkan/dkim-core', async (importOriginal) => {
   const real = await importOriginal<typeof import('@inkan/dkim-core')>();
   return {
     ...real,
-    formatAuthenticationResults: (...args: Parameters<typeof real.formatAuthenticationResults>) => injected.value ?? real.formatAuthenticationResults(...args),
+    formatAuthenticationResults: (...args: Parameters<typeof real.formatAuthenticationResults>) =>
+      injected.value ?? real.formatAuthenticationResults(...args),
   };
 });
 
@@ -148,12 +159,19 @@ function message(from = 'Joe <joe@example.org>', extra = ''): Buffer {
 /** A message signed by third.example that does not oversign From (so a From can be prepended). */
 async function thirdPartySigned(): Promise<Buffer> {
   const original = message('Newsletter <news@third.example>');
-  const signature = await signMessage(original, { domain: 'third.example', selector: 'ed', privateKey: keys.ed25519.pem, oversignHeaders: [] });
+  const signature = await signMessage(original, {
+    domain: 'third.example',
+    selector: 'ed',
+    privateKey: keys.ed25519.pem,
+    oversignHeaders: [],
+  });
   return Buffer.concat([Buffer.from(signature, 'latin1'), original]);
 }
 
 function authenticationResults(mods: readonly Modification[] | undefined): string[] {
-  return (mods ?? []).flatMap((m) => (m.type === 'insertHeader' && m.name === 'Authentication-Results' ? [m.value.toString('latin1')] : []));
+  return (mods ?? []).flatMap((m) =>
+    m.type === 'insertHeader' && m.name === 'Authentication-Results' ? [m.value.toString('latin1')] : [],
+  );
 }
 
 /** An Authentication-Results value unfolded, white space runs as one space. */
@@ -240,8 +258,14 @@ describe('defaults (On-Security tempfail)', () => {
     const postfix = await startPostfix({ smtpdMilters: `inet:127.0.0.1:${port}` });
     running.push(postfix);
     const envelope = { from: 'joe@example.org', to: ['suzie@example.net'] };
-    const twoFrom = await postfix.sendSmtp({ ...envelope, data: message('Joe <joe@example.org>', 'From: Mallory <mallory@evil.example>\r\n') });
-    expect([twoFrom.data?.code, twoFrom.data?.text]).toEqual([451, '4.6.0 DKIM: not accepted: the message has 2 From fields (RFC 5322 allows one)']);
+    const twoFrom = await postfix.sendSmtp({
+      ...envelope,
+      data: message('Joe <joe@example.org>', 'From: Mallory <mallory@evil.example>\r\n'),
+    });
+    expect([twoFrom.data?.code, twoFrom.data?.text]).toEqual([
+      451,
+      '4.6.0 DKIM: not accepted: the message has 2 From fields (RFC 5322 allows one)',
+    ]);
     const filler = Array.from({ length: 1001 }, (_, i) => `X-Filler-${i}: x\r\n`).join('');
     const many = await postfix.sendSmtp({ ...envelope, data: message('Joe <joe@example.org>', filler) });
     expect([many.data?.code, many.data?.text]).toEqual([451, '4.3.4 DKIM: not accepted: the header section has more than 1000 fields']);
@@ -295,7 +319,10 @@ describe('On-Security accept', () => {
   });
 
   it('two From fields from an internal client: passed unsigned, logged as a security concern', async () => {
-    const r = await drive(port, message('Joe <joe@example.org>', 'From: Joe <joe@example.org>\r\n'), { client: LOCAL, queueId: 'QTWOSIGN' });
+    const r = await drive(port, message('Joe <joe@example.org>', 'From: Joe <joe@example.org>\r\n'), {
+      client: LOCAL,
+      queueId: 'QTWOSIGN',
+    });
     expect(r.endOfHeaders?.type ?? 'continue').toBe('continue');
     expect(r.endOfMessage?.reply.type).toBe('accept');
     expect(insertedSignatures(r.endOfMessage?.modifications ?? [])).toEqual([]);
@@ -314,7 +341,9 @@ describe('On-Security accept', () => {
     const [ar] = authenticationResults(r.endOfMessage?.modifications);
     const unfolded = unfold(ar);
     expect(unfolded).not.toMatch(/dkim=pass/);
-    expect(unfolded).toMatch(/dkim=policy (\([^)]*\) )?reason="the message has 2 From fields \(RFC 5322 allows one\)" header\.d=third\.example/);
+    expect(unfolded).toMatch(
+      /dkim=policy (\([^)]*\) )?reason="the message has 2 From fields \(RFC 5322 allows one\)" header\.d=third\.example/,
+    );
     await milterd.waitForOutput(/QPREPENDED[^\n]*"msg":"verified: the message has 2 From fields/);
     expect(logLines(milterd, /^verified: the message has 2 From fields/)[0]).toMatchObject({ queueId: 'QPREPENDED', action: 'accept' });
   });
@@ -403,14 +432,24 @@ describe('the filter never inserts a field value that would break the header sec
   }
 
   it('a bare LF or a NUL in the value: refused, On-InternalError (tempfail), logged with what failed', async () => {
-    for (const bad of ['mx.inkan.test; dkim=none\nX-Injected: yes', 'mx.inkan.test; dkim=none\rX-Injected: yes', 'mx.inkan.test; dkim=none reason="\0"']) {
+    for (const bad of [
+      'mx.inkan.test; dkim=none\nX-Injected: yes',
+      'mx.inkan.test; dkim=none\rX-Injected: yes',
+      'mx.inkan.test; dkim=none reason="\0"',
+    ]) {
       const r = await run(bad);
       expect(r.calls.filter((c) => c.startsWith('insert'))).toEqual([]);
       expect(r.decision).toMatchObject({ code: 451, text: 'DKIM: internal error, try again later' });
       expect(r.errors).toHaveLength(1);
-      expect(r.errors[0]).toMatchObject({ failed: 'inserting Authentication-Results', error: expect.stringMatching(/^refused to insert Authentication-Results: /) });
+      expect(r.errors[0]).toMatchObject({
+        failed: 'inserting Authentication-Results',
+        error: expect.stringMatching(/^refused to insert Authentication-Results: /),
+      });
     }
-    expect((await run('mx.inkan.test; dkim=none\n\treason="folded"')).calls).toEqual(['delete Authentication-Results 1', 'insert Authentication-Results']);
+    expect((await run('mx.inkan.test; dkim=none\n\treason="folded"')).calls).toEqual([
+      'delete Authentication-Results 1',
+      'insert Authentication-Results',
+    ]);
   });
 
   it('a modifier that throws while forged fields are removed: On-InternalError, not an escaped error', async () => {

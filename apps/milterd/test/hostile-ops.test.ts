@@ -32,7 +32,9 @@ afterAll(() => {
 
 function message(from = 'joe@example.org'): Buffer {
   counter++;
-  return Buffer.from(`From: Joe <${from}>\r\nTo: suzie@example.net\r\nSubject: ops ${counter}\r\nMessage-ID: <ops.${counter}@example.org>\r\n\r\nBody ${counter}.\r\n`);
+  return Buffer.from(
+    `From: Joe <${from}>\r\nTo: suzie@example.net\r\nSubject: ops ${counter}\r\nMessage-ID: <ops.${counter}@example.org>\r\n\r\nBody ${counter}.\r\n`,
+  );
 }
 
 /** A signing configuration (ed25519: cheap to sign with) on a fresh port, plus `extra` lines. */
@@ -41,13 +43,19 @@ async function signingConf(name: string, extra: string[] = []): Promise<{ conf: 
   writeFileSync(keyFile, keys.ed25519.pem, { mode: 0o600 });
   const port = await freePort();
   const conf = join(dir, `${name}.conf`);
-  writeFileSync(conf, [`Socket inet:${port}@127.0.0.1`, 'Domain example.org', 'Selector one', `KeyFile ${keyFile}`, ...extra, ''].join('\n'));
+  writeFileSync(
+    conf,
+    [`Socket inet:${port}@127.0.0.1`, 'Domain example.org', 'Selector one', `KeyFile ${keyFile}`, ...extra, ''].join('\n'),
+  );
   return { conf, port };
 }
 
 /** One message from an internal client; the selectors of the signatures it got. */
 async function sign(port: number, sender = 'joe@example.org'): Promise<string[]> {
-  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message(sender), { client: { address: '127.0.0.1', hostname: 'localhost' }, sender });
+  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message(sender), {
+    client: { address: '127.0.0.1', hostname: 'localhost' },
+    sender,
+  });
   return insertedSignatures(tx.endOfMessage.modifications).map((f) => /\bs=([^;\s]+)/.exec(f)?.[1] ?? '');
 }
 
@@ -118,7 +126,9 @@ describe('/metrics under a scraping flood', () => {
     // At most one a second (plus the first and the last one), however many scrapes came.
     expect(renders).toBeGreaterThanOrEqual(1);
     expect(renders).toBeLessThanOrEqual(Math.ceil(seconds) + 2);
-    console.log(`metrics flood: ${SCRAPES} scrapes and ${MESSAGES} signed messages in ${seconds.toFixed(1)} s; the text was made ${renders} times`);
+    console.log(
+      `metrics flood: ${SCRAPES} scrapes and ${MESSAGES} signed messages in ${seconds.toFixed(1)} s; the text was made ${renders} times`,
+    );
   });
 
   it('only GET /metrics, one request per connection; connections over the cap and silent ones are closed', async () => {
@@ -130,11 +140,14 @@ describe('/metrics under a scraping flood', () => {
       expect((await httpRequest(metricsPort, '/other')).status).toBe(404);
       // Keep-alive is not offered: the server closes after each answer.
       const closedAfterAnswer = await new Promise<boolean>((resolve, reject) => {
-        const req = get({ host: '127.0.0.1', port: metricsPort, path: '/metrics', headers: { connection: 'keep-alive' }, agent: false }, (res) => {
-          res.resume();
-          res.socket.once('close', () => resolve(true));
-          expect(res.headers.connection).toBe('close');
-        });
+        const req = get(
+          { host: '127.0.0.1', port: metricsPort, path: '/metrics', headers: { connection: 'keep-alive' }, agent: false },
+          (res) => {
+            res.resume();
+            res.socket.once('close', () => resolve(true));
+            expect(res.headers.connection).toBe('close');
+          },
+        );
         req.on('error', reject);
         setTimeout(() => resolve(false), 10_000).unref();
       });
@@ -152,7 +165,8 @@ describe('/metrics under a scraping flood', () => {
       for (let i = 0; i < 8; i++) silent.push(await open());
       await new Promise((r) => setTimeout(r, 200));
       const ninth = await open();
-      const within = (p: Promise<void>, ms: number) => Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+      const within = (p: Promise<void>, ms: number) =>
+        Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
       expect(await within(ninth.closed, 5000)).toBe(true);
       const silentClosed = await Promise.all(silent.map((s) => within(s.closed, 15_000)));
       expect(silentClosed).toEqual(silent.map(() => true));
@@ -191,34 +205,39 @@ describe('RequireSafeKeys: owner, directories and symbolic links', () => {
     return { code: r.code, output: r.stdout + r.stderr };
   }
 
-  it.skipIf(!asRoot)('a key owned by another user is refused by --check-config and at start-up; owned by the UserID user it is taken', async () => {
-    const keyFile = keyIn('owner', 0o700);
-    chownSync(keyFile, OTHER, OTHER);
-    const refused = await checkConfig(keyConf('owner', keyFile));
-    expect(refused.code).toBe(78);
-    expect(refused.output).toContain(`key file ${keyFile} is owned by uid ${OTHER}`);
-    expect(refused.output).toMatch(/who could replace the key: chown it to root/);
-    expect(refused.output).not.toContain('PRIVATE KEY');
-    const start = await startMilterd(['-x', keyConf('owner-start', keyFile)], { ready: 'none' });
-    try {
-      expect(await Promise.race([start.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))])).toBe(78);
-      expect(start.output()).toContain(`is owned by uid ${OTHER}`);
-    } finally {
-      await start.stop();
-    }
-    // The user milterd runs as may own its key (and must be able to reach it, for a reload).
-    chmodSync(dir, 0o711);
-    chmodSync(dirname(keyFile), 0o711);
-    const taken = await checkConfig(keyConf('owner-userid', keyFile, ['UserID daemon']));
-    expect(taken.output).not.toMatch(/owned by/);
-    expect(taken.code).toBe(0);
-  });
+  it.skipIf(!asRoot)(
+    'a key owned by another user is refused by --check-config and at start-up; owned by the UserID user it is taken',
+    async () => {
+      const keyFile = keyIn('owner', 0o700);
+      chownSync(keyFile, OTHER, OTHER);
+      const refused = await checkConfig(keyConf('owner', keyFile));
+      expect(refused.code).toBe(78);
+      expect(refused.output).toContain(`key file ${keyFile} is owned by uid ${OTHER}`);
+      expect(refused.output).toMatch(/who could replace the key: chown it to root/);
+      expect(refused.output).not.toContain('PRIVATE KEY');
+      const start = await startMilterd(['-x', keyConf('owner-start', keyFile)], { ready: 'none' });
+      try {
+        expect(await Promise.race([start.exited, new Promise((r) => setTimeout(() => r('still running'), 20_000))])).toBe(78);
+        expect(start.output()).toContain(`is owned by uid ${OTHER}`);
+      } finally {
+        await start.stop();
+      }
+      // The user milterd runs as may own its key (and must be able to reach it, for a reload).
+      chmodSync(dir, 0o711);
+      chmodSync(dirname(keyFile), 0o711);
+      const taken = await checkConfig(keyConf('owner-userid', keyFile, ['UserID daemon']));
+      expect(taken.output).not.toMatch(/owned by/);
+      expect(taken.code).toBe(0);
+    },
+  );
 
   it.skipIf(!asRoot)('a key in a directory others can change is refused, unless the directory is sticky (as /tmp)', async () => {
     const open = keyIn('dir-0777', 0o777);
     const r1 = await checkConfig(keyConf('dir-0777', open));
     expect(r1.code).toBe(78);
-    expect(r1.output).toContain(`key file ${open} is in directory ${dirname(open)}, writable by anyone (mode 0777), who could replace the key: chmod go-w`);
+    expect(r1.output).toContain(
+      `key file ${open} is in directory ${dirname(open)}, writable by anyone (mode 0777), who could replace the key: chmod go-w`,
+    );
     const group = keyIn('dir-0770', 0o770);
     const r2 = await checkConfig(keyConf('dir-0770', group));
     expect(r2.code).toBe(78);
@@ -275,7 +294,10 @@ describe('log output limits (unit)', () => {
     expect(String(entry.from)).toMatch(/^x{1024}\.\.\.\[38976 more characters\]$/);
     const many = `${JSON.stringify({ level: 30, msg: 'm', list: Array.from({ length: 5000 }, (_, i) => `item ${i}`), more: Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, i])) })}\n`;
     expect(Buffer.byteLength(capLine(many))).toBeLessThanOrEqual(16 * 1024);
-    expect(JSON.parse(capLine(`${'{'.repeat(20_000)}\n`))).toMatchObject({ level: 40, msg: 'a log line of 20001 bytes was dropped: over the 16384-byte limit' });
+    expect(JSON.parse(capLine(`${'{'.repeat(20_000)}\n`))).toMatchObject({
+      level: 40,
+      msg: 'a log line of 20001 bytes was dropped: over the 16384-byte limit',
+    });
     expect(capLine('{"msg":"short"}\n')).toBe('{"msg":"short"}\n');
   });
 
@@ -303,7 +325,13 @@ describe('log output limits (unit)', () => {
     expect(notice).toMatchObject({ level: 40, droppedLines: dropped });
     expect(lines.length - 1 + dropped).toBe(TOTAL);
     // Kept lines come out in order: the first ones, before anything was dropped.
-    expect(lines.slice(0, 5).map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['line 0', 'line 1', 'line 2', 'line 3', 'line 4']);
+    expect(lines.slice(0, 5).map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual([
+      'line 0',
+      'line 1',
+      'line 2',
+      'line 3',
+      'line 4',
+    ]);
     expect(output.droppedLines).toBe(0);
   });
 });
@@ -451,7 +479,9 @@ describe.skipIf(!namespacesWork())('Syslog yes (milterd in a mount namespace of 
     const m = await startNamespaced(['-x', conf('no-syslog')], undefined);
     try {
       await waitFor(() => m.stdout().includes('"msg":"ready"'), 'ready on stdout', 400);
-      expect(m.stderr()).toMatch(/Syslog yes, but there is no \/dev\/log \(no syslog daemon running\?\); logging JSON lines to stdout instead/);
+      expect(m.stderr()).toMatch(
+        /Syslog yes, but there is no \/dev\/log \(no syslog daemon running\?\); logging JSON lines to stdout instead/,
+      );
       expect(m.stdout()).toMatch(/"level":40,.*"msg":"syslog unavailable: logging JSON lines to stdout instead"/);
     } finally {
       expect(await m.stop()).toBe(0);
@@ -481,7 +511,11 @@ describe.skipIf(!namespacesWork())('Syslog yes (milterd in a mount namespace of 
       await waitFor(() => /"msg":"syslog went away: logging JSON lines to stdout from now on/.test(m.stdout()), 'the fallback line', 200);
       expect(m.stderr()).toMatch(/inkan-milterd: syslog: logger\(1\) exited \(code 1\); logging JSON lines to stdout from now on/);
       process.kill(m.child.pid as number, 'SIGHUP');
-      await waitFor(() => /syslog went away[^\n]*\n(.*\n)*.*"msg":"configuration reloaded"/.test(m.stdout()), 'a reload line on stdout', 200);
+      await waitFor(
+        () => /syslog went away[^\n]*\n(.*\n)*.*"msg":"configuration reloaded"/.test(m.stdout()),
+        'a reload line on stdout',
+        200,
+      );
     } finally {
       await sink.stop();
       expect(await m.stop()).toBe(0);

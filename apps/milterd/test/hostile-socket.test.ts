@@ -19,7 +19,10 @@ import { insertedSignatures, type MilterdProcess, startMilterd, timedTransaction
 
 /** Uid and primary gid of a user. */
 function readUser(name: string): { uid: number; gid: number } {
-  return { uid: Number(execFileSync('id', ['-u', name], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', name], { encoding: 'utf8' })) };
+  return {
+    uid: Number(execFileSync('id', ['-u', name], { encoding: 'utf8' })),
+    gid: Number(execFileSync('id', ['-g', name], { encoding: 'utf8' })),
+  };
 }
 
 const BIN = resolve(import.meta.dirname, '..', 'bin', 'inkan-milterd.js');
@@ -41,18 +44,28 @@ let signingConfs = 0;
 
 /** A signing inkan-milterd on TCP loopback with these extra configuration lines. */
 async function startSigning(extra: string[]): Promise<{ milterd: MilterdProcess; port: number }> {
-  const { milterd, port } = await startMilterdOnPort(join(dir, `milterd-signing-${++signingConfs}.conf`), ['Domain example.org', 'Selector one', `KeyFile ${keyFile}`, ...extra]);
+  const { milterd, port } = await startMilterdOnPort(join(dir, `milterd-signing-${++signingConfs}.conf`), [
+    'Domain example.org',
+    'Selector one',
+    `KeyFile ${keyFile}`,
+    ...extra,
+  ]);
   return { milterd, port };
 }
 
 function message(): Buffer {
   counter++;
-  return Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: hostile ${counter}\r\nMessage-ID: <hostile.${counter}@example.org>\r\n\r\nStill served, ${counter}.\r\n`);
+  return Buffer.from(
+    `From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: hostile ${counter}\r\nMessage-ID: <hostile.${counter}@example.org>\r\n\r\nStill served, ${counter}.\r\n`,
+  );
 }
 
 /** One good message from an internal client: the selectors of the signatures it got. */
 async function good(port: number): Promise<string[]> {
-  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message(), { client: { address: '127.0.0.1', hostname: 'localhost' }, sender: 'joe@example.org' });
+  const tx = await timedTransaction(`inet:${port}@127.0.0.1`, message(), {
+    client: { address: '127.0.0.1', hostname: 'localhost' },
+    sender: 'joe@example.org',
+  });
   return insertedSignatures(tx.endOfMessage.modifications).map((f) => /\bs=([^;\s]+)/.exec(f)?.[1] ?? '');
 }
 
@@ -135,7 +148,9 @@ describe('MaximumConnections and MaximumPacketSize', () => {
     await waitFor(() => lines(milterd, /connections are open, the maximum/).length >= 1, 'the refusal logged');
     // one line for the burst (a summary follows only after 10 s)
     expect(lines(milterd, /connections are open, the maximum/)).toHaveLength(1);
-    expect(lines(milterd, /connections are open, the maximum/)[0]).toMatch(/refused a connection from 127\.0\.0\.1: 4 connections are open, the maximum/);
+    expect(lines(milterd, /connections are open, the maximum/)[0]).toMatch(
+      /refused a connection from 127\.0\.0\.1: 4 connections are open, the maximum/,
+    );
     expect(await finish(inside)).toEqual(['one']);
     // Once the others go, new connections are served again.
     for (const r of raws.splice(0)) r.socket.destroy();
@@ -157,7 +172,10 @@ describe('MaximumConnections and MaximumPacketSize', () => {
     // a header field of 100 KB: fine for the library's 4 MiB default, over MaximumPacketSize 65536 here
     big.socket.write(encodeCommand({ type: 'header', name: 'X-Big', value: Buffer.alloc(100_000, 0x61) }));
     expect(await big.closed()).toBe(true);
-    await waitFor(() => lines(milterd, /packet length 100008 exceeds the limit of 65536 bytes/).length === 1, 'the oversized packet logged');
+    await waitFor(
+      () => lines(milterd, /packet length 100008 exceeds the limit of 65536 bytes/).length === 1,
+      'the oversized packet logged',
+    );
     expect(await finish(inside)).toEqual(['one']);
   });
 });
@@ -189,7 +207,11 @@ describe('MaximumBufferedBytes', () => {
         r.socket.write(chunk);
       }
       // 92 MB sent in all; at most 8 MiB may be held, so most connections are closed
-      await waitFor(() => raws.filter((r) => r.socket.destroyed || r.socket.readableEnded).length >= COUNT - 9, 'connections closed for the budget', 200);
+      await waitFor(
+        () => raws.filter((r) => r.socket.destroyed || r.socket.readableEnded).length >= COUNT - 9,
+        'connections closed for the budget',
+        200,
+      );
       const closedCount = raws.filter((r) => r.socket.destroyed || r.socket.readableEnded).length;
       const budgetLines = lines(milterd, /buffered bytes: all connections together would hold over 8388608 bytes/);
       expect(budgetLines.length).toBeGreaterThanOrEqual(COUNT - 9);
@@ -236,14 +258,27 @@ describe('messages in flight', () => {
 });
 
 describe('listen rules: --check-config and start-up judge alike', () => {
-  const run = (conf: string, check: boolean) => runProgram(process.execPath, [BIN, '-x', conf, ...(check ? ['--check-config'] : [])], { timeoutMs: 30_000 });
+  const run = (conf: string, check: boolean) =>
+    runProgram(process.execPath, [BIN, '-x', conf, ...(check ? ['--check-config'] : [])], { timeoutMs: 30_000 });
 
   it('a non-loopback Socket without MilterPeers, a host name that starts with "127.", MetricsListen on 0.0.0.0: refused by both', async () => {
     const cases: [string, string, RegExp][] = [
-      ['any-address', 'Socket inet:8899@0.0.0.0\nMode v\n', /Socket: inet:8899@0\.0\.0\.0 is not a loopback address: name the MTA hosts allowed to connect with MilterPeers/],
+      [
+        'any-address',
+        'Socket inet:8899@0.0.0.0\nMode v\n',
+        /Socket: inet:8899@0\.0\.0\.0 is not a loopback address: name the MTA hosts allowed to connect with MilterPeers/,
+      ],
       ['name', 'Socket inet:8899@127.attacker.example\nMode v\n', /Socket: inet:8899@127\.attacker\.example is not a loopback address/],
-      ['metrics', `Socket inet:8899@127.0.0.1\nMode v\nMetricsListen 0.0.0.0:9100\n`, /MetricsListen: MetricsListen must be a loopback address \(127\.0\.0\.0\/8 or ::1\), not 0\.0\.0\.0/],
-      ['metrics-mapped', `Socket inet:8899@127.0.0.1\nMode v\nMetricsListen [::ffff:10.0.0.1]:9100\n`, /MetricsListen must be a loopback address/],
+      [
+        'metrics',
+        `Socket inet:8899@127.0.0.1\nMode v\nMetricsListen 0.0.0.0:9100\n`,
+        /MetricsListen: MetricsListen must be a loopback address \(127\.0\.0\.0\/8 or ::1\), not 0\.0\.0\.0/,
+      ],
+      [
+        'metrics-mapped',
+        `Socket inet:8899@127.0.0.1\nMode v\nMetricsListen [::ffff:10.0.0.1]:9100\n`,
+        /MetricsListen must be a loopback address/,
+      ],
     ];
     for (const [name, text, why] of cases) {
       const conf = join(dir, `rules-${name}.conf`);
@@ -262,8 +297,19 @@ describe('listen rules: --check-config and start-up judge alike', () => {
   });
 
   it('loopback means 127.0.0.0/8 or ::1 as an address, or exactly localhost', () => {
-    for (const host of ['127.0.0.1', '127.255.0.9', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) expect(isLoopbackHost(host), host).toBe(true);
-    for (const host of ['127.attacker.example', '127.0.0.1.nip.io', '0.0.0.0', '::', '10.0.0.1', '::ffff:10.0.0.1', '', 'localhost.', 'LOCALHOST']) {
+    for (const host of ['127.0.0.1', '127.255.0.9', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(true);
+    for (const host of [
+      '127.attacker.example',
+      '127.0.0.1.nip.io',
+      '0.0.0.0',
+      '::',
+      '10.0.0.1',
+      '::ffff:10.0.0.1',
+      '',
+      'localhost.',
+      'LOCALHOST',
+    ]) {
       expect(isLoopbackHost(host, { allowLocalhost: true }), host).toBe(false);
     }
     expect(isLoopbackHost('localhost', { allowLocalhost: true })).toBe(true);
@@ -321,35 +367,38 @@ describe('files beside a hostile user', () => {
     expect(second.output()).toMatch(/the pid file no longer holds our pid; leaving it/);
   });
 
-  it.skipIf(!isRoot)("the socket gets UMask's mode and UserID's group at bind; a symbolic link planted at its path is refused and its target untouched", async () => {
-    const nobody = readUser('nobody');
-    // a directory the milter user owns and can write to, as /run/inkan often is
-    const d = join(dir, 'sock');
-    mkdirSync(d, { mode: 0o755 });
-    chownSync(d, nobody.uid, nobody.gid);
-    const sock = join(d, 'milter.sock');
-    const conf = join(d, 'sock.conf');
-    writeFileSync(conf, `Socket local:${sock}\nMode v\nUMask 027\nUserID nobody\n`);
-    const milterd = await startMilterd(['-x', conf]);
-    try {
-      const st = lstatSync(sock);
-      expect(st.isSocket()).toBe(true);
-      expect(st.mode & 0o777).toBe(0o750);
-      expect(st.gid).toBe(nobody.gid);
-      const tx = await MilterClient.open(`unix:${sock}`);
-      await tx.quit();
-    } finally {
-      expect(await milterd.stop()).toBe(0);
-    }
-    const target = join(dir, 'precious-sock-target');
-    writeFileSync(target, 'precious\n', { mode: 0o600 });
-    const before = lstatSync(target);
-    symlinkSync(target, sock);
-    const refused = await startMilterd(['-x', conf], { ready: 'none' });
-    expect(await refused.exited).not.toBe(0);
-    expect(refused.output()).toContain(`${sock} exists and is not a socket; refusing to replace it`);
-    const after = lstatSync(target);
-    expect([after.mode, after.uid, after.gid]).toEqual([before.mode, before.uid, before.gid]);
-    expect(readFileSync(target, 'utf8')).toBe('precious\n');
-  });
+  it.skipIf(!isRoot)(
+    "the socket gets UMask's mode and UserID's group at bind; a symbolic link planted at its path is refused and its target untouched",
+    async () => {
+      const nobody = readUser('nobody');
+      // a directory the milter user owns and can write to, as /run/inkan often is
+      const d = join(dir, 'sock');
+      mkdirSync(d, { mode: 0o755 });
+      chownSync(d, nobody.uid, nobody.gid);
+      const sock = join(d, 'milter.sock');
+      const conf = join(d, 'sock.conf');
+      writeFileSync(conf, `Socket local:${sock}\nMode v\nUMask 027\nUserID nobody\n`);
+      const milterd = await startMilterd(['-x', conf]);
+      try {
+        const st = lstatSync(sock);
+        expect(st.isSocket()).toBe(true);
+        expect(st.mode & 0o777).toBe(0o750);
+        expect(st.gid).toBe(nobody.gid);
+        const tx = await MilterClient.open(`unix:${sock}`);
+        await tx.quit();
+      } finally {
+        expect(await milterd.stop()).toBe(0);
+      }
+      const target = join(dir, 'precious-sock-target');
+      writeFileSync(target, 'precious\n', { mode: 0o600 });
+      const before = lstatSync(target);
+      symlinkSync(target, sock);
+      const refused = await startMilterd(['-x', conf], { ready: 'none' });
+      expect(await refused.exited).not.toBe(0);
+      expect(refused.output()).toContain(`${sock} exists and is not a socket; refusing to replace it`);
+      const after = lstatSync(target);
+      expect([after.mode, after.uid, after.gid]).toEqual([before.mode, before.uid, before.gid]);
+      expect(readFileSync(target, 'utf8')).toBe('precious\n');
+    },
+  );
 });

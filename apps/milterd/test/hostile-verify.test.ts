@@ -36,7 +36,9 @@ function hostileKey(modulusBits: number, exponentBits: number): string {
     b[b.length - 1] = (b[b.length - 1] as number) | 1;
     return b.toString('base64url');
   };
-  return createPublicKey({ key: { kty: 'RSA', n: odd(modulusBits), e: odd(exponentBits) }, format: 'jwk' }).export({ format: 'der', type: 'spki' }).toString('base64');
+  return createPublicKey({ key: { kty: 'RSA', n: odd(modulusBits), e: odd(exponentBits) }, format: 'jwk' })
+    .export({ format: 'der', type: 'spki' })
+    .toString('base64');
 }
 
 beforeAll(async () => {
@@ -75,7 +77,8 @@ function hostileFields(bh: string, dkim: number, dk: number): string {
     return bytes.toString('base64');
   };
   const fields: string[] = [];
-  for (let i = 0; i < dkim; i++) fields.push(`DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=hostile; h=from; bh=${bh}; b=${b()}\r\n`);
+  for (let i = 0; i < dkim; i++)
+    fields.push(`DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=hostile; h=from; bh=${bh}; b=${b()}\r\n`);
   for (let i = 0; i < dk; i++) fields.push(`DomainKey-Signature: a=rsa-sha1; c=simple; q=dns; d=example.org; s=hostile; b=${b()}\r\n`);
   return fields.join('');
 }
@@ -86,9 +89,14 @@ function hostileFields(bh: string, dkim: number, dk: number): string {
  */
 async function withGoodSignature(extra: (bh: string) => string): Promise<Buffer> {
   const m = message();
-  const bh = createHash('sha256').update(m.subarray(m.indexOf('\r\n\r\n') + 4)).digest('base64');
+  const bh = createHash('sha256')
+    .update(m.subarray(m.indexOf('\r\n\r\n') + 4))
+    .digest('base64');
   const under = Buffer.concat([Buffer.from(extra(bh), 'latin1'), m]);
-  return Buffer.concat([Buffer.from(await signMessage(under, { domain: 'example.org', selector: 'good', privateKey: keys.rsa2048.privateKey }), 'latin1'), under]);
+  return Buffer.concat([
+    Buffer.from(await signMessage(under, { domain: 'example.org', selector: 'good', privateKey: keys.rsa2048.privateKey }), 'latin1'),
+    under,
+  ]);
 }
 
 interface Verified {
@@ -132,7 +140,11 @@ describe('hostile signatures beside a good one', () => {
     const hostile = await verify(await withGoodSignature((bh) => hostileFields(bh, 4, 4)));
     expect(hostile.result.reply.type).toBe('accept');
     const why = 'RSA public exponent too large (2047 bits, maximum 32)';
-    expect(summary(hostile.entries)).toEqual(['dkim=pass', ...Array(4).fill(`dkim=policy (${why})`), ...Array(4).fill(`domainkeys=policy (${why})`)]);
+    expect(summary(hostile.entries)).toEqual([
+      'dkim=pass',
+      ...Array(4).fill(`dkim=policy (${why})`),
+      ...Array(4).fill(`domainkeys=policy (${why})`),
+    ]);
     expect(hostile.entries[1]?.comments).toEqual(['2048-bit key']);
   });
 
@@ -178,13 +190,28 @@ describe('MaximumKeyBits', () => {
     const conf = join(dir, 'max-key-bits.conf');
     writeFileSync(
       conf,
-      [`Socket inet:${p}@127.0.0.1`, 'Mode v', 'InternalHosts 192.0.2.1', `AuthservID ${AUTHSERV}`, `Nameservers 127.0.0.1@${dns.port}`, 'DNSTimeout 2', 'MaximumKeyBits 1024', ''].join('\n'),
+      [
+        `Socket inet:${p}@127.0.0.1`,
+        'Mode v',
+        'InternalHosts 192.0.2.1',
+        `AuthservID ${AUTHSERV}`,
+        `Nameservers 127.0.0.1@${dns.port}`,
+        'DNSTimeout 2',
+        'MaximumKeyBits 1024',
+        '',
+      ].join('\n'),
     );
     const small = await startMilterd(['-x', conf]);
     running.push(small);
     const m = message();
-    const once = Buffer.concat([Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'good', privateKey: keys.rsa2048.privateKey }), 'latin1'), m]);
-    const twice = Buffer.concat([Buffer.from(await signMessage(once, { domain: 'example.org', selector: 'small', privateKey: keys.rsa1024.privateKey }), 'latin1'), once]);
+    const once = Buffer.concat([
+      Buffer.from(await signMessage(m, { domain: 'example.org', selector: 'good', privateKey: keys.rsa2048.privateKey }), 'latin1'),
+      m,
+    ]);
+    const twice = Buffer.concat([
+      Buffer.from(await signMessage(once, { domain: 'example.org', selector: 'small', privateKey: keys.rsa1024.privateKey }), 'latin1'),
+      once,
+    ]);
     const v = await verify(twice, p);
     expect(summary(v.entries)).toEqual(['dkim=pass', 'dkim=policy (key too large (2048 bits, maximum 1024))']);
     await small.stop();

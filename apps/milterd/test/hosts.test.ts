@@ -24,8 +24,21 @@ describe('HostList decides as OpenDKIM (most specific entry wins; name or addres
   ]);
 
   it('host names: the full name, then each parent with its dot; the first listed decides', () => {
-    const names = ['peer.example.com', 'bob.example.com', 'bob.example.net', 'nonpeer.example.com', 'xyz.nonpeer.example.com', 'allowed.nonpeer.example.com', 'smtp.example.net'];
-    expect(verdicts(peers, names.map((n) => ['127.0.0.1', n] as const))).toEqual({
+    const names = [
+      'peer.example.com',
+      'bob.example.com',
+      'bob.example.net',
+      'nonpeer.example.com',
+      'xyz.nonpeer.example.com',
+      'allowed.nonpeer.example.com',
+      'smtp.example.net',
+    ];
+    expect(
+      verdicts(
+        peers,
+        names.map((n) => ['127.0.0.1', n] as const),
+      ),
+    ).toEqual({
       '127.0.0.1 peer.example.com': true,
       '127.0.0.1 bob.example.com': true,
       '127.0.0.1 bob.example.net': false,
@@ -37,8 +50,24 @@ describe('HostList decides as OpenDKIM (most specific entry wins; name or addres
   });
 
   it('IPv4: the address, then its networks from /32 down to /0; the first listed decides', () => {
-    const addresses = ['127.0.0.1', '192.168.1.1', '192.168.1.64', '192.168.1.127', '192.168.1.128', '192.168.1.129', '192.168.1.130', '192.168.1.131', '192.168.1.132', '192.168.2.1'];
-    expect(verdicts(peers, addresses.map((a) => [a, 'localhost'] as const))).toEqual({
+    const addresses = [
+      '127.0.0.1',
+      '192.168.1.1',
+      '192.168.1.64',
+      '192.168.1.127',
+      '192.168.1.128',
+      '192.168.1.129',
+      '192.168.1.130',
+      '192.168.1.131',
+      '192.168.1.132',
+      '192.168.2.1',
+    ];
+    expect(
+      verdicts(
+        peers,
+        addresses.map((a) => [a, 'localhost'] as const),
+      ),
+    ).toEqual({
       '127.0.0.1 localhost': false,
       '192.168.1.1 localhost': true,
       '192.168.1.64 localhost': false,
@@ -53,8 +82,24 @@ describe('HostList decides as OpenDKIM (most specific entry wins; name or addres
   });
 
   it('IPv6: the same, from /128 down', () => {
-    const addresses = ['9001:db8::8:800:200c:417a', '2001:db8::91', '2001:db8::99', '2001:db8::ffef', '2001:db8::fff0', '2001:db8::fff1', '2001:db8::fff2', '2001:db8::fff3', '2001:db8::fff4', '2001:db8:0:1::1'];
-    expect(verdicts(peers, addresses.map((a) => [a, 'localhost'] as const))).toEqual({
+    const addresses = [
+      '9001:db8::8:800:200c:417a',
+      '2001:db8::91',
+      '2001:db8::99',
+      '2001:db8::ffef',
+      '2001:db8::fff0',
+      '2001:db8::fff1',
+      '2001:db8::fff2',
+      '2001:db8::fff3',
+      '2001:db8::fff4',
+      '2001:db8:0:1::1',
+    ];
+    expect(
+      verdicts(
+        peers,
+        addresses.map((a) => [a, 'localhost'] as const),
+      ),
+    ).toEqual({
       '9001:db8::8:800:200c:417a localhost': false,
       '2001:db8::91 localhost': true,
       '2001:db8::99 localhost': false,
@@ -91,7 +136,17 @@ describe('HostList decides as OpenDKIM (most specific entry wins; name or addres
 
   it('a more specific listed entry inside an excluded block is taken in', () => {
     const list = new HostList(['!10.0.0.0/8', '10.1.0.0/16', '!10.1.2.0/24', '10.1.2.3/32', '!.corp.example', 'ok.corp.example']);
-    expect(verdicts(list, [['10.9.9.9'], ['10.1.9.9'], ['10.1.2.9'], ['10.1.2.3'], [undefined, 'a.corp.example'], [undefined, 'ok.corp.example'], [undefined, 'a.ok.corp.example']])).toEqual({
+    expect(
+      verdicts(list, [
+        ['10.9.9.9'],
+        ['10.1.9.9'],
+        ['10.1.2.9'],
+        ['10.1.2.3'],
+        [undefined, 'a.corp.example'],
+        [undefined, 'ok.corp.example'],
+        [undefined, 'a.ok.corp.example'],
+      ]),
+    ).toEqual({
       '10.9.9.9 -': false,
       '10.1.9.9 -': true,
       '10.1.2.9 -': false,
@@ -150,7 +205,8 @@ describe('HostList decides as OpenDKIM (most specific entry wins; name or addres
 
   it('thousands of entries', () => {
     const entries: string[] = [];
-    for (let i = 0; i < 4000; i++) entries.push(`10.${i >> 8}.${i & 255}.0/24`, `!10.${i >> 8}.${i & 255}.7`, `host${i}.example`, `2001:db8:${i.toString(16)}::/48`);
+    for (let i = 0; i < 4000; i++)
+      entries.push(`10.${i >> 8}.${i & 255}.0/24`, `!10.${i >> 8}.${i & 255}.7`, `host${i}.example`, `2001:db8:${i.toString(16)}::/48`);
     const list = new HostList(entries);
     expect(list.matches('10.3.4.5')).toBe(true);
     expect(list.matches('10.3.4.7')).toBe(false);
@@ -160,6 +216,12 @@ describe('HostList decides as OpenDKIM (most specific entry wins; name or addres
   });
 
   it('normalizeAddress reads the MTA spellings', () => {
-    expect(['[192.0.2.1]', 'IPv6:::1', '::ffff:192.0.2.1', 'unknown', undefined].map(normalizeAddress)).toEqual(['192.0.2.1', '::1', '192.0.2.1', undefined, undefined]);
+    expect(['[192.0.2.1]', 'IPv6:::1', '::ffff:192.0.2.1', 'unknown', undefined].map(normalizeAddress)).toEqual([
+      '192.0.2.1',
+      '::1',
+      '192.0.2.1',
+      undefined,
+      undefined,
+    ]);
   });
 });

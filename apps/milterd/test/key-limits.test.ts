@@ -74,10 +74,14 @@ describe('private key limits (dkim-core readPrivateKey)', () => {
     const port = await freePort();
     const runs = await Promise.all(
       refusals().map(([name]) =>
-        runProgram(process.execPath, [BIN, '-d', 'example.org', '-s', 's', '-k', files[`${name}.private`] as string, '-p', `inet:${port}@127.0.0.1`], {
-          timeoutMs: 30_000,
-          env: { ...process.env, INKAN_LOG_LEVEL: 'trace' },
-        }),
+        runProgram(
+          process.execPath,
+          [BIN, '-d', 'example.org', '-s', 's', '-k', files[`${name}.private`] as string, '-p', `inet:${port}@127.0.0.1`],
+          {
+            timeoutMs: 30_000,
+            env: { ...process.env, INKAN_LOG_LEVEL: 'trace' },
+          },
+        ),
       ),
     );
     for (const [i, [name, error]] of refusals().entries()) {

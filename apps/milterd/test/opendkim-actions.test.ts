@@ -52,7 +52,10 @@ async function daemon(name: string, lines: string[]): Promise<string> {
 
 function message(from = 'joe@example.org'): Buffer {
   counter++;
-  return Buffer.from(`From: Joe <${from}>\r\nTo: Suzie <suzie@example.net>\r\nSubject: actions ${counter}\r\nMessage-ID: <actions.${counter}@example.org>\r\n\r\nHello, ${counter}.\r\n`, 'latin1');
+  return Buffer.from(
+    `From: Joe <${from}>\r\nTo: Suzie <suzie@example.net>\r\nSubject: actions ${counter}\r\nMessage-ID: <actions.${counter}@example.org>\r\n\r\nHello, ${counter}.\r\n`,
+    'latin1',
+  );
 }
 
 /** A message signed by d=`domain` s=`selector` with `key`, its body changed after signing when `tamper`. */
@@ -79,7 +82,13 @@ describe('OpenDKIM defaults (no On-* set)', () => {
   let spec: string;
   beforeAll(async () => {
     // Nameservers answer only for example.org; example.net gets REFUSED (a DNS error).
-    spec = await daemon('defaults', ['Mode v', `AuthservID ${AUTHSERV}`, `Nameservers 127.0.0.1@${dns.port}`, 'DNSTimeout 2', 'QueryCache no']);
+    spec = await daemon('defaults', [
+      'Mode v',
+      `AuthservID ${AUTHSERV}`,
+      `Nameservers 127.0.0.1@${dns.port}`,
+      'DNSTimeout 2',
+      'QueryCache no',
+    ]);
   });
 
   it('On-DNSError tempfail: a key lookup that failed is 451 (the MTA tries again), not passed unchecked', async () => {
@@ -88,7 +97,12 @@ describe('OpenDKIM defaults (no On-* set)', () => {
   });
 
   it('the other verdicts keep accept: bad signature, revoked key, no key, no signature', async () => {
-    for (const msg of [await signed('good', 'rsa2048', true), await signed('revoked', 'rsa2048', false), await signed('absent', 'rsa2048', false), message()]) {
+    for (const msg of [
+      await signed('good', 'rsa2048', true),
+      await signed('revoked', 'rsa2048', false),
+      await signed('absent', 'rsa2048', false),
+      message(),
+    ]) {
       const r = await send(spec, msg);
       expect(r.reply.type).toBe('accept');
     }
@@ -101,7 +115,14 @@ describe('OpenDKIM defaults (no On-* set)', () => {
 describe('On-BadSignature reject (the rest accept)', () => {
   let spec: string;
   beforeAll(async () => {
-    spec = await daemon('bad-reject', ['Mode v', `AuthservID ${AUTHSERV}`, `Nameservers 127.0.0.1@${dns.port}`, 'On-Default accept', 'On-BadSignature reject', 'On-SignatureError accept']);
+    spec = await daemon('bad-reject', [
+      'Mode v',
+      `AuthservID ${AUTHSERV}`,
+      `Nameservers 127.0.0.1@${dns.port}`,
+      'On-Default accept',
+      'On-BadSignature reject',
+      'On-SignatureError accept',
+    ]);
   });
 
   it('a failing signature, a revoked key and a signature that cannot be checked are On-BadSignature (550)', async () => {
@@ -109,7 +130,10 @@ describe('On-BadSignature reject (the rest accept)', () => {
     expect(replyOf(bad.reply)).toMatch(/^550 5\.\d+\.\d+ DKIM: bad signature: body hash/);
     const revoked = await send(spec, await signed('revoked', 'rsa2048', false));
     expect(replyOf(revoked.reply)).toMatch(/^550 5\.\d+\.\d+ DKIM: bad signature: key revoked/);
-    const broken = Buffer.concat([Buffer.from('DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=good; h=from; bh=AAAA\r\n', 'latin1'), message()]);
+    const broken = Buffer.concat([
+      Buffer.from('DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=good; h=from; bh=AAAA\r\n', 'latin1'),
+      message(),
+    ]);
     const unreadable = await send(spec, broken);
     expect(replyOf(unreadable.reply)).toMatch(/^550 5\.\d+\.\d+ DKIM: bad signature: /);
   });
@@ -152,7 +176,9 @@ describe('SignatureTTL', () => {
     writeFileSync(keyFile, keys.rsa2048.pem, { mode: 0o600 });
     const signatureOf = async (spec: string) => {
       const tx = await timedTransaction(spec, message(), { sender: 'joe@example.org', client: INSIDE });
-      const field = tx.endOfMessage.modifications.find((m) => m.type === 'insertHeader' && m.name === 'DKIM-Signature') as { value: Buffer } | undefined;
+      const field = tx.endOfMessage.modifications.find((m) => m.type === 'insertHeader' && m.name === 'DKIM-Signature') as
+        | { value: Buffer }
+        | undefined;
       return (field?.value.toString('latin1') ?? '').replace(/\s+/g, '');
     };
     const lines = ['Mode s', 'Domain example.org', 'Selector good', `KeyFile ${keyFile}`, 'AllowRoot yes'];

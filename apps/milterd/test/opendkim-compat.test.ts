@@ -117,7 +117,12 @@ describe('the option table', () => {
 
   it('accepts warn and refuse options silently with values that mean what inkan does', () => {
     const warnings: string[] = [];
-    parseConfigText('Background no\nAutoRestart No\nQuarantine false\nSyslogSuccess yes\nUnprotectedKey none\nClockDrift 300\n', 'x.conf', defaults(), warnings);
+    parseConfigText(
+      'Background no\nAutoRestart No\nQuarantine false\nSyslogSuccess yes\nUnprotectedKey none\nClockDrift 300\n',
+      'x.conf',
+      defaults(),
+      warnings,
+    );
     expect(warnings).toEqual([]);
   });
 });
@@ -252,7 +257,10 @@ describe('the real binary', () => {
     writeFileSync(plain, readFileSync(conf, 'utf8').replace(`SigningTable            refile:`, 'SigningTable            file:'));
     const p = await run(['-x', plain, '--check-config']);
     expect(p.code, `${p.stdout}\n${p.stderr}`).toBe(0);
-    for (const line of [1, 2, 3]) expect(p.stdout + p.stderr).toMatch(new RegExp(`signing\\.table:${line}: this SigningTable pattern has a \\S{1,6}, which only a refile: table reads as a wildcard`));
+    for (const line of [1, 2, 3])
+      expect(p.stdout + p.stderr).toMatch(
+        new RegExp(`signing\\.table:${line}: this SigningTable pattern has a \\S{1,6}, which only a refile: table reads as a wildcard`),
+      );
   });
 });
 
@@ -291,7 +299,10 @@ describe('PeerList and AuthservID mean what OpenDKIM documents (real process)', 
   });
 
   const message = (from: string, extra = '') =>
-    Buffer.from(`${extra}From: <${from}>\r\nTo: <b@example.net>\r\nSubject: hi\r\nList-Unsubscribe: <mailto:u@example.org>\r\n\r\nbody\r\n`, 'latin1');
+    Buffer.from(
+      `${extra}From: <${from}>\r\nTo: <b@example.net>\r\nSubject: hi\r\nList-Unsubscribe: <mailto:u@example.org>\r\n\r\nbody\r\n`,
+      'latin1',
+    );
   const signatureOf = (mods: readonly { type: string; name?: string; value?: Buffer }[]) =>
     mods
       .find((m) => m.type === 'insertHeader' && m.name === 'DKIM-Signature')
@@ -299,22 +310,46 @@ describe('PeerList and AuthservID mean what OpenDKIM documents (real process)', 
       .replace(/\s+/g, '') ?? '';
 
   it('PeerList: a listed SMTP client is let through unprocessed; the MTA itself is served', async () => {
-    const peer = await runTransaction(spec, { client: { address: '192.0.2.9', family: 'inet', hostname: 'peer.example' }, sender: 'a@example.com', recipients: ['b@example.net'], message: message('a@example.com') });
+    const peer = await runTransaction(spec, {
+      client: { address: '192.0.2.9', family: 'inet', hostname: 'peer.example' },
+      sender: 'a@example.com',
+      recipients: ['b@example.net'],
+      message: message('a@example.com'),
+    });
     expect(peer.outcome.stage).toBe('connect');
     expect(peer.outcome.reply?.type).toBe('accept');
     expect(peer.endOfMessage).toBeUndefined();
-    const internal = await runTransaction(spec, { client: { address: '127.0.0.1', family: 'inet' }, sender: 'a@example.org', recipients: ['b@example.net'], message: message('a@example.org') });
+    const internal = await runTransaction(spec, {
+      client: { address: '127.0.0.1', family: 'inet' },
+      sender: 'a@example.org',
+      recipients: ['b@example.net'],
+      message: message('a@example.org'),
+    });
     expect(signatureOf(internal.endOfMessage?.modifications ?? [])).toMatch(/d=example\.org;/);
   });
 
   it('Domain * signs for the From domain of any internal mail', async () => {
-    const r = await runTransaction(spec, { client: { address: '127.0.0.1', family: 'inet' }, sender: 'a@other.example', recipients: ['b@example.net'], message: message('a@other.example') });
+    const r = await runTransaction(spec, {
+      client: { address: '127.0.0.1', family: 'inet' },
+      sender: 'a@other.example',
+      recipients: ['b@example.net'],
+      message: message('a@other.example'),
+    });
     expect(signatureOf(r.endOfMessage?.modifications ?? [])).toMatch(/d=other\.example;/);
   });
 
   it('SignHeaders *,+List-Unsubscribe and OmitHeaders *,+Subject edit the default lists', async () => {
-    const r = await runTransaction(spec, { client: { address: '127.0.0.1', family: 'inet' }, sender: 'a@example.org', recipients: ['b@example.net'], message: message('a@example.org') });
-    const h = /h=([^;]+)/.exec(signatureOf(r.endOfMessage?.modifications ?? []))?.[1]?.toLowerCase().split(':') ?? [];
+    const r = await runTransaction(spec, {
+      client: { address: '127.0.0.1', family: 'inet' },
+      sender: 'a@example.org',
+      recipients: ['b@example.net'],
+      message: message('a@example.org'),
+    });
+    const h =
+      /h=([^;]+)/
+        .exec(signatureOf(r.endOfMessage?.modifications ?? []))?.[1]
+        ?.toLowerCase()
+        .split(':') ?? [];
     expect(h).toContain('from');
     expect(h).toContain('to');
     expect(h).toContain('list-unsubscribe');
@@ -335,7 +370,7 @@ describe('PeerList and AuthservID mean what OpenDKIM documents (real process)', 
     expect(added && 'value' in added ? added.value.toString('latin1').trim() : '').toMatch(/^mx\.example\.net;\s+dkim=none/);
   });
 
-  it('AuthservID HOSTNAME is this host\'s name', async () => {
+  it("AuthservID HOSTNAME is this host's name", async () => {
     const dir = tempDir('inkan-odkim-asid-');
     const conf = join(dir, 'c.conf');
     writeFileSync(conf, 'Mode v\nAuthservID HOSTNAME\n');

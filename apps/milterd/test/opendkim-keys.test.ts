@@ -59,7 +59,12 @@ describe('SignatureAlgorithm and the key type', () => {
   });
 
   it('SignatureAlgorithm ed25519-sha256 with an RSA key: refused by --check-config and at start-up', async () => {
-    const conf = config('ed-alg-rsa-key', ['Domain example.org', 'Selector one', `KeyFile ${rsaFile}`, 'SignatureAlgorithm ed25519-sha256']);
+    const conf = config('ed-alg-rsa-key', [
+      'Domain example.org',
+      'Selector one',
+      `KeyFile ${rsaFile}`,
+      'SignatureAlgorithm ed25519-sha256',
+    ]);
     await refusedBoth(['-x', conf], /SignatureAlgorithm is ed25519-sha256, but .*rsa\.private is an RSA key/);
   });
 
@@ -69,14 +74,26 @@ describe('SignatureAlgorithm and the key type', () => {
     writeFileSync(keyTable, `ed example.org:ed:${edFile}\n`);
     writeFileSync(signingTable, 'example.org ed\n');
     const conf = config('keytable', [`KeyTable ${keyTable}`, `SigningTable ${signingTable}`]);
-    await refusedBoth(['-x', conf, '-S', 'rsa-sha256'], /KeyTable:1: SignatureAlgorithm is rsa-sha256, but .*ed\.private is an Ed25519 key/);
+    await refusedBoth(
+      ['-x', conf, '-S', 'rsa-sha256'],
+      /KeyTable:1: SignatureAlgorithm is rsa-sha256, but .*ed\.private is an Ed25519 key/,
+    );
   });
 
   it('without SignatureAlgorithm, an RSA and an Ed25519 key both pass (each signs with its own)', async () => {
     const conf = config('both', ['Domain example.org', `SigningKeys rsa:${rsaFile}, ed:${edFile}`]);
     const check = await runProgram(process.execPath, [BIN, '-x', conf, '--check-config'], { timeoutMs: 30_000 });
     expect(check.code, check.stderr).toBe(0);
-    const matching = await runProgram(process.execPath, [BIN, '-x', config('matching', ['Domain example.org', 'Selector one', `KeyFile ${edFile}`, 'SignatureAlgorithm ed25519-sha256']), '--check-config'], { timeoutMs: 30_000 });
+    const matching = await runProgram(
+      process.execPath,
+      [
+        BIN,
+        '-x',
+        config('matching', ['Domain example.org', 'Selector one', `KeyFile ${edFile}`, 'SignatureAlgorithm ed25519-sha256']),
+        '--check-config',
+      ],
+      { timeoutMs: 30_000 },
+    );
     expect(matching.code, matching.stderr).toBe(0);
   });
 });
@@ -95,13 +112,18 @@ describe('a key the run user cannot read', () => {
     const conf = join(dir, 'root-only.conf');
     // RequireSafeKeys stays on (root-owned 0600 is a safe key); AllowRoot does not matter with UserID.
     writeFileSync(conf, ['Socket inet:0@127.0.0.1', ...lines, ''].join('\n'));
-    await refusedBoth(['-x', conf], /key file .*root-only\.private cannot be read by nobody \(uid \d+\), the user milterd runs as after start/);
+    await refusedBoth(
+      ['-x', conf],
+      /key file .*root-only\.private cannot be read by nobody \(uid \d+\), the user milterd runs as after start/,
+    );
     // No UserID: started as root, milterd falls back to nobody: the same finding, as a warning.
     const noUser = join(dir, 'root-only-no-user.conf');
     writeFileSync(noUser, ['Socket inet:0@127.0.0.1', ...lines.slice(0, 3), ''].join('\n'));
     const warned = await runProgram(process.execPath, [BIN, '-x', noUser, '--check-config'], { timeoutMs: 30_000 });
     expect(warned.code, warned.stdout + warned.stderr).toBe(0);
-    expect(warned.stdout + warned.stderr).toMatch(/key file .*root-only\.private cannot be read by nobody \(uid \d+\), the user milterd runs as after start \(no UserID: nobody\).*set UserID/);
+    expect(warned.stdout + warned.stderr).toMatch(
+      /key file .*root-only\.private cannot be read by nobody \(uid \d+\), the user milterd runs as after start \(no UserID: nobody\).*set UserID/,
+    );
     const started = await startMilterd(['-x', noUser]);
     running.push(started);
     expect(started.output()).toMatch(/"level":40.*cannot be read by nobody/);

@@ -74,7 +74,11 @@ describe("OpenDKIM's test suite against inkan-milterd", () => {
   // start is tried for 10 s), so a few run at once.
   for (const e of EXPECTED) {
     it.concurrent(`${e.script} ${e.result === 'passes' ? 'passes' : `fails as documented (${e.reason.slice(0, e.reason.indexOf(':'))})`}`, async () => {
-      const r = await runProgram('sh', [`./${e.script}`], { cwd: tests, timeoutMs: 120_000, env: { ...process.env, srcdir: '', MILTERTESTFLAGS: '' } });
+      const r = await runProgram('sh', [`./${e.script}`], {
+        cwd: tests,
+        timeoutMs: 120_000,
+        env: { ...process.env, srcdir: '', MILTERTESTFLAGS: '' },
+      });
       const output = `${r.stdout}\n${r.stderr}`;
       if (e.result === 'passes') expect(r.code, output.slice(-3000)).toBe(0);
       else expect(r.code, `${e.script} now passes: mark it "passes" in docs/opendkim-tests.md\n${output.slice(-1500)}`).not.toBe(0);

@@ -54,7 +54,10 @@ async function verifyDelivered(postfix: PostfixInstance, count: number, algorith
   const perl = await mailDkimVerify(dns.port, files);
   for (const m of delivered) {
     const v = py.find((x) => x.file === m.file);
-    expect(v?.signatures.map((s) => [s.a, s.pass]), `dkimpy on ${m.file}`).toEqual(algorithms.map((a) => [a, true]));
+    expect(
+      v?.signatures.map((s) => [s.a, s.pass]),
+      `dkimpy on ${m.file}`,
+    ).toEqual(algorithms.map((a) => [a, true]));
     const p = perl.find((x) => x.file === m.file);
     const rsa = p?.signatures.find((s) => s.a === 'rsa-sha256');
     expect(rsa?.result, `Mail::DKIM on ${m.file}`).toBe('pass');
@@ -86,7 +89,11 @@ describe('signing under Postfix, inet socket', () => {
 
   it('mail from a domain without keys passes unsigned', async () => {
     const before = postfix.sink.messages.length;
-    await postfix.sendSmtp({ from: 'x@other.example', to: ['suzie@example.net'], data: message('other').replace('joe@example.org', 'x@other.example') });
+    await postfix.sendSmtp({
+      from: 'x@other.example',
+      to: ['suzie@example.net'],
+      data: message('other').replace('joe@example.org', 'x@other.example'),
+    });
     const delivered = await postfix.waitForDelivered(before + 1);
     expect(delivered.at(-1)?.data.toString('latin1')).not.toMatch(/DKIM-Signature/i);
   });

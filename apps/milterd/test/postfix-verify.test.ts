@@ -76,11 +76,28 @@ describe('verifying inbound mail under Postfix', () => {
       Buffer.concat([Buffer.from(await signMessage(msg, { domain: 'sender.example', selector, privateKey: key.pem })), msg]);
     const signedTampered = Buffer.from((await sign(tampered, 'good')).toString('latin1').replace('Inbound test', 'Inbound TEST'), 'latin1');
     const byDkimpy = Buffer.concat([
-      Buffer.from(await dkimpySign({ domain: 'sender.example', selector: 'testing', algorithm: 'ed25519-sha256', canonicalization: 'relaxed/relaxed', pem: keys.ed25519.pem, message: testing })),
+      Buffer.from(
+        await dkimpySign({
+          domain: 'sender.example',
+          selector: 'testing',
+          algorithm: 'ed25519-sha256',
+          canonicalization: 'relaxed/relaxed',
+          pem: keys.ed25519.pem,
+          message: testing,
+        }),
+      ),
       testing,
     ]);
     const dkSigned = Buffer.concat([
-      Buffer.from(await mailDkimDomainKeysSign({ domain: 'sender.example', selector: 'dk', canonicalization: 'nofws', pem: keys.rsa1024.pkcs1Pem as string, message: dk })),
+      Buffer.from(
+        await mailDkimDomainKeysSign({
+          domain: 'sender.example',
+          selector: 'dk',
+          canonicalization: 'nofws',
+          pem: keys.rsa1024.pkcs1Pem as string,
+          message: dk,
+        }),
+      ),
       dk,
     ]);
     const out = await deliver({
@@ -93,17 +110,32 @@ describe('verifying inbound mail under Postfix', () => {
     /** The results in the one Authentication-Results field, which must be ours. */
     const parsed = (subject: string) => {
       const ar = authenticationResults(out[subject] ?? '', parseAuthenticationResults);
-      expect(ar.map((a) => a.authservId), subject).toEqual([AUTHSERV]);
+      expect(
+        ar.map((a) => a.authservId),
+        subject,
+      ).toEqual([AUTHSERV]);
       return ar[0]?.results ?? [];
     };
     expect(parsed('valid')).toEqual([
-      expect.objectContaining({ method: 'dkim', result: 'pass', properties: expect.arrayContaining([{ ptype: 'header', property: 'd', value: 'sender.example' }]) }),
+      expect.objectContaining({
+        method: 'dkim',
+        result: 'pass',
+        properties: expect.arrayContaining([{ ptype: 'header', property: 'd', value: 'sender.example' }]),
+      }),
     ]);
     expect(parsed('tampered')).toEqual([expect.objectContaining({ method: 'dkim', result: 'fail', reason: 'body hash did not verify' })]);
-    expect(parsed('testing key')).toEqual([expect.objectContaining({ method: 'dkim', result: 'pass', comments: [expect.stringMatching(/test mode/)] })]);
-    expect(parsed('missing key')).toEqual([expect.objectContaining({ method: 'dkim', result: 'permerror', reason: expect.stringMatching(/no key record/) })]);
+    expect(parsed('testing key')).toEqual([
+      expect.objectContaining({ method: 'dkim', result: 'pass', comments: [expect.stringMatching(/test mode/)] }),
+    ]);
+    expect(parsed('missing key')).toEqual([
+      expect.objectContaining({ method: 'dkim', result: 'permerror', reason: expect.stringMatching(/no key record/) }),
+    ]);
     expect(parsed('domainkeys')).toEqual([
-      expect.objectContaining({ method: 'domainkeys', result: 'pass', properties: expect.arrayContaining([{ ptype: 'header', property: 'from', value: 'alice@sender.example' }]) }),
+      expect.objectContaining({
+        method: 'domainkeys',
+        result: 'pass',
+        properties: expect.arrayContaining([{ ptype: 'header', property: 'from', value: 'alice@sender.example' }]),
+      }),
     ]);
     console.log(`sample: Authentication-Results: ${headerValues(out.valid ?? '', 'Authentication-Results')[0]}`);
   });

@@ -21,7 +21,11 @@ function publicPackagesAtHead(): Map<string, string> {
     for (const dir of readdirSync(join(repo, group))) {
       let text: string;
       try {
-        text = execFileSync('git', ['show', `HEAD:${group}/${dir}/package.json`], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+        text = execFileSync('git', ['show', `HEAD:${group}/${dir}/package.json`], {
+          cwd: repo,
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        });
       } catch {
         continue; // not committed yet
       }
@@ -35,7 +39,8 @@ function publicPackagesAtHead(): Map<string, string> {
 describe('scripts/release.mjs --dry-run', () => {
   it('versions, builds, packs and dry-run publishes all six public packages, and changes nothing here', { timeout: 420_000 }, async () => {
     const changesets = () => readdirSync(join(repo, '.changeset')).sort();
-    const changelogs = () => ['packages', 'apps'].flatMap((g) => readdirSync(join(repo, g)).filter((d) => existsSync(join(repo, g, d, 'CHANGELOG.md'))));
+    const changelogs = () =>
+      ['packages', 'apps'].flatMap((g) => readdirSync(join(repo, g)).filter((d) => existsSync(join(repo, g, d, 'CHANGELOG.md'))));
     const before = { status: status(), changesets: changesets(), changelogs: changelogs() };
     const r = await runProgram(process.execPath, [join(repo, 'scripts', 'release.mjs'), '--dry-run'], { cwd: repo, timeoutMs: 400_000 });
     expect(r.code, `${r.stdout}\n${r.stderr.slice(-4000)}`).toBe(0);
@@ -46,7 +51,11 @@ describe('scripts/release.mjs --dry-run', () => {
 
     const atHead = publicPackagesAtHead();
     expect(atHead.size).toBe(6);
-    const tarballs = [...r.stdout.matchAll(/^ {2}(@inkan\/[a-z-]+)@(\d+\.\d+\.\d+\S*) {2}(\S+\.tgz)$/gm)].map((m) => ({ name: m[1] as string, version: m[2] as string, file: m[3] as string }));
+    const tarballs = [...r.stdout.matchAll(/^ {2}(@inkan\/[a-z-]+)@(\d+\.\d+\.\d+\S*) {2}(\S+\.tgz)$/gm)].map((m) => ({
+      name: m[1] as string,
+      version: m[2] as string,
+      file: m[3] as string,
+    }));
     expect(tarballs.map((t) => t.name).sort()).toEqual([...atHead.keys()].sort());
     for (const t of tarballs) expect(t.file).toBe(`${t.name.slice(1).replace('/', '-')}-${t.version}.tgz`);
 
@@ -74,7 +83,9 @@ describe('scripts/release.mjs --dry-run', () => {
     else expect(warnings).toHaveLength(6);
   });
 
-  it('a release refuses packages whose repository is not origin, before it asks npm or changes anything', { timeout: 120_000 }, async () => {
+  it('a release refuses packages whose repository is not origin, before it asks npm or changes anything', {
+    timeout: 120_000,
+  }, async () => {
     const work = tempDir('inkan-release-origin-');
     try {
       const clone = join(work, 'repo');
@@ -82,7 +93,9 @@ describe('scripts/release.mjs --dry-run', () => {
       execFileSync('git', ['remote', 'set-url', 'origin', 'https://github.com/someone-else/fork.git'], { cwd: clone });
       const r = await runProgram(process.execPath, [join(clone, 'scripts', 'release.mjs')], { cwd: clone, timeoutMs: 100_000 });
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^release: @inkan\/[a-z-]+ names the repository git\+https:\/\/github\.com\/inkan-dkim\/inkan\.git, but origin is https:\/\/github\.com\/someone-else\/fork\.git/);
+      expect(r.stderr).toMatch(
+        /^release: @inkan\/[a-z-]+ names the repository git\+https:\/\/github\.com\/inkan-dkim\/inkan\.git, but origin is https:\/\/github\.com\/someone-else\/fork\.git/,
+      );
       expect(r.stdout).not.toMatch(/first release|on npm at/);
       expect(execFileSync('git', ['status', '--porcelain'], { cwd: clone, encoding: 'utf8' })).toBe('');
 

@@ -58,17 +58,25 @@ function expectNoKeyMaterial(text: string, what: string): void {
 }
 
 const run = (args: string[]) => runProgram(process.execPath, [BIN, ...args], { timeoutMs: 30_000, env: TRACE });
-const message = (subject: string) => Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: ${subject}\r\n\r\nsecrets\r\n`);
+const message = (subject: string) =>
+  Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: ${subject}\r\n\r\nsecrets\r\n`);
 
 describe('private keys in logs and error messages', () => {
   it('start, signing, a good reload and a reload failing on a corrupt key, at log level trace', async () => {
     // RequireSafeKeys no: as root the keys are 0644 so the dropped daemon can re-read them.
     const port = await freePort();
     const conf = join(dir, 'milterd.conf');
-    writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector rsa\nKeyFile ${rsaFile}\nSigningKeys ed:${edFile}\nRequireSafeKeys no\nLogWhy yes\n`);
+    writeFileSync(
+      conf,
+      `Socket inet:${port}@127.0.0.1\nDomain example.org\nSelector rsa\nKeyFile ${rsaFile}\nSigningKeys ed:${edFile}\nRequireSafeKeys no\nLogWhy yes\n`,
+    );
     const milterd = await startMilterd(['-x', conf], { env: { INKAN_LOG_LEVEL: 'trace' } });
     try {
-      const tx = await runTransaction(`inet:${port}@127.0.0.1`, { sender: 'joe@example.org', recipients: ['suzie@example.net'], message: message('signed') });
+      const tx = await runTransaction(`inet:${port}@127.0.0.1`, {
+        sender: 'joe@example.org',
+        recipients: ['suzie@example.net'],
+        message: message('signed'),
+      });
       expect(tx.endOfMessage?.modifications.filter((m) => m.type === 'insertHeader')).toHaveLength(2);
       process.kill(milterd.pid, 'SIGHUP');
       await milterd.waitForOutput(/"msg":"configuration reloaded"/);
@@ -78,7 +86,11 @@ describe('private keys in logs and error messages', () => {
       process.kill(milterd.pid, 'SIGHUP');
       await milterd.waitForOutput(/reload failed; keeping the previous configuration/);
       expect(milterd.output()).toMatch(/rsa\.private does not hold a PEM private key/);
-      await runTransaction(`inet:${port}@127.0.0.1`, { sender: 'joe@example.org', recipients: ['suzie@example.net'], message: message('after') });
+      await runTransaction(`inet:${port}@127.0.0.1`, {
+        sender: 'joe@example.org',
+        recipients: ['suzie@example.net'],
+        message: message('after'),
+      });
       await waitFor(() => (milterd.output().match(/"msg":"signed"/g) ?? []).length === 2, 'second signed message logged');
     } finally {
       await milterd.stop();
@@ -118,7 +130,11 @@ describe('private keys in logs and error messages', () => {
       ['InternalHosts', `Domain example.org\nSelector ed\nKeyFile ${edFile}\nInternalHosts ${rsaFile}\n`, tableError],
       ['ExternalIgnoreList', `Mode v\nExternalIgnoreList ${rsaFile}\n`, tableError],
       ['PeerList', `Mode v\nPeerList ${rsaFile}\n`, tableError],
-      ['a key pasted into the configuration', `Domain example.org\nSelector rsa\nKeyFile ${keys.rsa2048.pem}`, /pasted\.conf: holds a private key, not a configuration/],
+      [
+        'a key pasted into the configuration',
+        `Domain example.org\nSelector rsa\nKeyFile ${keys.rsa2048.pem}`,
+        /pasted\.conf: holds a private key, not a configuration/,
+      ],
     ];
     await expectRefusedConfigs({
       dir,

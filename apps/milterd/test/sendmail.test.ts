@@ -97,7 +97,7 @@ describe('signing under Sendmail, S=local: socket, F=T', () => {
     );
   });
 
-  it('is Debian\'s Sendmail 8.17 compiled with MILTER, configured with the administrators\' filter line', async () => {
+  it("is Debian's Sendmail 8.17 compiled with MILTER, configured with the administrators' filter line", async () => {
     expect(sendmail.version).toMatch(/^8\.17\./);
     expect(sendmail.distribution.packageVersion).toMatch(/^8\.17\./);
     const info = await sendmail.compileInfo();
@@ -125,7 +125,7 @@ describe('signing under Sendmail, S=local: socket, F=T', () => {
     expect(milterd.output()).toMatch(/"msg":"signed"/);
   });
 
-  it('2: mail submitted with sendmail -t through the MSP (submit.cf) arrives signed; sendmail.cf\'s own command line bypasses milters', async () => {
+  it("2: mail submitted with sendmail -t through the MSP (submit.cf) arrives signed; sendmail.cf's own command line bypasses milters", async () => {
     const before = sendmail.sink.messages.length;
     // What mail(1) does for a local user on Debian: sendmail -t (-i), read by submit.cf, which
     // queues in the client queue and relays by SMTP to the MTA, where the milter runs.
@@ -139,7 +139,9 @@ describe('signing under Sendmail, S=local: socket, F=T', () => {
     expect(viaMsp).toHaveLength(1);
     expect(await dkimpy(viaMsp)).toEqual([[['rsa-sha256', 'example.org', 'rsa', true, '']]]);
     // it went MSP -> SMTP -> MTA: the MTA's Received field names the SMTP hop from 127.0.0.1
-    expect((viaMsp[0] as DeliveredMessage).data.toString('latin1')).toMatch(/^Received: from [^\r\n]*\[127\.0\.0\.1\][\s\S]*^Received: from [^\r\n]*UNIX: localhost/m);
+    expect((viaMsp[0] as DeliveredMessage).data.toString('latin1')).toMatch(
+      /^Received: from [^\r\n]*\[127\.0\.0\.1\][\s\S]*^Received: from [^\r\n]*UNIX: localhost/m,
+    );
     const unsigned = withSubject(all, 'sendmail.cf command line');
     expect(unsigned).toHaveLength(1);
     expect((unsigned[0] as DeliveredMessage).data.toString('latin1')).not.toMatch(/^DKIM-Signature:/im);
@@ -212,15 +214,31 @@ describe('verifying under Sendmail, S=inet:port@127.0.0.1', () => {
   });
 
   it('3: inbound signed mail gets the right Authentication-Results: valid passes, tampered body or header fails, unsigned is none', async () => {
-    const base = (subject: string) => Buffer.from(message(subject, 'Alice <alice@sender.example>', 'bob@example.org').replace(/\n/g, '\r\n'), 'latin1');
+    const base = (subject: string) =>
+      Buffer.from(message(subject, 'Alice <alice@sender.example>', 'bob@example.org').replace(/\n/g, '\r\n'), 'latin1');
     const sign = async (m: Buffer) =>
       Buffer.concat([
-        Buffer.from(await dkimpySign({ domain: 'sender.example', selector: 'good', algorithm: 'ed25519-sha256', canonicalization: 'relaxed/relaxed', pem: keys.ed25519.pem, message: m })),
+        Buffer.from(
+          await dkimpySign({
+            domain: 'sender.example',
+            selector: 'good',
+            algorithm: 'ed25519-sha256',
+            canonicalization: 'relaxed/relaxed',
+            pem: keys.ed25519.pem,
+            message: m,
+          }),
+        ),
         m,
       ]);
     const valid = await sign(base('valid'));
-    const tamperedBody = Buffer.from((await sign(base('tampered body'))).toString('latin1').replace('under Sendmail', 'under sendmail'), 'latin1');
-    const tamperedHeader = Buffer.from((await sign(base('tampered header'))).toString('latin1').replace('To: bob@example.org', 'To: rob@example.org'), 'latin1');
+    const tamperedBody = Buffer.from(
+      (await sign(base('tampered body'))).toString('latin1').replace('under Sendmail', 'under sendmail'),
+      'latin1',
+    );
+    const tamperedHeader = Buffer.from(
+      (await sign(base('tampered header'))).toString('latin1').replace('To: bob@example.org', 'To: rob@example.org'),
+      'latin1',
+    );
     const before = sendmail.sink.messages.length;
     for (const data of [valid, tamperedBody, tamperedHeader, base('unsigned')]) {
       const r = await sendmail.sendSmtp({ from: 'alice@sender.example', to: ['bob@example.org'], data });
@@ -232,14 +250,25 @@ describe('verifying under Sendmail, S=inet:port@127.0.0.1', () => {
       const m = withSubject(delivered, subject);
       expect(m, subject).toHaveLength(1);
       const ar = authenticationResults((m[0] as DeliveredMessage).data, parseAuthenticationResults);
-      expect(ar.map((a) => a.authservId), subject).toEqual([AUTHSERV]);
+      expect(
+        ar.map((a) => a.authservId),
+        subject,
+      ).toEqual([AUTHSERV]);
       return ar[0]?.results ?? [];
     };
     expect(results('valid')).toEqual([
-      expect.objectContaining({ method: 'dkim', result: 'pass', properties: expect.arrayContaining([{ ptype: 'header', property: 'd', value: 'sender.example' }]) }),
+      expect.objectContaining({
+        method: 'dkim',
+        result: 'pass',
+        properties: expect.arrayContaining([{ ptype: 'header', property: 'd', value: 'sender.example' }]),
+      }),
     ]);
-    expect(results('tampered body')).toEqual([expect.objectContaining({ method: 'dkim', result: 'fail', reason: 'body hash did not verify' })]);
-    expect(results('tampered header')).toEqual([expect.objectContaining({ method: 'dkim', result: 'fail', reason: 'signature did not verify' })]);
+    expect(results('tampered body')).toEqual([
+      expect.objectContaining({ method: 'dkim', result: 'fail', reason: 'body hash did not verify' }),
+    ]);
+    expect(results('tampered header')).toEqual([
+      expect.objectContaining({ method: 'dkim', result: 'fail', reason: 'signature did not verify' }),
+    ]);
     expect(results('unsigned')).toEqual([{ method: 'dkim', result: 'none', properties: [] }]);
     const sample = withSubject(delivered, 'valid')[0]?.data ?? '';
     console.log(`sample: Authentication-Results: ${headerValues(sample, 'Authentication-Results')[0]}`);
@@ -266,7 +295,8 @@ async function negotiationTap(targetPort: number) {
     return (chunk: Buffer) => {
       if (session[key]) return;
       pending = Buffer.concat([pending, chunk]);
-      if (pending.length >= 4 && pending.length >= 4 + pending.readUInt32BE(0)) session[key] = pending.subarray(0, 4 + pending.readUInt32BE(0));
+      if (pending.length >= 4 && pending.length >= 4 + pending.readUInt32BE(0))
+        session[key] = pending.subarray(0, 4 + pending.readUInt32BE(0));
     };
   };
   const server = createServer((mta) => {
@@ -320,7 +350,9 @@ describe('the milter negotiation with Sendmail, on the wire (S=inet: through a t
 
   beforeAll(async () => {
     const port = await freePort();
-    milterd = await startMilterd(['-p', `inet:${port}@127.0.0.1`, '-d', 'example.org', '-s', 'rsa', '-k', keyFile], { env: { INKAN_LOG_LEVEL: 'debug' } });
+    milterd = await startMilterd(['-p', `inet:${port}@127.0.0.1`, '-d', 'example.org', '-s', 'rsa', '-k', keyFile], {
+      env: { INKAN_LOG_LEVEL: 'debug' },
+    });
     running.push(milterd);
     tap = await negotiationTap(port);
     running.push(tap);
@@ -366,7 +398,9 @@ describe('the milter negotiation with Sendmail, on the wire (S=inet: through a t
     expect(reply.version).toBe(6);
     expect(reply.actions & ~offer.actions).toBe(0);
     expect(reply.protocol & ~offer.protocol).toBe(0);
-    expect(describeActions(reply.actions).split('|')).toEqual(expect.arrayContaining(['SMFIF_ADDHDRS', 'SMFIF_CHGHDRS', 'SMFIF_SETSYMLIST']));
+    expect(describeActions(reply.actions).split('|')).toEqual(
+      expect.arrayContaining(['SMFIF_ADDHDRS', 'SMFIF_CHGHDRS', 'SMFIF_SETSYMLIST']),
+    );
     expect(describeProtocol(reply.protocol).split('|')).toContain('SMFIP_HDR_LEADSPC');
     const log = sendmail.maillog();
     expect(log).toMatch(/Milter \(inkan\): init success to negotiate/);

@@ -19,11 +19,20 @@ const pem = () => generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey
 
 describe('store datasets in the configuration', () => {
   it('KeyTable, SigningTable and InternalHosts take postgresql:// and redis:// URIs; --check-config output hides passwords', () => {
-    expect(parseDataset('postgresql://inkan@127.0.0.1/mail?table=dkim_keys')).toEqual({ kind: 'postgresql', url: 'postgresql://inkan@127.0.0.1/mail?table=dkim_keys' });
+    expect(parseDataset('postgresql://inkan@127.0.0.1/mail?table=dkim_keys')).toEqual({
+      kind: 'postgresql',
+      url: 'postgresql://inkan@127.0.0.1/mail?table=dkim_keys',
+    });
     expect(parseDataset('postgres://h/mail').kind).toBe('postgresql');
-    expect(parseDataset('redis://127.0.0.1:6379/0?prefix=inkan:')).toEqual({ kind: 'redis', url: 'redis://127.0.0.1:6379/0?prefix=inkan:' });
+    expect(parseDataset('redis://127.0.0.1:6379/0?prefix=inkan:')).toEqual({
+      kind: 'redis',
+      url: 'redis://127.0.0.1:6379/0?prefix=inkan:',
+    });
     expect(parseDataset('rediss://h:6380/1').kind).toBe('redis');
-    const c = parseConfigText('KeyTable postgresql://inkan:pw@db/mail?table=k\nSigningTable postgresql://inkan:pw@db/mail?table=s\n', 'x.conf');
+    const c = parseConfigText(
+      'KeyTable postgresql://inkan:pw@db/mail?table=k\nSigningTable postgresql://inkan:pw@db/mail?table=s\n',
+      'x.conf',
+    );
     const text = describeConfig(c);
     expect(text).toContain('KeyTable postgresql://inkan:***@db/mail?table=k');
     expect(text).not.toContain(':pw@');
@@ -34,10 +43,14 @@ describe('store datasets in the configuration', () => {
 
   it('refuses mixtures it cannot keep consistent, naming the option', () => {
     const conf = (text: string) => parseConfigText(text, 'x.conf', defaults());
-    expect(() => storeLocationFor(conf('KeyTable redis://h/0\nSigningTable /etc/signing\n'))).toThrow(/KeyTable and SigningTable must both name the store/);
+    expect(() => storeLocationFor(conf('KeyTable redis://h/0\nSigningTable /etc/signing\n'))).toThrow(
+      /KeyTable and SigningTable must both name the store/,
+    );
     expect(() => storeLocationFor(conf('InternalHosts redis://h/0\n'))).toThrow(ConfigError);
     expect(() => storeLocationFor(conf('KeyTable redis://a/0\nSigningTable redis://b/0\n'))).toThrow(/different stores/);
-    expect(() => storeLocationFor(conf('KeyTable redis://h/0?table=x\nSigningTable redis://h/0\n'))).toThrow(/^KeyTable: table= is for postgresql/);
+    expect(() => storeLocationFor(conf('KeyTable redis://h/0?table=x\nSigningTable redis://h/0\n'))).toThrow(
+      /^KeyTable: table= is for postgresql/,
+    );
     expect(storeLocationFor(conf('KeyTable /etc/k\nSigningTable /etc/s\n'))).toBeUndefined();
   });
 
@@ -67,7 +80,9 @@ describe('store datasets in the configuration', () => {
       'row 3: SigningTable lines read "pattern keyname"',
     ]);
     // Files stay strict: the same fault is a configuration error.
-    expect(() => planFromTables(new Map(), [{ where: 'f:1', pattern: 'a', names: ['x'] }], { wildcard: false, multiple: false, subDomains: false })).toThrow(ConfigError);
+    expect(() =>
+      planFromTables(new Map(), [{ where: 'f:1', pattern: 'a', names: ['x'] }], { wildcard: false, multiple: false, subDomains: false }),
+    ).toThrow(ConfigError);
   });
 });
 
@@ -77,7 +92,8 @@ describe('a milterd whose store cannot be reached at start', () => {
       const dir = tempDir('inkan-store-down-');
       const closed = await freePort();
       const port = await freePort();
-      const url = scheme === 'postgresql' ? `postgresql://inkan:pw@127.0.0.1:${closed}/mail?retry=1` : `redis://127.0.0.1:${closed}/0?retry=1`;
+      const url =
+        scheme === 'postgresql' ? `postgresql://inkan:pw@127.0.0.1:${closed}/mail?retry=1` : `redis://127.0.0.1:${closed}/0?retry=1`;
       const conf = join(dir, 'down.conf');
       writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nAllowRoot yes\nKeyTable ${url}\nSigningTable ${url}\n`);
       const milterd = await startMilterd(['-x', conf]);
@@ -142,7 +158,10 @@ describe.skipIf(missing !== undefined && !process.env.CI)('a milterd on Redis: c
     const port = await freePort();
     const conf = join(dir, 'hup.conf');
     const write = (prefix: string) =>
-      writeFileSync(conf, `Socket inet:${port}@127.0.0.1\nAllowRoot yes\nKeyTable ${redis.url({ query: `prefix=${prefix}&poll=1&retry=1` })}\nSigningTable ${redis.url({ query: `prefix=${prefix}` })}\n`);
+      writeFileSync(
+        conf,
+        `Socket inet:${port}@127.0.0.1\nAllowRoot yes\nKeyTable ${redis.url({ query: `prefix=${prefix}&poll=1&retry=1` })}\nSigningTable ${redis.url({ query: `prefix=${prefix}` })}\n`,
+      );
     write('inkan:');
     const milterd = await startMilterd(['-x', conf]);
     try {
@@ -155,7 +174,9 @@ describe.skipIf(missing !== undefined && !process.env.CI)('a milterd on Redis: c
 
       write('other:');
       process.kill(milterd.pid, 'SIGHUP');
-      await milterd.waitForOutput(/"store":"redis:\/\/127\.0\.0\.1:\d+\/0\?prefix=other:"[^\n]*"msg":"signing tables loaded from the store"/);
+      await milterd.waitForOutput(
+        /"store":"redis:\/\/127\.0\.0\.1:\d+\/0\?prefix=other:"[^\n]*"msg":"signing tables loaded from the store"/,
+      );
       expect((await send(port, dir, 'joe@example.org')).selectors).toEqual(['r2']);
 
       // A change made by hand, with no PUBLISH: the poll (every second here) finds it.

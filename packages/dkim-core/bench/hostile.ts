@@ -35,7 +35,9 @@ function spki(n: Buffer, e: Buffer): string {
 
 /** The SHA-256 of a body as c=simple canonicalizes it (RFC 6376 §3.4.3, the testbed's reference). */
 function simpleBodyHash(body: Buffer): string {
-  return createHash('sha256').update(Buffer.from(canonicalizationReference.simpleBody(body.toString('latin1')), 'latin1')).digest('base64');
+  return createHash('sha256')
+    .update(Buffer.from(canonicalizationReference.simpleBody(body.toString('latin1')), 'latin1'))
+    .digest('base64');
 }
 
 /**
@@ -57,7 +59,9 @@ export function withManySignatures(
   };
   const fields: string[] = [];
   for (let i = 0; i < o.dkim; i++) {
-    fields.push(`DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=${o.domain}; s=${o.selector}; h=from:to:subject; bh=${bh}; b=${b()}\r\n`);
+    fields.push(
+      `DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=${o.domain}; s=${o.selector}; h=from:to:subject; bh=${bh}; b=${b()}\r\n`,
+    );
   }
   for (let i = 0; i < o.domainKeys; i++) {
     fields.push(`DomainKey-Signature: a=rsa-sha1; c=simple; q=dns; d=${o.domain}; s=${o.selector}; b=${b()}\r\n`);

@@ -14,7 +14,12 @@ export async function rate(fn: () => unknown, minMs: number, maxIterations = 1_0
  * Operations per second with `inFlight` operations always running (as a server signs
  * several messages at once): the thread pool can use every core.
  */
-export async function concurrentRate(fn: () => Promise<unknown>, inFlight: number, minMs: number, maxIterations = 1_000_000): Promise<number> {
+export async function concurrentRate(
+  fn: () => Promise<unknown>,
+  inFlight: number,
+  minMs: number,
+  maxIterations = 1_000_000,
+): Promise<number> {
   await fn();
   let n = 0;
   const start = performance.now();

@@ -34,11 +34,7 @@ export function selectSignedFields(headers: readonly HeaderField[], names: reado
  * The data the header signature covers: each selected field canonicalized and ended
  * with CRLF, then the signature field itself (with b= emptied) without its CRLF.
  */
-export function headerHashInput(
-  selected: readonly HeaderField[],
-  signatureField: HeaderField,
-  canonicalization: Canonicalization,
-): Buffer {
+export function headerHashInput(selected: readonly HeaderField[], signatureField: HeaderField, canonicalization: Canonicalization): Buffer {
   const parts: Buffer[] = [];
   for (const field of selected) parts.push(canonicalizeHeader(field, canonicalization), CRLF);
   parts.push(canonicalizeHeader(signatureField, canonicalization));

@@ -114,7 +114,11 @@ export function checkKeyRecordSize(keyType: string, publicKeyB64: string, limits
   // refused afterwards with the precise reason (modulus or exponent).
   const most = 2 * Math.ceil(maxBits / 8) + SPKI_OVERHEAD;
   if (octets <= most) return undefined;
-  return { result: 'policy', code: 'key-too-large', reason: `key too large (p= holds ${octets} octets, more than an RSA key of ${maxBits} bits can)` };
+  return {
+    result: 'policy',
+    code: 'key-too-large',
+    reason: `key too large (p= holds ${octets} octets, more than an RSA key of ${maxBits} bits can)`,
+  };
 }
 
 /**
@@ -122,17 +126,29 @@ export function checkKeyRecordSize(keyType: string, publicKeyB64: string, limits
  * have an odd public exponent from 3 to 2^32 - 1. A huge exponent makes every verification
  * cost as much as a private-key operation (a 3071-bit one: about 100 times a normal one).
  */
-export function checkImportedKey(keyType: string, imported: { bits?: number; publicExponent?: bigint }, limits: KeyLimits = {}): KeyRefusal | undefined {
+export function checkImportedKey(
+  keyType: string,
+  imported: { bits?: number; publicExponent?: bigint },
+  limits: KeyLimits = {},
+): KeyRefusal | undefined {
   if (keyType !== 'rsa') return undefined;
   const { bits, publicExponent: e } = imported;
   const minBits = limits.minKeyBits ?? DEFAULT_MIN_KEY_BITS;
   const maxBits = limits.maxKeyBits ?? DEFAULT_MAX_KEY_BITS;
-  if (bits !== undefined && bits < minBits) return { result: 'permerror', code: 'key-too-small', reason: `key too small (${bits} bits, minimum ${minBits})` };
-  if (bits !== undefined && bits > maxBits) return { result: 'policy', code: 'key-too-large', reason: `key too large (${bits} bits, maximum ${maxBits})` };
+  if (bits !== undefined && bits < minBits)
+    return { result: 'permerror', code: 'key-too-small', reason: `key too small (${bits} bits, minimum ${minBits})` };
+  if (bits !== undefined && bits > maxBits)
+    return { result: 'policy', code: 'key-too-large', reason: `key too large (${bits} bits, maximum ${maxBits})` };
   if (e !== undefined) {
     // RFC 8017 §3.1: 3 <= e, and e is odd (coprime to the even lambda(n)).
-    if (e < 3n || e % 2n === 0n) return { result: 'permerror', code: 'key-syntax', reason: 'not a valid RSA key (the public exponent must be odd and at least 3)' };
-    if (e > MAX_RSA_PUBLIC_EXPONENT) return { result: 'policy', code: 'key-too-large', reason: `RSA public exponent too large (${e.toString(2).length} bits, maximum 32)` };
+    if (e < 3n || e % 2n === 0n)
+      return { result: 'permerror', code: 'key-syntax', reason: 'not a valid RSA key (the public exponent must be odd and at least 3)' };
+    if (e > MAX_RSA_PUBLIC_EXPONENT)
+      return {
+        result: 'policy',
+        code: 'key-too-large',
+        reason: `RSA public exponent too large (${e.toString(2).length} bits, maximum 32)`,
+      };
   }
   return undefined;
 }
@@ -162,9 +178,15 @@ export function acceptPublicKey(record: { keyType: string; publicKey: string }, 
   const { keyType, publicKey } = record;
   if (publicKey === '') return { ok: false, result: 'permerror', code: 'key-revoked', reason: 'key revoked (empty p=)' };
   if (policy.signature && keyType !== policy.signature.keyType) {
-    return { ok: false, result: 'permerror', code: 'key-mismatch', reason: `key type k=${clip(keyType)} does not match a=${clip(policy.signature.algorithm)}` };
+    return {
+      ok: false,
+      result: 'permerror',
+      code: 'key-mismatch',
+      reason: `key type k=${clip(keyType)} does not match a=${clip(policy.signature.algorithm)}`,
+    };
   }
-  if (keyType !== 'rsa' && keyType !== 'ed25519') return { ok: false, result: 'permerror', code: 'key-syntax', reason: `unknown key type k=${clip(keyType)}` };
+  if (keyType !== 'rsa' && keyType !== 'ed25519')
+    return { ok: false, result: 'permerror', code: 'key-syntax', reason: `unknown key type k=${clip(keyType)}` };
   const tooLong = checkKeyRecordSize(keyType, publicKey, policy);
   if (tooLong) return { ok: false, ...tooLong };
   const imported = importPublicKey(keyType, publicKey);

@@ -35,10 +35,16 @@ export function checkPrivateKey(key: KeyObject, source = 'the private key'): Pri
   if (type !== 'rsa') throw new DkimError('KEY_UNUSABLE', `${source} holds a key of type ${type}; DKIM signs with rsa or ed25519`);
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits < MIN_SIGNING_KEY_BITS) {
-    throw new DkimError('KEY_UNUSABLE', `${source} is an RSA key of ${bits} bits, under ${MIN_SIGNING_KEY_BITS}, which verifiers reject (RFC 8301)`);
+    throw new DkimError(
+      'KEY_UNUSABLE',
+      `${source} is an RSA key of ${bits} bits, under ${MIN_SIGNING_KEY_BITS}, which verifiers reject (RFC 8301)`,
+    );
   }
   if (bits > MAX_SIGNING_KEY_BITS) {
-    throw new DkimError('KEY_UNUSABLE', `${source} is an RSA key of ${bits} bits, over ${MAX_SIGNING_KEY_BITS}, which verifiers do not use`);
+    throw new DkimError(
+      'KEY_UNUSABLE',
+      `${source} is an RSA key of ${bits} bits, over ${MAX_SIGNING_KEY_BITS}, which verifiers do not use`,
+    );
   }
   return { key, keyType: 'rsa', bits, algorithm: 'rsa-sha256' };
 }
@@ -100,7 +106,10 @@ export async function readPrivateKey(path: string): Promise<PrivateKeyInfo> {
     if (st.isDirectory()) throw new DkimError('KEY_UNREADABLE', `cannot read key file ${path}: EISDIR`);
     if (!st.isFile()) throw new DkimError('KEY_UNUSABLE', `key file ${path} is not a regular file`);
     if (st.size > MAX_PRIVATE_KEY_FILE_BYTES) {
-      throw new DkimError('KEY_UNUSABLE', `key file ${path} is ${st.size} bytes, more than any private key (at most ${MAX_PRIVATE_KEY_FILE_BYTES / 1024} KiB)`);
+      throw new DkimError(
+        'KEY_UNUSABLE',
+        `key file ${path} is ${st.size} bytes, more than any private key (at most ${MAX_PRIVATE_KEY_FILE_BYTES / 1024} KiB)`,
+      );
     }
     // Read at most one byte over the cap, whatever the size said (the file may grow meanwhile).
     const buffer = Buffer.alloc(MAX_PRIVATE_KEY_FILE_BYTES + 1);
@@ -112,7 +121,11 @@ export async function readPrivateKey(path: string): Promise<PrivateKeyInfo> {
       if (bytesRead === 0) break;
       length += bytesRead;
     }
-    if (length > MAX_PRIVATE_KEY_FILE_BYTES) throw new DkimError('KEY_UNUSABLE', `key file ${path} is larger than any private key (over ${MAX_PRIVATE_KEY_FILE_BYTES / 1024} KiB)`);
+    if (length > MAX_PRIVATE_KEY_FILE_BYTES)
+      throw new DkimError(
+        'KEY_UNUSABLE',
+        `key file ${path} is larger than any private key (over ${MAX_PRIVATE_KEY_FILE_BYTES / 1024} KiB)`,
+      );
     bytes = buffer.subarray(0, length);
   } finally {
     await handle.close().catch(() => {});

@@ -169,7 +169,8 @@ class AddressListReader {
         }
         if (!this.peek()) return;
         out.push({ ...this.mailbox(), group });
-        if (this.peek() && !this.isSpecial(',') && !this.isSpecial(';')) throw new Malformed(`expected "," or ";" in group ${shown(group)}${this.where()}`);
+        if (this.peek() && !this.isSpecial(',') && !this.isSpecial(';'))
+          throw new Malformed(`expected "," or ";" in group ${shown(group)}${this.where()}`);
       }
     }
     this.pos = start;
@@ -208,7 +209,11 @@ class AddressListReader {
   /** Words and dots up to the next other special: a phrase or a local part, as the next token decides. */
   private words(): Token[] {
     const words: Token[] = [];
-    for (let t = this.peek(); t && (t.kind === 'atom' || t.kind === 'quoted' || (t.kind === 'special' && t.char === '.')); t = this.peek()) {
+    for (
+      let t = this.peek();
+      t && (t.kind === 'atom' || t.kind === 'quoted' || (t.kind === 'special' && t.char === '.'));
+      t = this.peek()
+    ) {
       words.push(t);
       this.pos++;
     }

@@ -113,7 +113,10 @@ export class DnsKeyResolver implements KeyResolver {
 
   constructor(options: DnsKeyResolverOptions = {}) {
     this.timeout = positive(options.timeout ?? 5000, 'timeout');
-    this.tries = Math.max(1, Math.floor(positive(options.tries ?? Math.min(MAX_DEFAULT_TRIES, Math.ceil(this.timeout / MIN_RETRY_INTERVAL_MS)), 'tries')));
+    this.tries = Math.max(
+      1,
+      Math.floor(positive(options.tries ?? Math.min(MAX_DEFAULT_TRIES, Math.ceil(this.timeout / MIN_RETRY_INTERVAL_MS)), 'tries')),
+    );
     this.maxInFlight = Math.max(1, Math.floor(positive(options.maxQueriesInFlight ?? 256, 'maxQueriesInFlight')));
     this.interval = Math.max(MIN_RETRY_INTERVAL_MS, this.timeout / this.tries);
     const probe = new Resolver();
@@ -209,7 +212,16 @@ export class DnsKeyResolver implements KeyResolver {
         }, this.interval);
       };
       const deadline = setTimeout(
-        () => settle(() => reject(new KeyLookupError('TEMPFAIL', `DNS lookup of ${name} timed out after ${this.timeout / 1000} s (${sent} ${sent === 1 ? 'query' : 'queries'})`, { timedOut: true }))),
+        () =>
+          settle(() =>
+            reject(
+              new KeyLookupError(
+                'TEMPFAIL',
+                `DNS lookup of ${name} timed out after ${this.timeout / 1000} s (${sent} ${sent === 1 ? 'query' : 'queries'})`,
+                { timedOut: true },
+              ),
+            ),
+          ),
         this.timeout,
       );
       send();

@@ -178,7 +178,8 @@ export function parseDkimSignature(value: string): SignatureParseResult {
     auid = decodeDkimQuotedPrintable(tags.get('i') ?? '');
     const problem = identityProblem(auid);
     if (problem) return fail(problem);
-    if (!isSameOrSubdomain(auid.slice(auid.lastIndexOf('@') + 1), sdid)) return fail(`identity i=${clip(auid)} is outside domain d=${sdid}`, 'identity-mismatch');
+    if (!isSameOrSubdomain(auid.slice(auid.lastIndexOf('@') + 1), sdid))
+      return fail(`identity i=${clip(auid)} is outside domain d=${sdid}`, 'identity-mismatch');
   }
 
   const result: DkimSignature = {

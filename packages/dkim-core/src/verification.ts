@@ -106,7 +106,16 @@ export interface WholeMessageOptions {
 
 /** The result for a message whose header section is over the limit: nothing was verified. */
 export function notVerified(method: VerificationResult['method'], why: string): VerificationResult {
-  return { method, result: 'policy', code: 'header-limit', reason: `not verified: ${why}`, domain: '', selector: '', algorithm: '', testing: false };
+  return {
+    method,
+    result: 'policy',
+    code: 'header-limit',
+    reason: `not verified: ${why}`,
+    domain: '',
+    selector: '',
+    algorithm: '',
+    testing: false,
+  };
 }
 
 /**

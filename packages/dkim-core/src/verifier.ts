@@ -91,7 +91,12 @@ export class Verifier implements MessageSink {
     for (const [index, field] of sigFields.entries()) {
       const parsed = parseDkimSignature(headerValue(field).toString('latin1'));
       const tags = parsed.ok ? parsed.signature : parsed;
-      const result = pendingResult('dkim', { domain: tags.sdid, selector: tags.selector, algorithm: tags.algorithm, signatureB64: tags.signatureB64 });
+      const result = pendingResult('dkim', {
+        domain: tags.sdid,
+        selector: tags.selector,
+        algorithm: tags.algorithm,
+        signatureB64: tags.signatureB64,
+      });
       if (tags.auid) result.identity = tags.auid;
       const unchecked = uncheckedOutcome(this.collected.overLimit, index, max, parsed.ok ? undefined : parsed);
       if (unchecked || !parsed.ok) {
@@ -147,7 +152,10 @@ export class Verifier implements MessageSink {
     const body = hasher.digest();
     if (sig.bodyLength !== undefined) {
       if (sig.bodyLength > body.canonicalLength) {
-        return concluded(result, verdict('permerror', 'body-length-exceeded', `l=${sig.bodyLength} is longer than the body (${body.canonicalLength} octets)`));
+        return concluded(
+          result,
+          verdict('permerror', 'body-length-exceeded', `l=${sig.bodyLength} is longer than the body (${body.canonicalLength} octets)`),
+        );
       }
       result.unsignedBodyBytes = body.canonicalLength - body.hashedLength;
     }

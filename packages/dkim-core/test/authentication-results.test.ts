@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { type AuthenticationResults, formatAuthenticationResults, parseAuthenticationResults, type VerificationResult } from '../src/index.js';
+import {
+  type AuthenticationResults,
+  formatAuthenticationResults,
+  parseAuthenticationResults,
+  type VerificationResult,
+} from '../src/index.js';
 
 const dkim = (over: Partial<VerificationResult> = {}): VerificationResult => ({
   method: 'dkim',
@@ -119,7 +124,9 @@ describe('Authentication-Results (RFC 8601)', () => {
   }
 
   it('header.b grows past 8 characters until two signatures differ (RFC 6008)', () => {
-    const text = formatAuthenticationResults('mx', [dkim({ headerB: 'SAMEPREFIXone' }), dkim({ headerB: 'SAMEPREFIXtwo' })], { newline: '' });
+    const text = formatAuthenticationResults('mx', [dkim({ headerB: 'SAMEPREFIXone' }), dkim({ headerB: 'SAMEPREFIXtwo' })], {
+      newline: '',
+    });
     expect(text).toContain('header.b=SAMEPREFIXo;');
     expect(text).toContain('header.b=SAMEPREFIXt');
   });

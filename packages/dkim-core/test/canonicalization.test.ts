@@ -3,12 +3,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Canonicalization, parseHeaderFields } from '../src/index.js';
-import {
-  BodyHasher,
-  createBodyCanonicalizer,
-  relaxedHeader,
-  canonicalizeHeader,
-} from '../src/api/canonicalization.js';
+import { BodyHasher, createBodyCanonicalizer, relaxedHeader, canonicalizeHeader } from '../src/api/canonicalization.js';
 import { canonicalizationReference as reference } from '@inkan/testbed';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
@@ -122,7 +117,9 @@ describe('body canonicalization properties', () => {
   it('relaxed: small-chunk and large-chunk paths agree in any mix', () => {
     const bigArb = fc
       .array(fc.tuple(bodyArb, fc.nat({ max: 12_000 }), fc.constantFrom('x', ' ', '\r\n', '\t', 'ab ')), { minLength: 1, maxLength: 4 })
-      .map((parts) => Buffer.concat(parts.map(([body, n, filler]) => Buffer.concat([body, b(filler.repeat(Math.ceil(n / filler.length)))]))));
+      .map((parts) =>
+        Buffer.concat(parts.map(([body, n, filler]) => Buffer.concat([body, b(filler.repeat(Math.ceil(n / filler.length)))]))),
+      );
     fc.assert(
       fc.property(bigArb, fc.array(fc.nat(), { maxLength: 8 }), (body, cuts) => {
         expect(canonicalize('relaxed', split(body, cuts))).toBe(reference.relaxedBody(body.toString('latin1')));

@@ -53,7 +53,26 @@ const sigPiece = fc.oneof(
   fc.string({ maxLength: 20 }),
 );
 const keyPiece = fc.oneof(
-  fc.constantFrom('v=DKIM1', 'v=DKIM2', 'k=rsa', 'k=ed25519', 'k=', 'p=', 'p=AAAA', 'p=MIGfMA0', 'h=sha256', 'h=', 's=email', 's=*', 't=y:s', 't=', 'n=x', '"', ';', '='),
+  fc.constantFrom(
+    'v=DKIM1',
+    'v=DKIM2',
+    'k=rsa',
+    'k=ed25519',
+    'k=',
+    'p=',
+    'p=AAAA',
+    'p=MIGfMA0',
+    'h=sha256',
+    'h=',
+    's=email',
+    's=*',
+    't=y:s',
+    't=',
+    'n=x',
+    '"',
+    ';',
+    '=',
+  ),
   fc.string({ maxLength: 20 }),
 );
 

@@ -49,7 +49,11 @@ beforeAll(() => {
 
 const signers: { e3?: import('node:crypto').KeyObject } = {};
 
-async function signed(selector: string, extra: Partial<Parameters<typeof signMessage>[1]> = {}, privateKey = keys.rsa2048.privateKey): Promise<Buffer> {
+async function signed(
+  selector: string,
+  extra: Partial<Parameters<typeof signMessage>[1]> = {},
+  privateKey = keys.rsa2048.privateKey,
+): Promise<Buffer> {
   const sig = await signMessage(MESSAGE, { domain: 'example.org', selector, privateKey, ...extra });
   return Buffer.concat([Buffer.from(sig, 'latin1'), MESSAGE]);
 }
@@ -71,7 +75,10 @@ describe('tag values that name inherited JavaScript properties', () => {
         // The bad signature above a good copy of the same one: the good one still passes.
         const both = Buffer.concat([bad.subarray(0, bad.indexOf('From: ')), good]);
         const results = await verifyMessage(both, { resolver });
-        expect(results.map((r) => r.result), `${tag}=${name}`).toEqual(['permerror', 'pass']);
+        expect(
+          results.map((r) => r.result),
+          `${tag}=${name}`,
+        ).toEqual(['permerror', 'pass']);
         expect(results[0]?.reason).toMatch(tag === 'a' ? /unknown algorithm/ : tag === 'c' ? /unknown canonicalization/ : /query method/);
       }
     }
@@ -80,8 +87,13 @@ describe('tag values that name inherited JavaScript properties', () => {
   it('k=, h=, s=, t= in key records: permerror (k=, h=, s=) or ignored (t=), never a throw', async () => {
     for (const name of INHERITED) {
       const lower = name.toLowerCase();
-      const results = await Promise.all(['k', 'h', 's', 't'].map(async (tag) => (await verifyMessage(await signed(`${tag}-${lower}`), { resolver }))[0]));
-      expect(results.map((r) => r?.result), name).toEqual(['permerror', 'permerror', 'permerror', 'pass']);
+      const results = await Promise.all(
+        ['k', 'h', 's', 't'].map(async (tag) => (await verifyMessage(await signed(`${tag}-${lower}`), { resolver }))[0]),
+      );
+      expect(
+        results.map((r) => r?.result),
+        name,
+      ).toEqual(['permerror', 'permerror', 'permerror', 'pass']);
     }
   });
 
@@ -96,7 +108,13 @@ describe('tag values that name inherited JavaScript properties', () => {
 describe('control characters in i= (dkim-quoted-printable =0A, =0D, =00)', () => {
   const BASE = 'v=1; a=rsa-sha256; d=example.org; s=x; h=from; bh=AAAA; b=AAAA';
   it('an identity that decodes to a control character is a permerror naming it', () => {
-    for (const i of ['joe=0A@example.org', '@example.org=0D=0AAuthentication-Results:=20x', 'joe=00@example.org', 'a=7Fb@example.org', '=09@example.org']) {
+    for (const i of [
+      'joe=0A@example.org',
+      '@example.org=0D=0AAuthentication-Results:=20x',
+      'joe=00@example.org',
+      'a=7Fb@example.org',
+      '=09@example.org',
+    ]) {
       const r = parseDkimSignature(`${BASE}; i=${i}`);
       expect(r.ok, i).toBe(false);
       if (!r.ok) {
@@ -108,7 +126,10 @@ describe('control characters in i= (dkim-quoted-printable =0A, =0D, =00)', () =>
   });
   it('other malformed identities are refused; usual ones still parse', () => {
     expect(parseDkimSignature(`${BASE}; i=a,b@example.org`)).toMatchObject({ ok: false, error: expect.stringMatching(/local part/) });
-    expect(parseDkimSignature(`${BASE}; i=joe@exa(mple.org`)).toMatchObject({ ok: false, error: expect.stringMatching(/malformed domain/) });
+    expect(parseDkimSignature(`${BASE}; i=joe@exa(mple.org`)).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/malformed domain/),
+    });
     for (const i of ['@example.org', 'joe@example.org', 'joe.q+tag@mail.example.org', '"joe q"@example.org', 'j=C3=B6e@example.org']) {
       expect(parseDkimSignature(`${BASE}; i=${i}`).ok, i).toBe(true);
     }
@@ -126,7 +147,15 @@ describe('control characters in i= (dkim-quoted-printable =0A, =0D, =00)', () =>
 });
 
 describe('formatAuthenticationResults never writes a control character', () => {
-  const base: VerificationResult = { method: 'dkim', result: 'permerror', code: 'signature-syntax', domain: 'example.org', selector: 's', algorithm: 'rsa-sha256', testing: false };
+  const base: VerificationResult = {
+    method: 'dkim',
+    result: 'permerror',
+    code: 'signature-syntax',
+    domain: 'example.org',
+    selector: 's',
+    algorithm: 'rsa-sha256',
+    testing: false,
+  };
   it('drops property values that hold one, "?" in reason and comments', () => {
     const ar = formatAuthenticationResults('mx\n.example.net', [
       { ...base, identity: 'joe\n@example.org', reason: 'bad\r\nAuthentication-Results: x; dkim=pass\x00' },
@@ -142,7 +171,9 @@ describe('formatAuthenticationResults never writes a control character', () => {
       { ptype: 'header', property: 'i', value: 'joe@example.org' },
       { ptype: 'header', property: 'a', value: 'rsa-sha256' },
     ]);
-    const entries = formatAuthenticationResults('mx', [{ method: 'dk\nim', result: 'pass\r', comments: ['a\nb'], properties: [{ ptype: 'hea\x00der', property: 'd', value: 'x' }] }]);
+    const entries = formatAuthenticationResults('mx', [
+      { method: 'dk\nim', result: 'pass\r', comments: ['a\nb'], properties: [{ ptype: 'hea\x00der', property: 'd', value: 'x' }] },
+    ]);
     expect(entries).not.toMatch(CTL_IN_OUTPUT);
   });
 });
@@ -153,20 +184,36 @@ describe('RSA key limits', () => {
     const [r] = await verifyMessage(msg, { resolver });
     expect(r).toMatchObject({ result: 'policy', keyBits: 3072, reason: 'RSA public exponent too large (3071 bits, maximum 32)' });
     const [unread] = await verifyMessage(msg, { resolver, maxKeyBits: 2048 });
-    expect(unread).toMatchObject({ result: 'policy', reason: expect.stringMatching(/^key too large \(p= holds \d+ octets, more than an RSA key of 2048 bits can\)/) });
+    expect(unread).toMatchObject({
+      result: 'policy',
+      reason: expect.stringMatching(/^key too large \(p= holds \d+ octets, more than an RSA key of 2048 bits can\)/),
+    });
     expect(unread?.keyBits).toBeUndefined();
   });
   it('a 2048-bit key with a 2047-bit or a 33-bit exponent: policy, exponent too large', async () => {
     for (const selector of ['big-e', 'e33']) {
-      const [r] = await verifyMessage(withManySignatures(MESSAGE, { domain: 'example.org', selector, dkim: 1, domainKeys: 0, signatureBytes: 256 }), { resolver });
-      expect(r, selector).toMatchObject({ result: 'policy', keyBits: 2048, reason: expect.stringMatching(/^RSA public exponent too large \(\d+ bits, maximum 32\)/) });
+      const [r] = await verifyMessage(
+        withManySignatures(MESSAGE, { domain: 'example.org', selector, dkim: 1, domainKeys: 0, signatureBytes: 256 }),
+        { resolver },
+      );
+      expect(r, selector).toMatchObject({
+        result: 'policy',
+        keyBits: 2048,
+        reason: expect.stringMatching(/^RSA public exponent too large \(\d+ bits, maximum 32\)/),
+      });
     }
   });
   it('e = 3 is fine; maxKeyBits lowers the size cap (policy), minKeyBits stays a permerror', async () => {
     const msg = await signed('e3', {}, signers.e3);
     expect((await verifyMessage(msg, { resolver }))[0]).toMatchObject({ result: 'pass', keyBits: 2048 });
-    expect((await verifyMessage(msg, { resolver, maxKeyBits: 1536 }))[0]).toMatchObject({ result: 'policy', reason: 'key too large (2048 bits, maximum 1536)' });
-    expect((await verifyMessage(msg, { resolver, minKeyBits: 3000 }))[0]).toMatchObject({ result: 'permerror', reason: 'key too small (2048 bits, minimum 3000)' });
+    expect((await verifyMessage(msg, { resolver, maxKeyBits: 1536 }))[0]).toMatchObject({
+      result: 'policy',
+      reason: 'key too large (2048 bits, maximum 1536)',
+    });
+    expect((await verifyMessage(msg, { resolver, minKeyBits: 3000 }))[0]).toMatchObject({
+      result: 'permerror',
+      reason: 'key too small (2048 bits, minimum 3000)',
+    });
   });
   it('checkImportedKey: even and tiny exponents are no RSA key; ed25519 is not limited', () => {
     expect(checkImportedKey('rsa', { bits: 2048, publicExponent: 65537n })).toBeUndefined();
@@ -174,7 +221,10 @@ describe('RSA key limits', () => {
     expect(checkImportedKey('rsa', { bits: 2048, publicExponent: 2n ** 32n + 1n })).toMatchObject({ result: 'policy' });
     expect(checkImportedKey('rsa', { bits: 2048, publicExponent: 65536n })).toMatchObject({ result: 'permerror' });
     expect(checkImportedKey('rsa', { bits: 2048, publicExponent: 1n })).toMatchObject({ result: 'permerror' });
-    expect(checkImportedKey('rsa', { bits: 8192, publicExponent: 65537n })).toMatchObject({ result: 'policy', reason: 'key too large (8192 bits, maximum 4096)' });
+    expect(checkImportedKey('rsa', { bits: 8192, publicExponent: 65537n })).toMatchObject({
+      result: 'policy',
+      reason: 'key too large (8192 bits, maximum 4096)',
+    });
     expect(checkImportedKey('rsa', { bits: 8192, publicExponent: 65537n }, { maxKeyBits: 8192 })).toBeUndefined();
     expect(checkImportedKey('ed25519', { bits: 256 })).toBeUndefined();
   });
@@ -193,16 +243,34 @@ describe('RSA key limits', () => {
     const unread = acceptPublicKey({ keyType: 'rsa', publicKey: p4096 }, { maxKeyBits: 1024 });
     expect(unread).toMatchObject({ ok: false, result: 'policy', reason: expect.stringMatching(/^key too large \(p= holds/) });
     expect(unread.bits).toBeUndefined();
-    expect(acceptPublicKey({ keyType: 'rsa', publicKey: p4096 }, { maxKeyBits: 4095 })).toMatchObject({ ok: false, result: 'policy', reason: 'key too large (4096 bits, maximum 4095)', bits: 4096 });
-    expect(acceptPublicKey({ keyType: 'rsa', publicKey: p4096 }, { minKeyBits: 8192, maxKeyBits: 8192 })).toMatchObject({ ok: false, result: 'permerror', bits: 4096 });
-    expect(acceptPublicKey({ keyType: 'rsa', publicKey: rsaPublicKeyB64(2048, 2047) })).toMatchObject({ ok: false, result: 'policy', reason: expect.stringMatching(/exponent too large/), bits: 2048 });
+    expect(acceptPublicKey({ keyType: 'rsa', publicKey: p4096 }, { maxKeyBits: 4095 })).toMatchObject({
+      ok: false,
+      result: 'policy',
+      reason: 'key too large (4096 bits, maximum 4095)',
+      bits: 4096,
+    });
+    expect(acceptPublicKey({ keyType: 'rsa', publicKey: p4096 }, { minKeyBits: 8192, maxKeyBits: 8192 })).toMatchObject({
+      ok: false,
+      result: 'permerror',
+      bits: 4096,
+    });
+    expect(acceptPublicKey({ keyType: 'rsa', publicKey: rsaPublicKeyB64(2048, 2047) })).toMatchObject({
+      ok: false,
+      result: 'policy',
+      reason: expect.stringMatching(/exponent too large/),
+      bits: 2048,
+    });
   });
 });
 
 describe('many signatures on one message', () => {
   it('checks one signature per turn of the event loop', async () => {
     let message = MESSAGE;
-    for (let i = 0; i < 6; i++) message = Buffer.concat([Buffer.from(await signMessage(message, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.privateKey }), 'latin1'), message]);
+    for (let i = 0; i < 6; i++)
+      message = Buffer.concat([
+        Buffer.from(await signMessage(message, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.privateKey }), 'latin1'),
+        message,
+      ]);
     const { result: results, turns } = await countLoopTurns(() => verifyMessage(message, { resolver }));
     expect(results.map((r) => r.result)).toEqual(Array(6).fill('pass'));
     // Six RSA checks, each after a yield: the other work on the loop ran between them.

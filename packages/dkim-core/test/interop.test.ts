@@ -112,7 +112,10 @@ describe('inkan signs, the others verify', () => {
           privateKey: keyOf(algorithm).privateKey,
           canonicalization,
         });
-        const file = save(`inkan-${algorithm}-${canonicalization.replace('/', '-')}.eml`, Buffer.concat([Buffer.from(sig, 'latin1'), MESSAGE]));
+        const file = save(
+          `inkan-${algorithm}-${canonicalization.replace('/', '-')}.eml`,
+          Buffer.concat([Buffer.from(sig, 'latin1'), MESSAGE]),
+        );
         inkanSigned.push({ signer: 'inkan', algorithm, canonicalization, file });
       }
     }
@@ -209,7 +212,9 @@ describe('tampered copies fail everywhere', () => {
       expect(await inkanVerdicts(readFileSync(t.file)), `inkan: ${label}`).toEqual(['fail']);
       expect(dkimpy.find((v) => v.file === t.file)?.signatures, `dkimpy: ${label}`).toEqual([expect.objectContaining({ pass: false })]);
       if (t.algorithm === 'rsa-sha256') {
-        expect(perl.find((v) => v.file === t.file)?.signatures, `Mail::DKIM: ${label}`).toEqual([expect.objectContaining({ result: 'fail' })]);
+        expect(perl.find((v) => v.file === t.file)?.signatures, `Mail::DKIM: ${label}`).toEqual([
+          expect.objectContaining({ result: 'fail' }),
+        ]);
       }
       const od = await opendkimVerify(dns.port, t.file);
       expect(od.pass, `OpenDKIM: ${label}: ${od.output}`).toBe(false);

@@ -5,13 +5,24 @@ import { acceptPublicKey, importPublicKey, parseKeyRecord } from '../src/api/rec
 describe('key records (RFC 6376 §3.6.1)', () => {
   it('reads the tags with their defaults', () => {
     const r = parseKeyRecord('v=DKIM1; p=AAAA');
-    expect(r).toMatchObject({ ok: true, record: { keyType: 'rsa', serviceTypes: ['*'], testing: false, strict: false, publicKey: 'AAAA' } });
+    expect(r).toMatchObject({
+      ok: true,
+      record: { keyType: 'rsa', serviceTypes: ['*'], testing: false, strict: false, publicKey: 'AAAA' },
+    });
   });
   it('reads h=, s=, t=y:s, n= and ignores unknown tags', () => {
     const r = parseKeyRecord('v=DKIM1; h=sha256:sha1; k=ed25519; n=a note; s=email; t=y:s; foo=bar; p=AA AA');
     expect(r).toMatchObject({
       ok: true,
-      record: { hashAlgorithms: ['sha256', 'sha1'], keyType: 'ed25519', notes: 'a note', serviceTypes: ['email'], testing: true, strict: true, publicKey: 'AAAA' },
+      record: {
+        hashAlgorithms: ['sha256', 'sha1'],
+        keyType: 'ed25519',
+        notes: 'a note',
+        serviceTypes: ['email'],
+        testing: true,
+        strict: true,
+        publicKey: 'AAAA',
+      },
     });
   });
   it('an empty p= is a revoked key, not an error', () => {
@@ -60,21 +71,43 @@ describe('acceptPublicKey: the one rule for a published key', () => {
     const r = acceptPublicKey({ keyType: 'rsa', publicKey: rsa }, { signature: rsaSig });
     expect(r).toMatchObject({ ok: true, keyType: 'rsa', bits: 1024, publicExponent: 65537n });
     expect(r.ok && r.key.type).toBe('public');
-    expect(acceptPublicKey({ keyType: 'ed25519', publicKey: ed.subarray(12).toString('base64') }, { signature: edSig })).toMatchObject({ ok: true, keyType: 'ed25519', bits: 256 });
+    expect(acceptPublicKey({ keyType: 'ed25519', publicKey: ed.subarray(12).toString('base64') }, { signature: edSig })).toMatchObject({
+      ok: true,
+      keyType: 'ed25519',
+      bits: 256,
+    });
   });
   it('refuses, with a result, a code and a reason: revoked, k= against a=, unknown k=, garbage, too small, Ed25519 as SPKI', () => {
-    const refusals: [{ keyType: string; publicKey: string }, { keyType: string; algorithm: string } | undefined, string, string, RegExp][] = [
-      [{ keyType: 'rsa', publicKey: '' }, rsaSig, 'permerror', 'key-revoked', /^key revoked \(empty p=\)$/],
-      [{ keyType: 'rsa', publicKey: rsa }, edSig, 'permerror', 'key-mismatch', /^key type k=rsa does not match a=ed25519-sha256$/],
-      [{ keyType: 'ed25519', publicKey: rsa }, { keyType: 'rsa', algorithm: 'rsa-sha1' }, 'permerror', 'key-mismatch', /does not match a=rsa-sha1/],
-      [{ keyType: 'dsa', publicKey: rsa }, undefined, 'permerror', 'key-syntax', /^unknown key type k=dsa$/],
-      [{ keyType: 'rsa', publicKey: 'AAAA' }, rsaSig, 'permerror', 'key-syntax', /not a valid RSA public key/],
-      [{ keyType: 'rsa', publicKey: small }, rsaSig, 'permerror', 'key-too-small', /^key too small \(768 bits, minimum 1024\)$/],
-      [{ keyType: 'ed25519', publicKey: ed.toString('base64') }, edSig, 'permerror', 'key-syntax', /raw 32-byte/],
-      [{ keyType: 'ed25519', publicKey: ed.subarray(13).toString('base64') }, edSig, 'permerror', 'key-syntax', /must be 32 bytes, got 31/],
-    ];
+    const refusals: [{ keyType: string; publicKey: string }, { keyType: string; algorithm: string } | undefined, string, string, RegExp][] =
+      [
+        [{ keyType: 'rsa', publicKey: '' }, rsaSig, 'permerror', 'key-revoked', /^key revoked \(empty p=\)$/],
+        [{ keyType: 'rsa', publicKey: rsa }, edSig, 'permerror', 'key-mismatch', /^key type k=rsa does not match a=ed25519-sha256$/],
+        [
+          { keyType: 'ed25519', publicKey: rsa },
+          { keyType: 'rsa', algorithm: 'rsa-sha1' },
+          'permerror',
+          'key-mismatch',
+          /does not match a=rsa-sha1/,
+        ],
+        [{ keyType: 'dsa', publicKey: rsa }, undefined, 'permerror', 'key-syntax', /^unknown key type k=dsa$/],
+        [{ keyType: 'rsa', publicKey: 'AAAA' }, rsaSig, 'permerror', 'key-syntax', /not a valid RSA public key/],
+        [{ keyType: 'rsa', publicKey: small }, rsaSig, 'permerror', 'key-too-small', /^key too small \(768 bits, minimum 1024\)$/],
+        [{ keyType: 'ed25519', publicKey: ed.toString('base64') }, edSig, 'permerror', 'key-syntax', /raw 32-byte/],
+        [
+          { keyType: 'ed25519', publicKey: ed.subarray(13).toString('base64') },
+          edSig,
+          'permerror',
+          'key-syntax',
+          /must be 32 bytes, got 31/,
+        ],
+      ];
     for (const [record, signature, result, code, reason] of refusals) {
-      expect(acceptPublicKey(record, signature ? { signature } : {}), JSON.stringify(record).slice(0, 60)).toMatchObject({ ok: false, result, code, reason: expect.stringMatching(reason) });
+      expect(acceptPublicKey(record, signature ? { signature } : {}), JSON.stringify(record).slice(0, 60)).toMatchObject({
+        ok: false,
+        result,
+        code,
+        reason: expect.stringMatching(reason),
+      });
     }
   });
 });

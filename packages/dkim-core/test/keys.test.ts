@@ -73,7 +73,9 @@ describe('parsePrivateKey', () => {
   });
   it('refuses RSA keys over 4096 bits', () => {
     const big = generateKeyPairSync('rsa', { modulusLength: 4160 }).privateKey;
-    expect(refusal(() => parsePrivateKey(big)).message).toBe('the private key is an RSA key of 4160 bits, over 4096, which verifiers do not use');
+    expect(refusal(() => parsePrivateKey(big)).message).toBe(
+      'the private key is an RSA key of 4160 bits, over 4096, which verifiers do not use',
+    );
   });
 });
 
@@ -84,7 +86,10 @@ describe('readPrivateKey', () => {
     expect(await readPrivateKey(file)).toMatchObject({ keyType: 'ed25519' });
   });
   it('missing, a directory, a device: KEY_UNREADABLE or refused before reading', async () => {
-    expect(await readRefusal(join(dir, 'nothere.private'))).toMatchObject({ code: 'KEY_UNREADABLE', message: expect.stringMatching(/: ENOENT$/) });
+    expect(await readRefusal(join(dir, 'nothere.private'))).toMatchObject({
+      code: 'KEY_UNREADABLE',
+      message: expect.stringMatching(/: ENOENT$/),
+    });
     mkdirSync(join(dir, 'adir'));
     expect(await readRefusal(join(dir, 'adir'))).toMatchObject({ code: 'KEY_UNREADABLE', message: expect.stringMatching(/: EISDIR$/) });
     // /dev/zero never ends: it must be refused, not read.

@@ -201,9 +201,10 @@ describe('chunk boundaries', () => {
       for (const j of [i, i + 1, i + 2]) {
         if (j > MIXED.length) continue;
         const got = parse([MIXED.subarray(0, i), MIXED.subarray(i, j), MIXED.subarray(j)]);
-        expect(got.fields.map((f) => f.raw.toString('latin1')), `cut at ${i},${j}`).toEqual(
-          whole.headers.map((f) => f.raw.toString('latin1')),
-        );
+        expect(
+          got.fields.map((f) => f.raw.toString('latin1')),
+          `cut at ${i},${j}`,
+        ).toEqual(whole.headers.map((f) => f.raw.toString('latin1')));
         expect(got.body.equals(whole.body), `cut at ${i},${j}`).toBe(true);
       }
     }
@@ -227,7 +228,10 @@ describe('chunk boundaries', () => {
     const delivered = toLf(Buffer.concat([Buffer.from(fields, 'latin1'), toCrlf(LF_MESSAGE)]));
     for (let i = 0; i <= delivered.length; i += 7) {
       const results = await verifyMessage(inChunks(delivered, [i]), { resolver });
-      expect(results.map((r) => r.result), `cut at ${i}`).toEqual(['pass']);
+      expect(
+        results.map((r) => r.result),
+        `cut at ${i}`,
+      ).toEqual(['pass']);
     }
   });
 });

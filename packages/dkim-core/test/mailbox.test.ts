@@ -15,10 +15,22 @@ describe('parseMailboxList: RFC 5322 and RFC 6854 forms', () => {
     ['name-addr', ' Joe SixPack <joe@example.org>', [box('joe@example.org', { displayName: 'Joe SixPack' })]],
     ['angle-addr without a name', ' <joe@example.org>', [box('joe@example.org')]],
     ['quoted display name with a comma', ' "SixPack, Joe" <joe@example.org>', [box('joe@example.org', { displayName: 'SixPack, Joe' })]],
-    ['escaped quotes in a display name', ' "Joe \\"the\\" SixPack" <joe@example.org>', [box('joe@example.org', { displayName: 'Joe "the" SixPack' })]],
-    ['an address inside a quoted display name is not the address', ' "Joe <fake@evil.test>" <joe@example.org>', [box('joe@example.org', { displayName: 'Joe <fake@evil.test>' })]],
+    [
+      'escaped quotes in a display name',
+      ' "Joe \\"the\\" SixPack" <joe@example.org>',
+      [box('joe@example.org', { displayName: 'Joe "the" SixPack' })],
+    ],
+    [
+      'an address inside a quoted display name is not the address',
+      ' "Joe <fake@evil.test>" <joe@example.org>',
+      [box('joe@example.org', { displayName: 'Joe <fake@evil.test>' })],
+    ],
     ['comment after an addr-spec', ' joe@example.org (Joe SixPack)', [box('joe@example.org')]],
-    ['nested comment holding an address', ' (comment (nested <x@y.z>) \\) ) Joe <joe@example.org>', [box('joe@example.org', { displayName: 'Joe' })]],
+    [
+      'nested comment holding an address',
+      ' (comment (nested <x@y.z>) \\) ) Joe <joe@example.org>',
+      [box('joe@example.org', { displayName: 'Joe' })],
+    ],
     ['comments inside the addr-spec', ' joe(a)@(b)example.org', [box('joe@example.org')]],
     ['obsolete whitespace around dots and @', ' joe . q @ example . org', [box('joe.q@example.org')]],
     ['obs-phrase with a dot', ' Joe Q. Public <jqp@example.org>', [box('jqp@example.org', { displayName: 'Joe Q. Public' })]],
@@ -28,7 +40,11 @@ describe('parseMailboxList: RFC 5322 and RFC 6854 forms', () => {
     ['quoted local part', ' "joe smith"@example.org', [box('"joe smith"@example.org')]],
     ['quoted local part with an escaped quote', ' "joe\\"s"@example.org', [box('"joe\\"s"@example.org')]],
     ['domain literal', ' joe@[192.0.2.1]', [box('joe@[192.0.2.1]')]],
-    ['several mailboxes', ' joe@example.org, Suzie <suzie@example.net>', [box('joe@example.org'), box('suzie@example.net', { displayName: 'Suzie' })]],
+    [
+      'several mailboxes',
+      ' joe@example.org, Suzie <suzie@example.net>',
+      [box('joe@example.org'), box('suzie@example.net', { displayName: 'Suzie' })],
+    ],
     ['empty list elements (obs-mbox-list)', ' , joe@example.org,, ', [box('joe@example.org')]],
     ['RFC 6854 group of one', ' Team: a@example.org;', [box('a@example.org', { group: 'Team' })]],
     [
@@ -87,25 +103,31 @@ describe('parseMailboxList: RFC 5322 and RFC 6854 forms', () => {
   it('never throws, and what it gives is an addr-spec with one "@" outside quotes and no whitespace', () => {
     const alphabet = fc.constantFrom(...'ab@.<>,;:()"\\[] \t\r\n\x00é'.split(''));
     fc.assert(
-      fc.property(fc.array(alphabet, { maxLength: 60 }).map((a) => a.join('')), (text) => {
-        const r = parseMailboxList(text);
-        if (!r.ok) {
-          expect(r.error.length).toBeGreaterThan(0);
-          return;
-        }
-        for (const m of r.mailboxes) {
-          expect(m.address).toBe(`${m.localPart}@${m.domain}`);
-          expect(m.domain).not.toMatch(/[@\s]/);
-          expect(m.localPart.startsWith('"') || !/[\s@]/.test(m.localPart)).toBe(true);
-        }
-      }),
+      fc.property(
+        fc.array(alphabet, { maxLength: 60 }).map((a) => a.join('')),
+        (text) => {
+          const r = parseMailboxList(text);
+          if (!r.ok) {
+            expect(r.error.length).toBeGreaterThan(0);
+            return;
+          }
+          for (const m of r.mailboxes) {
+            expect(m.address).toBe(`${m.localPart}@${m.domain}`);
+            expect(m.domain).not.toMatch(/[@\s]/);
+            expect(m.localPart.startsWith('"') || !/[\s@]/.test(m.localPart)).toBe(true);
+          }
+        },
+      ),
       { numRuns: 3000 },
     );
   });
 
   it('is linear: 100,000 nested parentheses and a 200 kB list take well under a second', () => {
     const started = performance.now();
-    expect(parseMailboxList(`${'('.repeat(100_000)}${')'.repeat(100_000)} a@example.org`)).toMatchObject({ ok: true, mailboxes: [{ address: 'a@example.org' }] });
+    expect(parseMailboxList(`${'('.repeat(100_000)}${')'.repeat(100_000)} a@example.org`)).toMatchObject({
+      ok: true,
+      mailboxes: [{ address: 'a@example.org' }],
+    });
     const many = Array.from({ length: 10_000 }, (_, i) => `u${i}@example.org`).join(', ');
     const r = parseMailboxList(many);
     expect(r.ok && r.mailboxes.length).toBe(10_000);

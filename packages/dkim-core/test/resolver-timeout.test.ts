@@ -21,7 +21,11 @@ async function forwarder(): Promise<SlowDns> {
 }
 
 /** A resolver on `server` that has had `count` quick answers from it. */
-async function warmed(server: string, count: number, options: { timeout?: number; tries?: number; maxQueriesInFlight?: number } = {}): Promise<DnsKeyResolver> {
+async function warmed(
+  server: string,
+  count: number,
+  options: { timeout?: number; tries?: number; maxQueriesInFlight?: number } = {},
+): Promise<DnsKeyResolver> {
   const resolver = new DnsKeyResolver({ servers: [server], timeout: 5000, ...options });
   for (let i = 0; i < count; i++) expect(await resolver.lookup(NAME)).toEqual([RECORD]);
   return resolver;
@@ -76,7 +80,9 @@ describe('DnsKeyResolver gives a lookup its whole timeout', () => {
         // A query a second while no answer has come.
         expect(queries).toBeLessThanOrEqual(Math.ceil(delay / 1000));
       }
-      console.log(`delay ${delay}: ${outcome?.records ? 'answer' : outcome?.code} after ${Math.round(outcome?.ms ?? 0)} ms, ${queries} queries`);
+      console.log(
+        `delay ${delay}: ${outcome?.records ? 'answer' : outcome?.code} after ${Math.round(outcome?.ms ?? 0)} ms, ${queries} queries`,
+      );
       // The lookup's other queries are cancelled, not left waiting.
       await vi.waitFor(() => expect(resolver.queriesInFlight).toBe(0), { timeout: 2000, interval: 20 });
     }

@@ -1,6 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, type DnsServer, freePort, makeKeys, startDnsmasq, type TestKeys } from '@inkan/testbed';
-import { CachingKeyResolver, DnsKeyResolver, FileKeyResolver, KeyLookupError, parseKeysFile, signMessage, verifyMessage } from '../src/index.js';
+import {
+  CachingKeyResolver,
+  DnsKeyResolver,
+  FileKeyResolver,
+  KeyLookupError,
+  parseKeysFile,
+  signMessage,
+  verifyMessage,
+} from '../src/index.js';
 import { normalizeServer } from '../src/resolver.js';
 import { generateKeyPairSync } from 'node:crypto';
 
@@ -78,7 +86,9 @@ describe('keys files', () => {
   });
 
   it('names the file and line of what it cannot read', () => {
-    expect(() => parseKeysFile('ok._domainkey.x v=DKIM1; p=A\nbad._domainkey.x ( "v=DKIM1;"\n', 'keys.txt')).toThrow(/keys\.txt:2: unclosed/);
+    expect(() => parseKeysFile('ok._domainkey.x v=DKIM1; p=A\nbad._domainkey.x ( "v=DKIM1;"\n', 'keys.txt')).toThrow(
+      /keys\.txt:2: unclosed/,
+    );
   });
 
   it('serves lookups like DNS, NOTFOUND for the rest', async () => {

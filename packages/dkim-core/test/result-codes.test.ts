@@ -16,7 +16,10 @@ import { keysAndResolver } from './key-fixture.js';
 
 // Every failure class of the DKIM verifier gives its own code (and the result RFC 8601 names).
 
-const MESSAGE = Buffer.from('From: Joe <joe@example.org>\r\nTo: a@example.net\r\nSubject: codes\r\n\r\nHello.\r\nSecond line.\r\n', 'latin1');
+const MESSAGE = Buffer.from(
+  'From: Joe <joe@example.org>\r\nTo: a@example.net\r\nSubject: codes\r\n\r\nHello.\r\nSecond line.\r\n',
+  'latin1',
+);
 
 let keys: TestKeys;
 let resolver: MemoryKeyResolver;
@@ -37,7 +40,11 @@ beforeAll(() => {
 });
 
 async function signed(options: Partial<Parameters<typeof signMessage>[1]> = {}, message = MESSAGE, now?: () => number): Promise<Buffer> {
-  const sig = await signMessage(message, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.privateKey, ...options }, now ? { now } : {});
+  const sig = await signMessage(
+    message,
+    { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.privateKey, ...options },
+    now ? { now } : {},
+  );
   return Buffer.concat([Buffer.from(sig, 'latin1'), message]);
 }
 
@@ -58,12 +65,48 @@ const cases: Case[] = [
   ['a good signature', () => signed(), {}, 'pass', 'ok'],
   ['a header over the field limit', () => signed(), { maxHeaderFields: 2 }, 'policy', 'header-limit'],
   ['a header over the byte limit', () => signed(), { maxHeaderBytes: 100 }, 'policy', 'header-limit'],
-  ['a tag list that does not parse', async () => withSignature('v=1; a=rsa-sha256; d=example.org; s=rsa; h=from; bh; b=x'), {}, 'permerror', 'signature-syntax'],
-  ['a missing bh=', async () => withSignature(`v=1; a=rsa-sha256; d=example.org; s=rsa; h=from; b=${B}`), {}, 'permerror', 'signature-syntax'],
-  ['an unknown algorithm', async () => withSignature(`v=1; a=dsa-sha256; d=example.org; s=rsa; h=from; bh=${B}; b=${B}`), {}, 'permerror', 'algorithm-unsupported'],
-  ['rsa-sha1 (RFC 8301)', async () => withSignature(`v=1; a=rsa-sha1; d=example.org; s=rsa; h=from; bh=${B}; b=${B}`), {}, 'permerror', 'algorithm-unsupported'],
-  ['an h= without From', async () => withSignature(`v=1; a=rsa-sha256; d=example.org; s=rsa; h=subject; bh=${B}; b=${B}`), {}, 'permerror', 'from-not-signed'],
-  ['an i= outside d=', async () => withSignature(`v=1; a=rsa-sha256; d=example.org; i=joe@example.net; s=rsa; h=from; bh=${B}; b=${B}`), {}, 'permerror', 'identity-mismatch'],
+  [
+    'a tag list that does not parse',
+    async () => withSignature('v=1; a=rsa-sha256; d=example.org; s=rsa; h=from; bh; b=x'),
+    {},
+    'permerror',
+    'signature-syntax',
+  ],
+  [
+    'a missing bh=',
+    async () => withSignature(`v=1; a=rsa-sha256; d=example.org; s=rsa; h=from; b=${B}`),
+    {},
+    'permerror',
+    'signature-syntax',
+  ],
+  [
+    'an unknown algorithm',
+    async () => withSignature(`v=1; a=dsa-sha256; d=example.org; s=rsa; h=from; bh=${B}; b=${B}`),
+    {},
+    'permerror',
+    'algorithm-unsupported',
+  ],
+  [
+    'rsa-sha1 (RFC 8301)',
+    async () => withSignature(`v=1; a=rsa-sha1; d=example.org; s=rsa; h=from; bh=${B}; b=${B}`),
+    {},
+    'permerror',
+    'algorithm-unsupported',
+  ],
+  [
+    'an h= without From',
+    async () => withSignature(`v=1; a=rsa-sha256; d=example.org; s=rsa; h=subject; bh=${B}; b=${B}`),
+    {},
+    'permerror',
+    'from-not-signed',
+  ],
+  [
+    'an i= outside d=',
+    async () => withSignature(`v=1; a=rsa-sha256; d=example.org; i=joe@example.net; s=rsa; h=from; bh=${B}; b=${B}`),
+    {},
+    'permerror',
+    'identity-mismatch',
+  ],
   ['an expired signature', () => signed({ expiresIn: 60 }, MESSAGE, () => Date.now() - 3_600_000), {}, 'permerror', 'signature-expired'],
   ['no key at the selector', () => signed({ selector: 'nothere' }), {}, 'permerror', 'key-not-found'],
   ['a lookup the server failed', () => signed({ selector: 'servfail' }), {}, 'temperror', 'dns-error'],
@@ -71,14 +114,38 @@ const cases: Case[] = [
   ['a key record that does not parse', () => signed({ selector: 'broken' }), {}, 'permerror', 'key-syntax'],
   ['a p= that is no RSA key', () => signed({ selector: 'notakey' }), {}, 'permerror', 'key-syntax'],
   ['a revoked key', () => signed({ selector: 'revoked' }), {}, 'permerror', 'key-revoked'],
-  ['an Ed25519 key published as k=rsa', () => signed({ selector: 'edasrsa', privateKey: keys.ed25519.privateKey }), {}, 'permerror', 'key-mismatch'],
+  [
+    'an Ed25519 key published as k=rsa',
+    () => signed({ selector: 'edasrsa', privateKey: keys.ed25519.privateKey }),
+    {},
+    'permerror',
+    'key-mismatch',
+  ],
   ['a key for sha1 only', () => signed({ selector: 'sha1only' }), {}, 'permerror', 'key-mismatch'],
   ['a key not for email (s=http)', () => signed({ selector: 'web' }), {}, 'permerror', 'key-restricted'],
-  ['t=s with an i= in a subdomain', () => signed({ selector: 'strict', identity: 'joe@mail.example.org' }), {}, 'permerror', 'key-restricted'],
-  ['a key under minKeyBits', () => signed({ selector: 'small', privateKey: keys.rsa1024.privateKey }), { minKeyBits: 2048 }, 'permerror', 'key-too-small'],
+  [
+    't=s with an i= in a subdomain',
+    () => signed({ selector: 'strict', identity: 'joe@mail.example.org' }),
+    {},
+    'permerror',
+    'key-restricted',
+  ],
+  [
+    'a key under minKeyBits',
+    () => signed({ selector: 'small', privateKey: keys.rsa1024.privateKey }),
+    { minKeyBits: 2048 },
+    'permerror',
+    'key-too-small',
+  ],
   ['a key over maxKeyBits (read, then refused)', () => signed(), { maxKeyBits: 1024 }, 'policy', 'key-too-large'],
   ['a key over maxKeyBits (refused unread)', () => signed(), { maxKeyBits: 512, minKeyBits: 512 }, 'policy', 'key-too-large'],
-  ['an l= longer than the body', async () => replace(await signed({ bodyLength: true }), 'Second line.\r\n', ''), {}, 'permerror', 'body-length-exceeded'],
+  [
+    'an l= longer than the body',
+    async () => replace(await signed({ bodyLength: true }), 'Second line.\r\n', ''),
+    {},
+    'permerror',
+    'body-length-exceeded',
+  ],
   ['a changed body', async () => replace(await signed(), 'Hello.', 'Hullo.'), {}, 'fail', 'body-hash-mismatch'],
   ['a changed Subject', async () => replace(await signed(), 'Subject: codes', 'Subject: edited'), {}, 'fail', 'bad-signature'],
 ];
@@ -100,7 +167,10 @@ describe('VerificationResult.code', () => {
 
   it('past the signature cap: policy, too-many-signatures; the first is still checked', async () => {
     const once = await signed();
-    const twice = Buffer.concat([Buffer.from(await signMessage(once, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.privateKey }), 'latin1'), once]);
+    const twice = Buffer.concat([
+      Buffer.from(await signMessage(once, { domain: 'example.org', selector: 'rsa', privateKey: keys.rsa2048.privateKey }), 'latin1'),
+      once,
+    ]);
     const results = await verifyMessage(twice, { resolver, maxSignatures: 1 });
     expect(results.map((r) => [r.result, r.code])).toEqual([
       ['pass', 'ok'],
@@ -129,7 +199,13 @@ describe('key lookup codes against a real DNS server (dnsmasq on loopback)', () 
     const [missing] = await verifyMessage(await signed({ selector: 'nothere' }), { resolver });
     expect(missing).toMatchObject({ result: 'permerror', code: 'key-not-found' });
     // dnsmasq has no upstream: a name outside its zones is REFUSED, a server failure.
-    const [refused] = await verifyMessage(await signed({ domain: 'elsewhere.test' }, Buffer.from(MESSAGE.toString('latin1').replace('joe@example.org', 'joe@elsewhere.test'), 'latin1')), { resolver });
+    const [refused] = await verifyMessage(
+      await signed(
+        { domain: 'elsewhere.test' },
+        Buffer.from(MESSAGE.toString('latin1').replace('joe@example.org', 'joe@elsewhere.test'), 'latin1'),
+      ),
+      { resolver },
+    );
     expect(refused).toMatchObject({ result: 'temperror', code: 'dns-error' });
     const silent = new DnsKeyResolver({ servers: [slow.server], timeout: 500, tries: 1 });
     const [timedOut] = await verifyMessage(await signed(), { resolver: silent });

@@ -4,16 +4,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeyRecord, type TestKeys } from '@inkan/testbed';
-import {
-  DkimError,
-  KeyLookupError,
-  MemoryKeyResolver,
-  Signer,
-  Verifier,
-  signMessage,
-  splitMessage,
-  verifyMessage,
-} from '../src/index.js';
+import { DkimError, KeyLookupError, MemoryKeyResolver, Signer, Verifier, signMessage, splitMessage, verifyMessage } from '../src/index.js';
 import { BodyHashSet } from '../src/api/canonicalization.js';
 import { makeHeaderField } from '../src/api/message.js';
 import { keysAndResolver } from './key-fixture.js';
@@ -69,7 +60,9 @@ describe('sign then verify', () => {
 
   it('RSA signatures are good whether made alone (on the main thread) or with others in progress (on the thread pool)', async () => {
     const alone = await signed(rsa());
-    const together = await Promise.all(Array.from({ length: 6 }, (_, i) => signed(rsa(), Buffer.concat([MESSAGE, Buffer.from(`line ${i}\r\n`)]))));
+    const together = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => signed(rsa(), Buffer.concat([MESSAGE, Buffer.from(`line ${i}\r\n`)]))),
+    );
     // a Signer left unfinished (an aborted message) must not stop the others from signing
     const abandoned = new Signer(rsa());
     abandoned.header(makeHeaderField('From', ' a@example.org'));
@@ -139,7 +132,8 @@ describe('sign then verify', () => {
   it('relaxed survives whitespace changes and header refolding; simple does not', async () => {
     const relaxed = (await signed({ ...rsa(), canonicalization: 'relaxed/relaxed' })).toString('latin1');
     const simple = (await signed({ ...rsa(), canonicalization: 'simple/simple' })).toString('latin1');
-    const mangle = (s: string) => s.replace('Subject: Is dinner', 'Subject:   Is\r\n  dinner').replace('hungry yet?\r\n', 'hungry   yet?  \r\n\r\n\r\n');
+    const mangle = (s: string) =>
+      s.replace('Subject: Is dinner', 'Subject:   Is\r\n  dinner').replace('hungry yet?\r\n', 'hungry   yet?  \r\n\r\n\r\n');
     expect((await verifyMessage(Buffer.from(mangle(relaxed), 'latin1'), { resolver }))[0]?.result).toBe('pass');
     expect((await verifyMessage(Buffer.from(mangle(simple), 'latin1'), { resolver }))[0]?.result).toBe('fail');
   });
@@ -168,7 +162,10 @@ describe('sign then verify', () => {
     expect(text).toMatch(/z=From:Joe=20<joe@example\.org>/);
     expect((await verifyMessage(msg, { resolver, now }))[0]).toMatchObject({ result: 'pass', identity: 'joe@mail.example.org' });
     const later = () => 1_700_010_000_000;
-    expect((await verifyMessage(msg, { resolver, now: later }))[0]).toMatchObject({ result: 'permerror', reason: expect.stringMatching(/expired/) });
+    expect((await verifyMessage(msg, { resolver, now: later }))[0]).toMatchObject({
+      result: 'permerror',
+      reason: expect.stringMatching(/expired/),
+    });
   });
 
   it('random messages round-trip in every canonicalization', async () => {
@@ -222,12 +219,18 @@ describe('verification outcomes', () => {
   });
   it('t=s forbids i= in a subdomain', async () => {
     const msg = (await signed({ ...rsa(), identity: 'joe@sub.example.org' })).toString('latin1').replace('s=rsa;', 's=strict;');
-    expect((await verifyMessage(Buffer.from(msg, 'latin1'), { resolver }))[0]).toMatchObject({ result: 'permerror', reason: expect.stringMatching(/t=s/) });
+    expect((await verifyMessage(Buffer.from(msg, 'latin1'), { resolver }))[0]).toMatchObject({
+      result: 'permerror',
+      reason: expect.stringMatching(/t=s/),
+    });
   });
   it('a 1024-bit key passes by default and fails a 2048-bit minimum', async () => {
     const msg = await signed({ domain: 'example.org', selector: 'small', privateKey: keys.rsa1024.pem });
     expect((await verifyMessage(msg, { resolver }))[0]).toMatchObject({ result: 'pass', keyBits: 1024 });
-    expect((await verifyMessage(msg, { resolver, minKeyBits: 2048 }))[0]).toMatchObject({ result: 'permerror', reason: expect.stringMatching(/too small/) });
+    expect((await verifyMessage(msg, { resolver, minKeyBits: 2048 }))[0]).toMatchObject({
+      result: 'permerror',
+      reason: expect.stringMatching(/too small/),
+    });
   });
   it('a 512-bit key never passes', async () => {
     const weak = generateKeyPairSync('rsa', { modulusLength: 512 });
@@ -235,15 +238,24 @@ describe('verification outcomes', () => {
     const r = new MemoryKeyResolver({ 'weak._domainkey.example.org': `v=DKIM1; p=${p}` });
     // Signed by hand-crafting: the signer refuses such keys, so swap the selector on a good signature.
     const msg = (await signed(rsa())).toString('latin1').replace('s=rsa;', 's=weak;');
-    expect((await verifyMessage(Buffer.from(msg, 'latin1'), { resolver: r }))[0]).toMatchObject({ result: 'permerror', reason: expect.stringMatching(/too small \(512/) });
+    expect((await verifyMessage(Buffer.from(msg, 'latin1'), { resolver: r }))[0]).toMatchObject({
+      result: 'permerror',
+      reason: expect.stringMatching(/too small \(512/),
+    });
   });
   it('rsa-sha1 is refused (RFC 8301)', async () => {
     const msg = (await signed(rsa())).toString('latin1').replace('a=rsa-sha256', 'a=rsa-sha1');
-    expect((await verifyMessage(Buffer.from(msg, 'latin1'), { resolver }))[0]).toMatchObject({ result: 'permerror', reason: expect.stringMatching(/RFC 8301/) });
+    expect((await verifyMessage(Buffer.from(msg, 'latin1'), { resolver }))[0]).toMatchObject({
+      result: 'permerror',
+      reason: expect.stringMatching(/RFC 8301/),
+    });
   });
   it('an Ed25519 signature against an RSA key record: permerror', async () => {
     const msg = (await signed(ed())).toString('latin1').replace('s=ed;', 's=rsa;');
-    expect((await verifyMessage(Buffer.from(msg, 'latin1'), { resolver }))[0]).toMatchObject({ result: 'permerror', reason: expect.stringMatching(/does not match/) });
+    expect((await verifyMessage(Buffer.from(msg, 'latin1'), { resolver }))[0]).toMatchObject({
+      result: 'permerror',
+      reason: expect.stringMatching(/does not match/),
+    });
   });
   it('one bad signature does not hide a good one', async () => {
     const good = await signMessage(MESSAGE, rsa());

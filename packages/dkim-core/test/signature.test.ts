@@ -44,7 +44,9 @@ describe('DKIM-Signature parsing', () => {
     expect(r.ok && [r.signature.headerCanonicalization, r.signature.bodyCanonicalization]).toEqual(['relaxed', 'simple']);
   });
   it('removes whitespace inside b= and bh=', () => {
-    const r = parseDkimSignature('v=1; a=rsa-sha256; d=e.org; s=s; h=from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRk\r\n m5NMpJWZG3hSuFU=; b=AB\r\n\tCD');
+    const r = parseDkimSignature(
+      'v=1; a=rsa-sha256; d=e.org; s=s; h=from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRk\r\n m5NMpJWZG3hSuFU=; b=AB\r\n\tCD',
+    );
     expect(r.ok && r.signature.signatureB64).toBe('ABCD');
     expect(r.ok && r.signature.bodyHash.toString('base64')).toBe('47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=');
   });

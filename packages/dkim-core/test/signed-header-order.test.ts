@@ -116,7 +116,13 @@ describe('dkimpy and OpenDKIM verify the reordered h=', () => {
       ['ed', keys.ed25519.pem],
     ] as const) {
       for (const canonicalization of ['simple/simple', 'relaxed/relaxed']) {
-        const msg = await signed({ domain: 'example.org', selector, privateKey, canonicalization, oversignHeaders: ['From', 'Cc', 'X-Absent'] });
+        const msg = await signed({
+          domain: 'example.org',
+          selector,
+          privateKey,
+          canonicalization,
+          oversignHeaders: ['From', 'Cc', 'X-Absent'],
+        });
         expect(hTag(msg)).toBe(`${IN_ORDER}:FROM:CC:X-Absent`);
         const file = join(dir, `${selector}-${canonicalization.replace('/', '-')}.eml`);
         writeFileSync(file, msg);

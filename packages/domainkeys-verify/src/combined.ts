@@ -88,7 +88,12 @@ export class CombinedVerifier implements MessageSink {
     const maxKeyBits = (kind?: { maxKeyBits?: number }) => kind?.maxKeyBits ?? options.maxKeyBits;
     const dkimKeyBits = maxKeyBits(options.dkim);
     const dkKeyBits = maxKeyBits(options.domainKeys);
-    this.dkim = new Verifier({ ...options.dkim, resolver, maxSignatures: this.dkimMax, ...(dkimKeyBits !== undefined ? { maxKeyBits: dkimKeyBits } : {}) });
+    this.dkim = new Verifier({
+      ...options.dkim,
+      resolver,
+      maxSignatures: this.dkimMax,
+      ...(dkimKeyBits !== undefined ? { maxKeyBits: dkimKeyBits } : {}),
+    });
     this.domainKeys = new DomainKeysVerifier({
       ...options.domainKeys,
       resolver,

@@ -41,8 +41,13 @@ export function granularityMatches(granularity: string, localPart: string): bool
  * undefined when they allow the key. The key itself (revoked, k=rsa, size, parse) is
  * dkim-core's acceptPublicKey, s= its acceptKey, as for DKIM.
  */
-export function checkDomainKeysKey(record: DomainKeysKeyRecord, sender: { localPart: string; domain?: string }, domain: string): Verdict | undefined {
-  if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1')) return verdict('permerror', 'key-mismatch', 'key h= does not allow sha1');
+export function checkDomainKeysKey(
+  record: DomainKeysKeyRecord,
+  sender: { localPart: string; domain?: string },
+  domain: string,
+): Verdict | undefined {
+  if (record.hashAlgorithms && !record.hashAlgorithms.includes('sha1'))
+    return verdict('permerror', 'key-mismatch', 'key h= does not allow sha1');
   if (!granularityMatches(record.granularity, sender.localPart)) {
     return verdict('permerror', 'key-restricted', `key granularity g=${clip(record.granularity)} does not match the sender's local part`);
   }

@@ -63,7 +63,8 @@ export function parseDomainKeySignature(value: string): DomainKeySignatureParseR
   });
 
   if (!parsed.ok) return fail(`malformed DomainKey-Signature: ${parsed.error}`);
-  if (algorithm !== 'rsa-sha1') return fail(`unsupported algorithm a=${clip(algorithm)} (RFC 4870 3.3: only rsa-sha1)`, 'algorithm-unsupported');
+  if (algorithm !== 'rsa-sha1')
+    return fail(`unsupported algorithm a=${clip(algorithm)} (RFC 4870 3.3: only rsa-sha1)`, 'algorithm-unsupported');
 
   if (!tags.has('b')) return fail('DomainKey-Signature has no b= tag (RFC 4870 3.3: b= is required)');
   if (signatureB64 === '') return fail('DomainKey-Signature b= is empty');

@@ -25,11 +25,7 @@ import {
   verifyWhole,
   yieldToEventLoop,
 } from '@inkan/dkim-core/verification';
-import {
-  canonicalizeDomainKeysHeader,
-  createDomainKeysBodyCanonicalizer,
-  type DomainKeysCanonicalization,
-} from './canonicalization.js';
+import { canonicalizeDomainKeysHeader, createDomainKeysBodyCanonicalizer, type DomainKeysCanonicalization } from './canonicalization.js';
 import { checkDomainKeysKey, type DomainKeysKeyRecord, parseDomainKeysKeyRecord } from './key-record.js';
 import { determineSender, type SenderAddress } from './sender.js';
 import { type DomainKeySignature, parseDomainKeySignature } from './signature.js';
@@ -147,7 +143,9 @@ export class DomainKeysVerifier implements MessageSink {
       }
       // RFC 4870 §3.2/§3.4.3: the sending domain must be d= or a subdomain of it.
       if (!sender) {
-        checks.push({ result: concluded(result, verdict('permerror', 'sender-invalid', 'no signed Sender or From address (RFC 4870 3.2)')) });
+        checks.push({
+          result: concluded(result, verdict('permerror', 'sender-invalid', 'no signed Sender or From address (RFC 4870 3.2)')),
+        });
         continue;
       }
       if (CTL.test(sender.address)) {

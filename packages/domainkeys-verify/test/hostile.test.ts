@@ -24,7 +24,9 @@ function oddExponentKey(modulusBits: number, exponentBits: number): string {
     b[b.length - 1] = (b[b.length - 1] as number) | 1;
     return b.toString('base64url');
   };
-  return createPublicKey({ key: { kty: 'RSA', n: odd(modulusBits), e: odd(exponentBits) }, format: 'jwk' }).export({ format: 'der', type: 'spki' }).toString('base64');
+  return createPublicKey({ key: { kty: 'RSA', n: odd(modulusBits), e: odd(exponentBits) }, format: 'jwk' })
+    .export({ format: 'der', type: 'spki' })
+    .toString('base64');
 }
 
 beforeAll(() => {
@@ -47,7 +49,8 @@ function manySignatures(message: Buffer, dkim: number, dk: number, selector = 'd
   const body = message.subarray(message.indexOf('\r\n\r\n') + 4);
   const bh = createHash('sha256').update(body).digest('base64');
   const fields: string[] = [];
-  for (let i = 0; i < dkim; i++) fields.push(`DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=${selector}; h=from; bh=${bh}; b=${randomB()}\r\n`);
+  for (let i = 0; i < dkim; i++)
+    fields.push(`DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=${selector}; h=from; bh=${bh}; b=${randomB()}\r\n`);
   for (let i = 0; i < dk; i++) fields.push(`DomainKey-Signature: a=rsa-sha1; c=simple; d=example.org; s=${selector}; b=${randomB()}\r\n`);
   return Buffer.concat([Buffer.from(fields.join(''), 'latin1'), message]);
 }
@@ -105,7 +108,10 @@ describe('one signature cap for DKIM and DomainKeys together', () => {
   };
   it('12 DKIM + 12 DomainKeys, cap 10: ten DKIM checked, the rest "not verified", one key lookup', async () => {
     const c = counting();
-    const { dkim, domainkeys } = await verifyDkimAndDomainKeys(manySignatures(baseMessage(), 12, 12), { resolver: c.resolver, maxSignatures: 10 });
+    const { dkim, domainkeys } = await verifyDkimAndDomainKeys(manySignatures(baseMessage(), 12, 12), {
+      resolver: c.resolver,
+      maxSignatures: 10,
+    });
     expect(dkim.map((r) => r.result)).toEqual([...Array(10).fill('fail'), 'policy', 'policy']);
     expect(domainkeys.map((r) => r.result)).toEqual(Array(12).fill('policy'));
     expect(new Set([...dkim.slice(10), ...domainkeys].map((r) => r.reason))).toEqual(new Set(['not verified: more than 10 signatures']));
@@ -121,14 +127,32 @@ describe('one signature cap for DKIM and DomainKeys together', () => {
     expect(turns).toBeGreaterThanOrEqual(7);
   });
   it('a per-kind cap only lowers the shared one; a CombinedVerifier fed without endOfHeaders() still counts both', async () => {
-    const { dkim, domainkeys } = await verifyDkimAndDomainKeys(manySignatures(baseMessage(), 4, 4), { resolver, maxSignatures: 6, dkim: { maxSignatures: 2 } });
+    const { dkim, domainkeys } = await verifyDkimAndDomainKeys(manySignatures(baseMessage(), 4, 4), {
+      resolver,
+      maxSignatures: 6,
+      dkim: { maxSignatures: 2 },
+    });
     expect(dkim.map((r) => r.result)).toEqual(['fail', 'fail', 'policy', 'policy']);
     expect(domainkeys.map((r) => r.result)).toEqual(['fail', 'fail', 'fail', 'fail']);
-    const kind = await verifyDkimAndDomainKeys(manySignatures(baseMessage(), 4, 4), { resolver, maxSignatures: 6, domainKeys: { maxSignatures: 1 } });
+    const kind = await verifyDkimAndDomainKeys(manySignatures(baseMessage(), 4, 4), {
+      resolver,
+      maxSignatures: 6,
+      domainKeys: { maxSignatures: 1 },
+    });
     expect(kind.dkim.map((r) => r.result)).toEqual(Array(4).fill('fail'));
-    expect(kind.domainkeys.map((r) => r.reason)).toEqual(['signature did not verify', ...Array(3).fill('not verified: more than 1 signatures')]);
-    const shared = await verifyDkimAndDomainKeys(manySignatures(baseMessage(), 4, 4), { resolver, maxSignatures: 6, domainKeys: { maxSignatures: 3 } });
-    expect(shared.domainkeys.map((r) => r.reason)).toEqual([...Array(2).fill('signature did not verify'), ...Array(2).fill('not verified: more than 6 signatures')]);
+    expect(kind.domainkeys.map((r) => r.reason)).toEqual([
+      'signature did not verify',
+      ...Array(3).fill('not verified: more than 1 signatures'),
+    ]);
+    const shared = await verifyDkimAndDomainKeys(manySignatures(baseMessage(), 4, 4), {
+      resolver,
+      maxSignatures: 6,
+      domainKeys: { maxSignatures: 3 },
+    });
+    expect(shared.domainkeys.map((r) => r.reason)).toEqual([
+      ...Array(2).fill('signature did not verify'),
+      ...Array(2).fill('not verified: more than 6 signatures'),
+    ]);
     const v = new CombinedVerifier({ resolver, maxSignatures: 2 });
     const message = manySignatures(baseMessage(), 2, 2);
     const split = message.indexOf('\r\n\r\n') + 2;

@@ -281,8 +281,20 @@ const CASES: Case[] = [
   },
   { name: 'b= altered', selector: 'dk', canonicalization: 'simple', mutate: sub(/; b=([A-Za-z0-9+/])/, '; b=A$1'), expected: 'fail' },
   { name: 'q= changed to dns/txt', selector: 'dk', canonicalization: 'simple', mutate: sub('q=dns;', 'q=dns/txt;'), expected: 'permerror' },
-  { name: 'c= changed to relaxed', selector: 'dk', canonicalization: 'simple', mutate: sub('c=simple;', 'c=relaxed;'), expected: 'permerror' },
-  { name: 'a= changed to rsa-sha256', selector: 'dk', canonicalization: 'simple', mutate: sub('a=rsa-sha1;', 'a=rsa-sha256;'), expected: 'permerror' },
+  {
+    name: 'c= changed to relaxed',
+    selector: 'dk',
+    canonicalization: 'simple',
+    mutate: sub('c=simple;', 'c=relaxed;'),
+    expected: 'permerror',
+  },
+  {
+    name: 'a= changed to rsa-sha256',
+    selector: 'dk',
+    canonicalization: 'simple',
+    mutate: sub('a=rsa-sha1;', 'a=rsa-sha256;'),
+    expected: 'permerror',
+  },
   {
     name: 'd= changed to another domain',
     selector: 'dk',
@@ -290,7 +302,14 @@ const CASES: Case[] = [
     mutate: sub('d=example.org;', 'd=example.net;'),
     expected: 'permerror',
   },
-  { name: 'DKIM and DomainKeys signatures', selector: 'dk', canonicalization: 'nofws', withDkim: true, expected: 'pass', expectedDkim: 'pass' },
+  {
+    name: 'DKIM and DomainKeys signatures',
+    selector: 'dk',
+    canonicalization: 'nofws',
+    withDkim: true,
+    expected: 'pass',
+    expectedDkim: 'pass',
+  },
   {
     name: 'DKIM and DomainKeys signatures, body tampered',
     selector: 'dk',

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkDomainKeysKey, granularityMatches, parseDomainKeysKeyRecord } from '../src/index.js';
 
-const P = 'MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAKJ2lzDLZ8XlVambQfMXn3LRGKOD5o6lMIgulclWjZwP56LRqdg5ZX15bhc/GsvW8xW/R5Sh1NnkJNyL/cqY1a+sCAwEAAQ==';
+const P =
+  'MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAKJ2lzDLZ8XlVambQfMXn3LRGKOD5o6lMIgulclWjZwP56LRqdg5ZX15bhc/GsvW8xW/R5Sh1NnkJNyL/cqY1a+sCAwEAAQ==';
 const joe = { localPart: 'joe', domain: 'example.org' };
 
 function record(text: string) {
@@ -70,12 +71,19 @@ describe('checkDomainKeysKey', () => {
   ];
   for (const [name, text, code, reason] of refused) {
     it(`refuses ${name}`, () => {
-      expect(checkDomainKeysKey(record(text), joe, 'example.org')).toEqual({ result: 'permerror', code, reason: expect.stringMatching(reason) });
+      expect(checkDomainKeysKey(record(text), joe, 'example.org')).toEqual({
+        result: 'permerror',
+        code,
+        reason: expect.stringMatching(reason),
+      });
     });
   }
   it('with t=s, refuses a sender in a subdomain of d=', () => {
     const key = record(`t=s; p=${P}`);
     expect(checkDomainKeysKey(key, joe, 'example.org')).toBeUndefined();
-    expect(checkDomainKeysKey(key, { localPart: 'joe', domain: 'mail.example.org' }, 'example.org')).toMatchObject({ code: 'key-restricted', reason: expect.stringMatching(/t=s/) });
+    expect(checkDomainKeysKey(key, { localPart: 'joe', domain: 'mail.example.org' }, 'example.org')).toMatchObject({
+      code: 'key-restricted',
+      reason: expect.stringMatching(/t=s/),
+    });
   });
 });

@@ -77,11 +77,19 @@ describe('determineSender (RFC 4870 3.2)', () => {
 
   it('a From that is no address list ("joe", no "@") gives no sender; a Sender like that falls back to From', () => {
     expect(determineSender(fields('From: joe'))).toBeUndefined();
-    expect(determineSender(fields('Sender: joe', 'From: Joe <joe@example.org>'))).toMatchObject({ address: 'joe@example.org', header: 'from' });
+    expect(determineSender(fields('Sender: joe', 'From: Joe <joe@example.org>'))).toMatchObject({
+      address: 'joe@example.org',
+      header: 'from',
+    });
   });
 
   it('reads an RFC 6854 group From, and a UTF-8 local part as its octets', () => {
-    expect(determineSender(fields('From: Team: a@Example.ORG;'))).toEqual({ address: 'a@Example.ORG', localPart: 'a', domain: 'example.org', header: 'from' });
+    expect(determineSender(fields('From: Team: a@Example.ORG;'))).toEqual({
+      address: 'a@Example.ORG',
+      localPart: 'a',
+      domain: 'example.org',
+      header: 'from',
+    });
     const utf8 = Buffer.from('From: J\u00f6rg <j\u00f6rg@example.org>', 'utf8').toString('latin1');
     const sender = determineSender(fields(utf8));
     expect(Buffer.from(sender?.localPart ?? '', 'latin1').toString('utf8')).toBe('j\u00f6rg');

@@ -81,7 +81,10 @@ describe('fuzzed DomainKey-Signature fields', () => {
     fc.uint8Array({ maxLength: 30 }).map((bytes) => Buffer.from(bytes).toString('latin1')),
   );
   const tagList = fc
-    .tuple(fc.array(fc.tuple(tagName, fc.constantFrom('=', '', ' = ', '=='), tagValue), { maxLength: 10 }), fc.constantFrom(';', '; ', ';\r\n\t'))
+    .tuple(
+      fc.array(fc.tuple(tagName, fc.constantFrom('=', '', ' = ', '=='), tagValue), { maxLength: 10 }),
+      fc.constantFrom(';', '; ', ';\r\n\t'),
+    )
     .map(([tags, separator]) => tags.map(([n, eq, v]) => `${n}${eq}${v}`).join(separator));
   const resolver = new MemoryKeyResolver({ 'sel._domainkey.example.org': 'k=rsa; p=' });
 

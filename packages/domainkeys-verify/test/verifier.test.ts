@@ -4,7 +4,13 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { KeyLookupError, MemoryKeyResolver, MessageParser, formatAuthenticationResults } from '@inkan/dkim-core';
 import { makeKeys, mailDkimDomainKeysSign, type TestKeys } from '@inkan/testbed';
-import { CombinedVerifier, DomainKeysVerifier, type DomainKeysVerifierOptions, verifyDkimAndDomainKeys, verifyDomainKeys } from '../src/index.js';
+import {
+  CombinedVerifier,
+  DomainKeysVerifier,
+  type DomainKeysVerifierOptions,
+  verifyDkimAndDomainKeys,
+  verifyDomainKeys,
+} from '../src/index.js';
 import { baseMessage, chunks, splitAt } from './helpers.js';
 
 // Unit tests: messages signed by Mail::DKIM (the harness), keys from a MemoryKeyResolver.
@@ -56,7 +62,9 @@ beforeAll(async () => {
   signed.weak = await dkSign(message, { canonicalization: 'simple', selector: 'weak', pem: weak.pem });
   signed.dnsfail = await dkSign(message, { canonicalization: 'simple', selector: 'dnsfail' });
   signed.both = await dkSign(message, { canonicalization: 'nofws', withDkim: true });
-  signed.sender = await dkSign(baseMessage({ from: 'alice@example.com', sender: 'List <list@example.org>' }), { canonicalization: 'simple' });
+  signed.sender = await dkSign(baseMessage({ from: 'alice@example.com', sender: 'List <list@example.org>' }), {
+    canonicalization: 'simple',
+  });
   // Two DomainKeys signatures, the upper one covering the lower one.
   signed.stacked = await dkSign(signed.simple, { canonicalization: 'nofws' });
 });
@@ -164,7 +172,7 @@ describe('DomainKeysVerifier', () => {
     expect(await verifyDomainKeys(baseMessage(), { resolver })).toEqual([]);
   });
 
-  it('works as a MessageSink behind dkim-core\'s MessageParser', async () => {
+  it("works as a MessageSink behind dkim-core's MessageParser", async () => {
     const verifier = new DomainKeysVerifier({ resolver });
     const parser = new MessageParser(verifier);
     for (const part of splitAt(signed.simple!, [1, 2, 3, 50, 300])) parser.write(part);
@@ -194,7 +202,9 @@ describe('result codes (signatures by Mail::DKIM)', () => {
     expect(await codes(signed.simple!)).toEqual([['pass', 'ok']]);
     expect(await codes(replace(signed.simple!, 'Joe.', 'Jim.'))).toEqual([['fail', 'bad-signature']]);
     expect(await codes(signed.dnsfail!)).toEqual([['temperror', 'dns-error']]);
-    expect(await codes(await dkSign(baseMessage(), { canonicalization: 'simple', selector: 'slow' }))).toEqual([['temperror', 'dns-timeout']]);
+    expect(await codes(await dkSign(baseMessage(), { canonicalization: 'simple', selector: 'slow' }))).toEqual([
+      ['temperror', 'dns-timeout'],
+    ]);
     expect(await codes(signed.weak!)).toEqual([['permerror', 'key-too-small']]);
     expect(await codes(signed.stacked!, { maxSignatures: 1 })).toEqual([
       ['pass', 'ok'],
@@ -214,12 +224,15 @@ describe('result codes (signatures by Mail::DKIM)', () => {
   });
 
   it('signature-syntax, algorithm-unsupported, sender-invalid, identity-mismatch', async () => {
-    const withField = (value: string, message = baseMessage()) => Buffer.concat([Buffer.from(`DomainKey-Signature: ${value}\r\n`, 'latin1'), message]);
+    const withField = (value: string, message = baseMessage()) =>
+      Buffer.concat([Buffer.from(`DomainKey-Signature: ${value}\r\n`, 'latin1'), message]);
     const b = 'dGhpcyBpcyBub3QgYSBzaWduYXR1cmU=';
     expect(await codes(withField('a=rsa-sha1; d=example.org; s=dk; c=simple'))).toEqual([['permerror', 'signature-syntax']]);
     expect(await codes(withField(`a=rsa-sha256; d=example.org; s=dk; b=${b}`))).toEqual([['permerror', 'algorithm-unsupported']]);
     expect(await codes(withField(`a=rsa-sha1; d=example.org; s=dk; h=to:subject; b=${b}`))).toEqual([['permerror', 'sender-invalid']]);
-    expect(await codes(withField(`a=rsa-sha1; d=example.org; s=dk; b=${b}`, baseMessage({ from: 'joe@example.com' })))).toEqual([['permerror', 'identity-mismatch']]);
+    expect(await codes(withField(`a=rsa-sha1; d=example.org; s=dk; b=${b}`, baseMessage({ from: 'joe@example.com' })))).toEqual([
+      ['permerror', 'identity-mismatch'],
+    ]);
   });
 });
 

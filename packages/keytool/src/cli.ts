@@ -43,7 +43,8 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     },
   };
   // The order here is the order of --help.
-  for (const add of [addGenkeyCommand, addRecordCommand, addTestkeyCommand, addPolicyCommands, addStoreCommands, addRotateCommand]) add(ctx);
+  for (const add of [addGenkeyCommand, addRecordCommand, addTestkeyCommand, addPolicyCommands, addStoreCommands, addRotateCommand])
+    add(ctx);
 
   try {
     await program.parseAsync(argv);

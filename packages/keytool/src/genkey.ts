@@ -168,7 +168,8 @@ async function writeKeyFile(file: string, content: string, options: WriteOptions
 
 export function checkNames(domain: string, selector: string): void {
   if (!DOMAIN.test(domain)) throw new RangeError(`"${domain}" is not a domain name`);
-  if (!SELECTOR.test(selector)) throw new RangeError(`"${selector}" is not a valid selector (letters, digits, "-", "_", dots between labels)`);
+  if (!SELECTOR.test(selector))
+    throw new RangeError(`"${selector}" is not a valid selector (letters, digits, "-", "_", dots between labels)`);
 }
 
 /** A new key pair as the spec asks, and the TXT record that publishes its public half. */
@@ -206,7 +207,14 @@ export async function genkey(o: GenkeyOptions): Promise<GenkeyResult> {
   const folder = await ensureFolder(outdir, o.owner);
   await writeKeyFile(privateKeyFile, key.privatePem, { force: !!o.force, mode: 0o600, ...(o.owner ? { owner: o.owner } : {}) });
   await writeKeyFile(recordFile, zone, { force: !!o.force, mode: 0o644 });
-  return { key, ...(folder ? { createdFolder: folder.created, createdFolderMode: folder.mode } : {}), privateKeyFile, recordFile, record, zone };
+  return {
+    key,
+    ...(folder ? { createdFolder: folder.created, createdFolderMode: folder.mode } : {}),
+    privateKeyFile,
+    recordFile,
+    record,
+    zone,
+  };
 }
 
 /** Format a selector from a date: YYYY, MM, DD are replaced (default format YYYYMM). */

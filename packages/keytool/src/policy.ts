@@ -31,7 +31,8 @@ export function dmarcRecord(o: DmarcOptions): PolicyRecord {
     ['ruf', o.ruf],
   ] as const) {
     if (!uris || uris.length === 0) continue;
-    for (const uri of uris) if (!/^mailto:[^\s,;!]+@[^\s,;!]+$/.test(uri)) throw new RangeError(`${tag} must be mailto: addresses, got "${uri}"`);
+    for (const uri of uris)
+      if (!/^mailto:[^\s,;!]+@[^\s,;!]+$/.test(uri)) throw new RangeError(`${tag} must be mailto: addresses, got "${uri}"`);
     tags.push(`${tag}=${uris.join(',')}`);
   }
   if (o.pct !== undefined) {

@@ -21,7 +21,8 @@ export function formatKeyRecord(o: KeyRecordOptions): string {
   if (o.hashAlgorithms && o.hashAlgorithms.length > 0) tags.push(`h=${o.hashAlgorithms.join(':')}`);
   tags.push(`k=${o.type}`);
   if (o.note !== undefined) {
-    if (/[;"\\\r\n]/.test(o.note) || /[^\x20-\x7e]/.test(o.note)) throw new RangeError('a note may hold printable ASCII only, without ; " or \\');
+    if (/[;"\\\r\n]/.test(o.note) || /[^\x20-\x7e]/.test(o.note))
+      throw new RangeError('a note may hold printable ASCII only, without ; " or \\');
     tags.push(`n=${o.note}`);
   }
   if (o.emailOnly) tags.push('s=email');

@@ -50,8 +50,12 @@ export async function testKey(o: TestKeyOptions): Promise<TestKeyReport> {
   if (o.keyFile) {
     try {
       const st = await stat(o.keyFile);
-      if (st.mode & 0o006) problem(`${o.keyFile} is ${st.mode & 0o004 ? 'readable' : 'writable'} by others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): chmod o-rwx`);
-      else if (st.mode & 0o020) report.warnings.push(`${o.keyFile} is writable by its group (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`);
+      if (st.mode & 0o006)
+        problem(
+          `${o.keyFile} is ${st.mode & 0o004 ? 'readable' : 'writable'} by others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): chmod o-rwx`,
+        );
+      else if (st.mode & 0o020)
+        report.warnings.push(`${o.keyFile} is writable by its group (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`);
     } catch {
       // reported below when the key is read
     }
@@ -74,7 +78,12 @@ export async function testKey(o: TestKeyOptions): Promise<TestKeyReport> {
 
   const dkimRecords = records.filter((strings) => /(^|;)\s*(v\s*=\s*DKIM1|p\s*=)/.test(strings.join('')));
   if (dkimRecords.length === 0) {
-    problem(`the TXT record at ${name} is not a DKIM key record: "${records.map((s) => s.join('')).join('", "').slice(0, 80)}"`);
+    problem(
+      `the TXT record at ${name} is not a DKIM key record: "${records
+        .map((s) => s.join(''))
+        .join('", "')
+        .slice(0, 80)}"`,
+    );
   }
   if (dkimRecords.length > 1) problem(`${dkimRecords.length} DKIM key records at ${name}: verifiers may use either; keep one`);
   const strings = dkimRecords[0] ?? records[0] ?? [];
@@ -86,7 +95,10 @@ export async function testKey(o: TestKeyOptions): Promise<TestKeyReport> {
     return report;
   }
 
-  if (/["\\]/.test(record)) problem('the record contains quote or backslash characters: it was published with quoting mistakes (each string should be quoted once)');
+  if (/["\\]/.test(record))
+    problem(
+      'the record contains quote or backslash characters: it was published with quoting mistakes (each string should be quoted once)',
+    );
   const raw = parseTagList(record);
   if (raw.ok && raw.tags.has('v') && [...raw.tags.keys()][0] !== 'v') problem('v=DKIM1 must be the first tag of the record');
   const parsed = parseKeyRecord(record);
@@ -104,8 +116,10 @@ export async function testKey(o: TestKeyOptions): Promise<TestKeyReport> {
   const accepted = acceptPublicKey(r);
   if (accepted.bits !== undefined) report.keyBits = accepted.bits;
   if (!accepted.ok) problem(accepted.reason);
-  else if (accepted.keyType === 'rsa' && accepted.bits < 2048) report.warnings.push(`RSA key of ${accepted.bits} bits: 2048 is recommended`);
-  if (r.hashAlgorithms && !r.hashAlgorithms.includes('sha256')) problem(`h=${r.hashAlgorithms.join(':')} excludes sha256, which every current signature uses`);
+  else if (accepted.keyType === 'rsa' && accepted.bits < 2048)
+    report.warnings.push(`RSA key of ${accepted.bits} bits: 2048 is recommended`);
+  if (r.hashAlgorithms && !r.hashAlgorithms.includes('sha256'))
+    problem(`h=${r.hashAlgorithms.join(':')} excludes sha256, which every current signature uses`);
 
   if (o.keyFile) {
     try {

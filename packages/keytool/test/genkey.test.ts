@@ -40,7 +40,9 @@ describe('genkey --outdir', () => {
       process.umask(old);
     }
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toBe(`inkan-keytool: created the folder ${outdir} (mode 0700), with the missing folders above it from ${join(base, 'etc')}\n`);
+    expect(r.stderr).toBe(
+      `inkan-keytool: created the folder ${outdir} (mode 0700), with the missing folders above it from ${join(base, 'etc')}\n`,
+    );
     for (const folder of [join(base, 'etc'), join(base, 'etc', 'dkim'), outdir]) expect(mode(folder), folder).toBe(0o700);
     expect(readdirSync(outdir).sort()).toEqual(['hoge.private', 'hoge.txt']);
     expect(mode(join(outdir, 'hoge.private'))).toBe(0o600);

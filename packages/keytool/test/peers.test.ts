@@ -31,7 +31,9 @@ function rsaSpki(bits: number): string {
   const n = randomBytes(bits / 8);
   n[0] = (n[0] as number) | 0x80;
   n[n.length - 1] = (n[n.length - 1] as number) | 1;
-  return createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }, format: 'jwk' }).export({ format: 'der', type: 'spki' }).toString('base64');
+  return createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }, format: 'jwk' })
+    .export({ format: 'der', type: 'spki' })
+    .toString('base64');
 }
 
 async function cli(args: string[]) {
@@ -51,7 +53,16 @@ beforeAll(async () => {
   // A key pair made by OpenDKIM's own tool.
   const odkDir = join(dir, 'opendkim');
   await runProgram('mkdir', ['-p', odkDir]);
-  const made = await runProgram(findProgram('opendkim-genkey') ?? 'opendkim-genkey', ['-D', odkDir, '-d', DOMAIN, '-s', 'odk', '-b', '2048']);
+  const made = await runProgram(findProgram('opendkim-genkey') ?? 'opendkim-genkey', [
+    '-D',
+    odkDir,
+    '-d',
+    DOMAIN,
+    '-s',
+    'odk',
+    '-b',
+    '2048',
+  ]);
   if (made.code !== 0) throw new Error(`opendkim-genkey failed: ${made.stderr}`);
   odk = { record: zoneStrings(readFileSync(join(odkDir, 'odk.txt'), 'utf8')).join(''), keyFile: join(odkDir, 'odk.private') };
   dns = await startDnsmasq({
@@ -64,7 +75,11 @@ beforeAll(async () => {
     [`broken._domainkey.${DOMAIN}`]: 'v=DKIM1; k=rsa; p=MIIB; p=AAAA',
     [`odk._domainkey.${DOMAIN}`]: odk.record,
     [`huge._domainkey.${DOMAIN}`]: { strings: splitTxtStrings(`v=DKIM1; k=rsa; p=${rsaSpki(5120)}`) },
-    [`tiny._domainkey.${DOMAIN}`]: { strings: splitTxtStrings(`v=DKIM1; k=rsa; p=${generateKeyPairSync('rsa', { modulusLength: 768 }).publicKey.export({ format: 'der', type: 'spki' }).toString('base64')}`) },
+    [`tiny._domainkey.${DOMAIN}`]: {
+      strings: splitTxtStrings(
+        `v=DKIM1; k=rsa; p=${generateKeyPairSync('rsa', { modulusLength: 768 }).publicKey.export({ format: 'der', type: 'spki' }).toString('base64')}`,
+      ),
+    },
   });
 });
 
@@ -83,8 +98,15 @@ describe('zone output', () => {
       rsa.zone,
       ed.zone,
       big.zone,
-      ...[dmarcRecord({ domain: DOMAIN, policy: 'reject', rua: [`mailto:dmarc@${DOMAIN}`] }), adspRecord(DOMAIN, 'all'), sspRecord(DOMAIN)].map(
-        (r) => `${r.name} IN TXT ${splitTxtStrings(r.value).map((s) => `"${s}"`).join(' ')}`,
+      ...[
+        dmarcRecord({ domain: DOMAIN, policy: 'reject', rua: [`mailto:dmarc@${DOMAIN}`] }),
+        adspRecord(DOMAIN, 'all'),
+        sspRecord(DOMAIN),
+      ].map(
+        (r) =>
+          `${r.name} IN TXT ${splitTxtStrings(r.value)
+            .map((s) => `"${s}"`)
+            .join(' ')}`,
       ),
       '',
     ].join('\n');
@@ -100,7 +122,16 @@ describe('zone output', () => {
   it('dnsmasq serves our strings and dig returns the exact p= we wrote', async () => {
     for (const r of [rsa, ed, big]) {
       const name = `${r.privateKeyFile.split('/').pop()?.replace('.private', '')}._domainkey.${DOMAIN}`;
-      const out = await runProgram(findProgram('dig') ?? 'dig', ['+short', '+time=2', '+tries=1', '@127.0.0.1', '-p', String(dns.port), 'TXT', name]);
+      const out = await runProgram(findProgram('dig') ?? 'dig', [
+        '+short',
+        '+time=2',
+        '+tries=1',
+        '@127.0.0.1',
+        '-p',
+        String(dns.port),
+        'TXT',
+        name,
+      ]);
       const joined = [...out.stdout.matchAll(/"([^"]*)"/g)].map((m) => m[1]).join('');
       expect(joined).toBe(r.record);
       expect(joined.endsWith(`p=${r.key.p}`)).toBe(true);
@@ -132,10 +163,14 @@ describe('testkey against records served by DNS', () => {
     const r = await cli(['--json', 'testkey', '-d', DOMAIN, '-s', 'small', ...dnsArg()]);
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'good', keyBits: 1024, warnings: [expect.stringMatching(/2048 is recommended/)] });
   });
-  it('keys that verifiers refuse, too small or too large: exit 1, with the verifiers\' reason', async () => {
+  it("keys that verifiers refuse, too small or too large: exit 1, with the verifiers' reason", async () => {
     const tiny = await cli(['--json', 'testkey', '-d', DOMAIN, '-s', 'tiny', ...dnsArg()]);
     expect(tiny.code).toBe(1);
-    expect(JSON.parse(tiny.stdout)).toMatchObject({ status: 'problem', keyBits: 768, problems: ['key too small (768 bits, minimum 1024)'] });
+    expect(JSON.parse(tiny.stdout)).toMatchObject({
+      status: 'problem',
+      keyBits: 768,
+      problems: ['key too small (768 bits, minimum 1024)'],
+    });
     const huge = await cli(['--json', 'testkey', '-d', DOMAIN, '-s', 'huge', ...dnsArg()]);
     expect(huge.code).toBe(1);
     expect(JSON.parse(huge.stdout)).toMatchObject({ status: 'problem', problems: [expect.stringMatching(/^key too large/)] });
@@ -209,7 +244,11 @@ describe('keys we generate sign mail that dkimpy verifies', () => {
     const message = Buffer.from(`From: joe@${DOMAIN}\r\nTo: a@example.net\r\nSubject: keytool\r\n\r\nHello\r\n`);
     const files: string[] = [];
     for (const r of [rsa, ed]) {
-      const sig = await signMessage(message, { domain: DOMAIN, selector: r === rsa ? 'hoge' : 'ed', privateKey: readFileSync(r.privateKeyFile) });
+      const sig = await signMessage(message, {
+        domain: DOMAIN,
+        selector: r === rsa ? 'hoge' : 'ed',
+        privateKey: readFileSync(r.privateKeyFile),
+      });
       const file = join(dir, `${r === rsa ? 'rsa' : 'ed'}-signed.eml`);
       writeFileSync(file, Buffer.concat([Buffer.from(sig), message]));
       files.push(file);

@@ -21,9 +21,17 @@ import {
 describe('key records', () => {
   it('formats tags in order with p= last, t=s unless subdomains are allowed', () => {
     expect(formatKeyRecord({ type: 'rsa', p: 'AAAA' })).toBe('v=DKIM1; k=rsa; t=s; p=AAAA');
-    expect(formatKeyRecord({ type: 'ed25519', p: 'BB', testing: true, subdomains: true, hashAlgorithms: ['sha256'], note: 'hi there', emailOnly: true })).toBe(
-      'v=DKIM1; h=sha256; k=ed25519; n=hi there; s=email; t=y; p=BB',
-    );
+    expect(
+      formatKeyRecord({
+        type: 'ed25519',
+        p: 'BB',
+        testing: true,
+        subdomains: true,
+        hashAlgorithms: ['sha256'],
+        note: 'hi there',
+        emailOnly: true,
+      }),
+    ).toBe('v=DKIM1; h=sha256; k=ed25519; n=hi there; s=email; t=y; p=BB');
     expect(() => formatKeyRecord({ type: 'rsa', p: 'A', note: 'a;b' })).toThrow(/printable ASCII/);
   });
 
@@ -55,8 +63,16 @@ describe('policy records', () => {
     expect(() => dmarcRecord({ domain: 'example.org', policy: 'none', rua: ['d@example.org'] })).toThrow(/mailto/);
   });
   it('historic ADSP and SSP say that they are historic', () => {
-    expect(adspRecord('example.org', 'all')).toMatchObject({ name: '_adsp._domainkey.example.org.', value: 'dkim=all', historic: expect.stringMatching(/Historic/) });
-    expect(sspRecord('example.org')).toMatchObject({ name: '_policy._domainkey.example.org.', value: 't=y; o=~', historic: expect.any(String) });
+    expect(adspRecord('example.org', 'all')).toMatchObject({
+      name: '_adsp._domainkey.example.org.',
+      value: 'dkim=all',
+      historic: expect.stringMatching(/Historic/),
+    });
+    expect(sspRecord('example.org')).toMatchObject({
+      name: '_policy._domainkey.example.org.',
+      value: 't=y; o=~',
+      historic: expect.any(String),
+    });
   });
 });
 
@@ -112,7 +128,9 @@ describe('private key files', () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'keys'));
     const root = process.getuid?.() === 0;
-    const owner = root ? resolveOwner('root:mail') : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, user: 'me', group: 'mine' };
+    const owner = root
+      ? resolveOwner('root:mail')
+      : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, user: 'me', group: 'mine' };
     const r = await genkey({ domain: 'example.org', selector: 'hoge', type: 'ed25519', outdir: join(dir, 'keys'), owner });
     const st = statSync(r.privateKeyFile);
     expect(st.mode & 0o777).toBe(0o440);

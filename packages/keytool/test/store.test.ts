@@ -6,7 +6,17 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { postgresMissing, type PostgresServer, type RedisServer, redisMissing, runProgram, startPostgres, startRedis, tempDir, waitFor } from '@inkan/testbed';
+import {
+  postgresMissing,
+  type PostgresServer,
+  type RedisServer,
+  redisMissing,
+  runProgram,
+  startPostgres,
+  startRedis,
+  tempDir,
+  waitFor,
+} from '@inkan/testbed';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,12 +44,23 @@ describe('store URIs', () => {
     expect(l.connection).toBe('postgresql://inkan:s3cret@db.example.org:5433/mail?sslmode=require');
     expect(l.display).toBe('postgresql://inkan:***@db.example.org:5433/mail?sslmode=require');
     expect([l.pollSeconds, l.retrySeconds, l.channel]).toEqual([30, 5, DEFAULT_CHANNEL]);
-    expect(parseStoreUri('postgres://h/mail?keys=a.k&signing=a.s').tables).toEqual({ keys: 'a.k', signing: 'a.s', hosts: 'dkim_internal_hosts' });
+    expect(parseStoreUri('postgres://h/mail?keys=a.k&signing=a.s').tables).toEqual({
+      keys: 'a.k',
+      signing: 'a.s',
+      hosts: 'dkim_internal_hosts',
+    });
   });
 
   it('redis:// with prefix=; defaults', () => {
     const l = parseStoreUri('redis://127.0.0.1:6379/2?prefix=mail:dkim:');
-    expect([l.kind, l.prefix, l.channel, l.connection, l.pollSeconds, l.retrySeconds]).toEqual(['redis', 'mail:dkim:', 'mail:dkim:changed', 'redis://127.0.0.1:6379/2', 60, 30]);
+    expect([l.kind, l.prefix, l.channel, l.connection, l.pollSeconds, l.retrySeconds]).toEqual([
+      'redis',
+      'mail:dkim:',
+      'mail:dkim:changed',
+      'redis://127.0.0.1:6379/2',
+      60,
+      30,
+    ]);
     expect(parseStoreUri('rediss://u:p@h:6380').prefix).toBe('inkan:');
   });
 
@@ -53,9 +74,19 @@ describe('store URIs', () => {
     expect(() => parseStoreUri('redis://h/0?poll=soon')).toThrow(/poll= takes a number/);
     const a = parseStoreUri('postgresql://h/mail?table=k', 'keys');
     const b = parseStoreUri('postgresql://other/mail?table=s', 'signing');
-    expect(() => combineLocations([{ role: 'keys', location: a }, { role: 'signing', location: b }])).toThrow(/different stores/);
+    expect(() =>
+      combineLocations([
+        { role: 'keys', location: a },
+        { role: 'signing', location: b },
+      ]),
+    ).toThrow(/different stores/);
     const c = parseStoreUri('postgresql://h/mail?table=s&poll=5', 'signing');
-    expect(combineLocations([{ role: 'keys', location: a }, { role: 'signing', location: c }]).tables).toMatchObject({ keys: 'k', signing: 's' });
+    expect(
+      combineLocations([
+        { role: 'keys', location: a },
+        { role: 'signing', location: c },
+      ]).tables,
+    ).toMatchObject({ keys: 'k', signing: 's' });
   });
 
   it('the shipped migration is the schema inkan-keytool store init creates', () => {
@@ -110,11 +141,16 @@ function storeCommands(setup: () => Promise<Accounts>) {
   });
 
   it('genkey --store keeps the private key in the store only; sign, rotate (same key type), retire; list', async () => {
-    const s1 = JSON.parse(await ok(['--json', 'genkey', '-d', 'example.org', '-s', 's1', '--store', a.admin, '--sign', 'example.org'], cwd));
+    const s1 = JSON.parse(
+      await ok(['--json', 'genkey', '-d', 'example.org', '-s', 's1', '--store', a.admin, '--sign', 'example.org'], cwd),
+    );
     expect(s1).toMatchObject({ name: 's1._domainkey.example.org', type: 'rsa', bits: 2048, signing: ['example.org'] });
     expect(s1.record).toMatch(/^v=DKIM1; k=rsa; t=s; p=/);
     expect(readdirSync(cwd)).toEqual([]); // nothing written to disk
-    const text = await ok(['genkey', '-d', 'example.org', '-s', 'ed1', '--type', 'ed25519', '--store', a.admin, '--sign', 'example.org'], cwd);
+    const text = await ok(
+      ['genkey', '-d', 'example.org', '-s', 'ed1', '--type', 'ed25519', '--store', a.admin, '--sign', 'example.org'],
+      cwd,
+    );
     expect(text).toMatch(/Stored ed1\._domainkey\.example\.org in .* \(Ed25519 private key, in the store only\)/);
     expect(text).toMatch(/ed1\._domainkey\.example\.org\.\tIN\tTXT\t"v=DKIM1; k=ed25519; t=s; p=/);
     expect(text).toMatch(/:\*\*\*@127\.0\.0\.1/); // the URI is shown without its password
@@ -131,14 +167,21 @@ function storeCommands(setup: () => Promise<Accounts>) {
     expect(rotated).toMatch(/store retire --store URI --domain example\.org --selector s1/);
 
     const inUse = await keytool(['store', 'retire', '--store', a.admin, '--domain', 'example.org', '--selector', 'ed1']);
-    expect([inUse.code, inUse.stderr]).toEqual([1, expect.stringMatching(/ed1\._domainkey\.example\.org still signs for example\.org: rotate to another selector first/)]);
-    expect(await ok(['store', 'retire', '--store', a.admin, '--domain', 'example.org', '--selector', 's1'])).toMatch(/s1\._domainkey\.example\.org retired/);
+    expect([inUse.code, inUse.stderr]).toEqual([
+      1,
+      expect.stringMatching(/ed1\._domainkey\.example\.org still signs for example\.org: rotate to another selector first/),
+    ]);
+    expect(await ok(['store', 'retire', '--store', a.admin, '--domain', 'example.org', '--selector', 's1'])).toMatch(
+      /s1\._domainkey\.example\.org retired/,
+    );
     const missing = await keytool(['store', 'rotate', '--store', a.admin, '--domain', 'example.org', '--selector', 'nope']);
     expect(missing.stderr).toMatch(/no selector nope for example\.org/);
 
     await ok(['store', 'hosts', '--store', a.admin, '--set', '10.0.0.0/8, mx.example.org']);
     const listing = JSON.parse(await ok(['--json', 'store', 'list', '--store', a.admin]));
-    expect(listing.keys.map((k: { name: string; type: string; state: string; patterns: string[] }) => [k.name, k.type, k.state, k.patterns])).toEqual([
+    expect(
+      listing.keys.map((k: { name: string; type: string; state: string; patterns: string[] }) => [k.name, k.type, k.state, k.patterns]),
+    ).toEqual([
       ['ed1._domainkey.example.org', 'ed25519', 'signing', ['example.org']],
       ['n1._domainkey.example.net', 'rsa', 'signing', ['*@example.net']],
       ['s1._domainkey.example.org', 'rsa', 'retired', []],
@@ -168,7 +211,11 @@ function storeCommands(setup: () => Promise<Accounts>) {
     const changes: string[] = [];
     let connected = 0;
     const lost: string[] = [];
-    const watcher = watchStore(a.milterd, { changed: (what) => changes.push(what), connected: () => connected++, lost: (e) => lost.push(e.message) }, { connectTimeoutMs: 2000 });
+    const watcher = watchStore(
+      a.milterd,
+      { changed: (what) => changes.push(what), connected: () => connected++, lost: (e) => lost.push(e.message) },
+      { connectTimeoutMs: 2000 },
+    );
     try {
       expect(connected).toBe(0); // nothing connects before start()
       watcher.start();
@@ -236,7 +283,9 @@ describe.skipIf(pgMissing !== undefined && !process.env.CI)(`the migration with 
     pg = await startPostgres();
     await pg.psql('CREATE SCHEMA other;');
     const uri = pg.url({ query: 'keys=other.my_keys&signing=my_signing&hosts=my_hosts&channel=my_channel' });
-    expect(await ok(['store', 'init', '--store', uri])).toMatch(/Created the tables other\.my_keys, my_signing and my_hosts in .* \(notifying my_channel\)/);
+    expect(await ok(['store', 'init', '--store', uri])).toMatch(
+      /Created the tables other\.my_keys, my_signing and my_hosts in .* \(notifying my_channel\)/,
+    );
     await ok(['store', 'init', '--store', uri]);
     const changes: string[] = [];
     let connected = false;

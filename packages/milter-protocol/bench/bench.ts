@@ -36,7 +36,12 @@ function makeMessage(size: number): Buffer {
   return Buffer.from(head + body, 'latin1');
 }
 
-async function transaction(client: MilterClient, headers: ReturnType<typeof splitMessage>['headers'], body: Buffer, n: number): Promise<void> {
+async function transaction(
+  client: MilterClient,
+  headers: ReturnType<typeof splitMessage>['headers'],
+  body: Buffer,
+  n: number,
+): Promise<void> {
   client.macro('M', { i: `Q${n}` });
   await client.mail('<alice@example.org>', ['SIZE=1234']);
   await client.rcpt('<bob@example.net>');

@@ -19,7 +19,8 @@ export class BufferBudget {
   private total = 0;
 
   constructor(readonly limit: number) {
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`the buffered-bytes limit must be a positive integer, not ${limit}`);
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new RangeError(`the buffered-bytes limit must be a positive integer, not ${limit}`);
   }
 
   /** Bytes held by all holders together. */

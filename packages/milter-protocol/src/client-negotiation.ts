@@ -14,7 +14,11 @@ export async function connectToFilter(spec: SocketSpec, timeout: number): Promis
   const socket =
     spec.kind === 'unix'
       ? netConnect(spec.path)
-      : netConnect({ host: spec.host === '0.0.0.0' ? '127.0.0.1' : spec.host === '::' ? '::1' : spec.host, port: spec.port, noDelay: true });
+      : netConnect({
+          host: spec.host === '0.0.0.0' ? '127.0.0.1' : spec.host === '::' ? '::1' : spec.host,
+          port: spec.port,
+          noDelay: true,
+        });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();

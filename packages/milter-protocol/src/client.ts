@@ -5,7 +5,14 @@ import { ActionFlags, ProtocolFlags, describeActions } from './constants.js';
 import type { PacketDecoder } from './decoder.js';
 import { MilterError, MilterProtocolError, errorMessage } from './errors.js';
 import { type EventStage, type NegotiatedOptions, expectsReply, sendsEvent } from './negotiation.js';
-import { type FinalResponse, type MilterResponse, type Modification, decodeResponse, isFinalResponse, isModification } from './responses.js';
+import {
+  type FinalResponse,
+  type MilterResponse,
+  type Modification,
+  decodeResponse,
+  isFinalResponse,
+  isModification,
+} from './responses.js';
 import { type SocketSpec, toSocketSpec } from './socket-spec.js';
 import { type Bytes, toBuffer } from './wire.js';
 
@@ -184,7 +191,8 @@ export class MilterClient {
         this.sawProgress();
         continue;
       }
-      if (!isFinalResponse(response)) throw new MilterProtocolError(stage, `unexpected ${response.type} response (only allowed at end of message)`);
+      if (!isFinalResponse(response))
+        throw new MilterProtocolError(stage, `unexpected ${response.type} response (only allowed at end of message)`);
       if (response.type === 'skip' && (stage !== 'body' || (this.options.protocol & ProtocolFlags.Skip) === 0)) {
         throw new MilterProtocolError(stage, 'skip is only allowed in reply to a body chunk, with SMFIP_SKIP negotiated');
       }
@@ -279,7 +287,8 @@ export class MilterClient {
       if (isModification(response)) {
         this.checkAllowed(response);
         if (response.type === 'replaceBody') body = true;
-        else if (body) throw new MilterProtocolError('endOfMessage', `${response.type} after body replacement chunks (Postfix refuses them mixed)`);
+        else if (body)
+          throw new MilterProtocolError('endOfMessage', `${response.type} after body replacement chunks (Postfix refuses them mixed)`);
         modifications.push(response);
         continue;
       }

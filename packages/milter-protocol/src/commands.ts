@@ -61,9 +61,11 @@ export function encodeCommand(command: MilterCommand): Buffer {
     case 'negotiate':
       return encodePacket(CommandCode.Negotiate, uint32(command.version), uint32(command.actions), uint32(command.protocol));
     case 'macro': {
-      if (command.command.length !== 1) throw new MilterProtocolError('encode', `macro command letter must be one character, not "${command.command}"`);
+      if (command.command.length !== 1)
+        throw new MilterProtocolError('encode', `macro command letter must be one character, not "${command.command}"`);
       const parts: Buffer[] = [Buffer.from(command.command, 'latin1')];
-      for (const [name, value] of command.macros) parts.push(cString(name, 'encode', 'macro name'), cString(value, 'encode', 'macro value'));
+      for (const [name, value] of command.macros)
+        parts.push(cString(name, 'encode', 'macro name'), cString(value, 'encode', 'macro value'));
       return encodePacket(CommandCode.Macro, ...parts);
     }
     case 'connect': {
@@ -80,7 +82,11 @@ export function encodeCommand(command: MilterCommand): Buffer {
     case 'data':
       return encodePacket(CommandCode.Data);
     case 'header':
-      return encodePacket(CommandCode.Header, cString(command.name, 'encode', 'header name'), cString(command.value, 'encode', 'header value'));
+      return encodePacket(
+        CommandCode.Header,
+        cString(command.name, 'encode', 'header name'),
+        cString(command.value, 'encode', 'header value'),
+      );
     case 'endOfHeaders':
       return encodePacket(CommandCode.EndOfHeaders);
     case 'body':

@@ -111,7 +111,13 @@ export class PacketDecoder {
     if (last.length >= SMALL_CHUNK || (this.block !== undefined && last.buffer === this.block.buffer)) return;
     const prev = n > 1 ? (this.chunks[n - 2] as Buffer) : undefined;
     const block = this.block;
-    if (block && prev && prev.buffer === block.buffer && prev.byteOffset + prev.length === this.blockUsed && this.blockUsed + last.length <= block.length) {
+    if (
+      block &&
+      prev &&
+      prev.buffer === block.buffer &&
+      prev.byteOffset + prev.length === this.blockUsed &&
+      this.blockUsed + last.length <= block.length
+    ) {
       last.copy(block, this.blockUsed);
       this.blockUsed += last.length;
       this.chunks.pop();

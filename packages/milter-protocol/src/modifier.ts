@@ -39,7 +39,8 @@ function checkName(name: string, what: string): void {
 }
 
 function checkIndex(index: number, what: string): void {
-  if (!Number.isInteger(index) || index < 0 || index > 0xffffffff) throw new MilterError(stage, `${what}: index ${index} is not a 32-bit unsigned integer`);
+  if (!Number.isInteger(index) || index < 0 || index > 0xffffffff)
+    throw new MilterError(stage, `${what}: index ${index} is not a 32-bit unsigned integer`);
 }
 
 function checkText(text: string, what: string): void {
@@ -75,7 +76,10 @@ export class Modifier {
   private need(flag: number, what: string): void {
     if (this.sealed) throw new MilterError(stage, `${what}: the end-of-message handler has already returned`);
     if ((this.options.actions & flag) === 0) {
-      throw new MilterError(stage, `${what} needs ${describeActions(flag)}, which was not negotiated (agreed: ${describeActions(this.options.actions)})`);
+      throw new MilterError(
+        stage,
+        `${what} needs ${describeActions(flag)}, which was not negotiated (agreed: ${describeActions(this.options.actions)})`,
+      );
     }
   }
 

@@ -145,7 +145,10 @@ export function macroLists(requests: MacroRequests | undefined): MacroList[] {
 
 function checkOffer(offer: OptionOffer): OptionOffer {
   if (!Number.isInteger(offer.version) || offer.version < MILTER_MIN_VERSION) {
-    throw new MilterProtocolError('negotiate', `MTA protocol version ${offer.version} is not supported (${MILTER_MIN_VERSION} or later is needed)`);
+    throw new MilterProtocolError(
+      'negotiate',
+      `MTA protocol version ${offer.version} is not supported (${MILTER_MIN_VERSION} or later is needed)`,
+    );
   }
   return {
     version: offer.version,
@@ -210,7 +213,10 @@ export function negotiationResponse(options: NegotiatedOptions): Extract<MilterR
 export function acceptFilterReply(offer: OptionOffer, reply: Extract<MilterResponse, { type: 'negotiate' }>): NegotiatedOptions {
   const offered = checkOffer(offer);
   if (reply.version < MILTER_MIN_VERSION || reply.version > offered.version) {
-    throw new MilterProtocolError('negotiate', `filter protocol version ${reply.version} conflicts with MTA protocol version ${offered.version}`);
+    throw new MilterProtocolError(
+      'negotiate',
+      `filter protocol version ${reply.version} conflicts with MTA protocol version ${offered.version}`,
+    );
   }
   const extra = (reply.actions & ~offered.actions) >>> 0;
   if (extra !== 0) {

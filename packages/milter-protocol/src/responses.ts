@@ -61,7 +61,10 @@ export type MilterResponse =
 export type MilterResponseType = MilterResponse['type'];
 
 /** Responses that end the handling of a command (at end of message: exactly one, last). */
-export type FinalResponse = Extract<MilterResponse, { type: 'accept' | 'continue' | 'discard' | 'reject' | 'tempfail' | 'replyCode' | 'skip' }>;
+export type FinalResponse = Extract<
+  MilterResponse,
+  { type: 'accept' | 'continue' | 'discard' | 'reject' | 'tempfail' | 'replyCode' | 'skip' }
+>;
 
 /** Message modifications, allowed only at end of message. */
 export type Modification = Extract<
@@ -126,7 +129,11 @@ export function encodeResponse(response: MilterResponse): Buffer {
     case 'progress':
       return encodePacket(ResponseCode.Progress);
     case 'addHeader':
-      return encodePacket(ResponseCode.AddHeader, cString(response.name, 'encode', 'header name'), cString(response.value, 'encode', 'header value'));
+      return encodePacket(
+        ResponseCode.AddHeader,
+        cString(response.name, 'encode', 'header name'),
+        cString(response.value, 'encode', 'header value'),
+      );
     case 'insertHeader':
       return encodePacket(
         ResponseCode.InsertHeader,

@@ -124,7 +124,8 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
       };
     } else {
       await new Promise<void>((resolve, reject) => {
-        const onError = (error: Error) => reject(new MilterError('listen', `cannot listen on ${formatSocketSpec(spec)}: ${errorMessage(error)}`, { cause: error }));
+        const onError = (error: Error) =>
+          reject(new MilterError('listen', `cannot listen on ${formatSocketSpec(spec)}: ${errorMessage(error)}`, { cause: error }));
         server.once('error', onError);
         server.listen({ port: spec.port, host: spec.host, ipv6Only: spec.kind === 'inet6' }, () => {
           server.off('error', onError);
@@ -183,7 +184,9 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
           this.refusals.delete(k);
           continue;
         }
-        this.logger?.('warn', `${p.message} (and ${p.count} more refused like it in the last ${REFUSAL_LOG_INTERVAL_MS / 1000} s)`, { refused: p.count });
+        this.logger?.('warn', `${p.message} (and ${p.count} more refused like it in the last ${REFUSAL_LOG_INTERVAL_MS / 1000} s)`, {
+          refused: p.count,
+        });
         p.count = 0;
       }
       if (this.refusals.size === 0) {

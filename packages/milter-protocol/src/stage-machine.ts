@@ -256,7 +256,15 @@ export class StageMachine {
 
   private startMessage(): MessageState {
     this.messageCount += 1;
-    this.message = { index: this.messageCount, sender: undefined, recipients: [], headerCount: 0, bodyBytes: 0, failed: false, skipBody: false };
+    this.message = {
+      index: this.messageCount,
+      sender: undefined,
+      recipients: [],
+      headerCount: 0,
+      bodyBytes: 0,
+      failed: false,
+      skipBody: false,
+    };
     return this.message;
   }
 
@@ -285,7 +293,8 @@ export class StageMachine {
         this.onNegotiate(command);
         return;
       case 'macro':
-        if (!this.macros.set(command.command, command.macros)) this.link.log('debug', `macro: ignoring macros for command '${command.command}'`);
+        if (!this.macros.set(command.command, command.macros))
+          this.link.log('debug', `macro: ignoring macros for command '${command.command}'`);
         return;
       case 'connect': {
         await this.abortMessage();
@@ -397,7 +406,7 @@ export class StageMachine {
       this.link.log(
         'debug',
         `negotiate: MTA offered v${offer.version} ${describeActions(offer.actions)} / ${describeProtocol(offer.protocol)}; agreed v${options.version} ${describeActions(options.actions)} / ${describeProtocol(options.protocol)}`,
-    );
+      );
     this.link.write(encodeResponse(negotiationResponse(options)));
   }
 

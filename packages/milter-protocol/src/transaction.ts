@@ -80,7 +80,12 @@ export async function runTransaction(
     const c = tx.client ?? {};
     macros('C');
     let reply = await run('connect', () =>
-      client.connect({ hostname: c.hostname ?? 'localhost', family: c.family ?? 'inet', address: c.address ?? '127.0.0.1', port: c.port ?? 0 }),
+      client.connect({
+        hostname: c.hostname ?? 'localhost',
+        family: c.family ?? 'inet',
+        address: c.address ?? '127.0.0.1',
+        port: c.port ?? 0,
+      }),
     );
     if (decisive(reply)) return result('connect', reply);
     macros('H');

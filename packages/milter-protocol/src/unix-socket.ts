@@ -52,7 +52,8 @@ export async function removeStaleSocket(path: string): Promise<'absent' | 'repla
   try {
     await unlink(path);
   } catch (error) {
-    if (code(error) !== 'ENOENT') throw new MilterError(stage, `cannot remove stale socket ${path}: ${errorMessage(error)}`, { cause: error });
+    if (code(error) !== 'ENOENT')
+      throw new MilterError(stage, `cannot remove stale socket ${path}: ${errorMessage(error)}`, { cause: error });
   }
   return 'replaced';
 }
@@ -114,7 +115,8 @@ export async function listenUnix(server: Server, path: string, mode = 0o660, gro
   const gid = group === undefined ? undefined : await resolveGroup(group);
   let restoreError: unknown;
   await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error) => reject(new MilterError(stage, `cannot listen on unix:${path}: ${errorMessage(error)}`, { cause: error }));
+    const onError = (error: Error) =>
+      reject(new MilterError(stage, `cannot listen on unix:${path}: ${errorMessage(error)}`, { cause: error }));
     server.once('error', onError);
     let previousUmask: number | undefined;
     let previousEgid: number | undefined;
@@ -151,7 +153,8 @@ export async function listenUnix(server: Server, path: string, mode = 0o660, gro
     server.close();
     throw new MilterError(stage, message, cause === undefined ? undefined : { cause });
   };
-  if (restoreError !== undefined) fail(`cannot switch the effective group back after binding unix:${path}: ${errorMessage(restoreError)}`, restoreError);
+  if (restoreError !== undefined)
+    fail(`cannot switch the effective group back after binding unix:${path}: ${errorMessage(restoreError)}`, restoreError);
   let stats: Awaited<ReturnType<typeof lstat>>;
   try {
     stats = await lstat(path);
@@ -162,7 +165,10 @@ export async function listenUnix(server: Server, path: string, mode = 0o660, gro
   const wrongMode = (stats.mode & 0o777) !== mode;
   const wrongGroup = gid !== undefined && stats.gid !== gid;
   if (wrongMode || wrongGroup) {
-    const what = [wrongMode ? `mode ${(stats.mode & 0o777).toString(8)} instead of ${mode.toString(8)}` : '', wrongGroup ? `group ${stats.gid} instead of ${gid}` : '']
+    const what = [
+      wrongMode ? `mode ${(stats.mode & 0o777).toString(8)} instead of ${mode.toString(8)}` : '',
+      wrongGroup ? `group ${stats.gid} instead of ${gid}` : '',
+    ]
       .filter(Boolean)
       .join(' and ');
     if (!(await trustedDirectory(dirname(path)))) {

@@ -24,7 +24,13 @@ export const arbitraryCommand: fc.Arbitrary<MilterCommand> = fc.oneof(
       port: fc.integer({ min: 0, max: 65535 }),
       address: text(),
     }),
-    fc.record({ type: fc.constant('connect' as const), hostname: text(), family: fc.constant('unknown' as const), port: fc.constant(0), address: fc.constant('') }),
+    fc.record({
+      type: fc.constant('connect' as const),
+      hostname: text(),
+      family: fc.constant('unknown' as const),
+      port: fc.constant(0),
+      address: fc.constant(''),
+    }),
   ),
   fc.record({ type: fc.constant('helo' as const), hostname: text() }),
   fc.record({ type: fc.constant('mail' as const), sender: text(), args: fc.array(text(), { maxLength: 3 }) }),
@@ -68,4 +74,3 @@ export const arbitraryResponse: fc.Arbitrary<MilterResponse> = fc.oneof(
   fc.record({ type: fc.constant('replaceBody' as const), chunk: anyBytes() }),
   fc.record({ type: fc.constant('quarantine' as const), reason: text() }),
 );
-

@@ -71,7 +71,8 @@ describe('MilterClient against scripted filters', () => {
     const f = await fake((c) => {
       if (c.type === 'negotiate') return [ok()];
       if (c.type === 'mail') return [{ type: 'progress' }, { type: 'progress' }, cont];
-      if (c.type === 'endOfMessage') return [{ type: 'progress' }, { type: 'addHeader', name: 'X', value: Buffer.from(' y') }, { type: 'accept' }];
+      if (c.type === 'endOfMessage')
+        return [{ type: 'progress' }, { type: 'addHeader', name: 'X', value: Buffer.from(' y') }, { type: 'accept' }];
       return [cont];
     });
     const client = await MilterClient.open(f.spec);
@@ -103,9 +104,13 @@ describe('MilterClient against scripted filters', () => {
 
   it('refuses a filter that claims a higher version or actions that were not offered', async () => {
     const high = await fake(() => [ok(6)]);
-    await expect(MilterClient.open(high.spec, { version: 4 })).rejects.toThrow(/^negotiate: filter protocol version 6 conflicts with MTA protocol version 4/);
+    await expect(MilterClient.open(high.spec, { version: 4 })).rejects.toThrow(
+      /^negotiate: filter protocol version 6 conflicts with MTA protocol version 4/,
+    );
     const greedy = await fake(() => [ok(6, 0x1ff)]);
-    await expect(MilterClient.open(greedy.spec, { actions: 0x3f })).rejects.toThrow(/SMFIF_CHGFROM\|SMFIF_ADDRCPT_PAR\|SMFIF_SETSYMLIST that the MTA did not offer/);
+    await expect(MilterClient.open(greedy.spec, { actions: 0x3f })).rejects.toThrow(
+      /SMFIF_CHGFROM\|SMFIF_ADDRCPT_PAR\|SMFIF_SETSYMLIST that the MTA did not offer/,
+    );
     const wrong = await fake(() => [cont]);
     await expect(MilterClient.open(wrong.spec)).rejects.toThrow(/^negotiate: expected the negotiation reply, got continue/);
   });

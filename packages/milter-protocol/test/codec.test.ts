@@ -43,7 +43,18 @@ describe('commands (MTA to filter): exact bytes, both ways', () => {
       { type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff },
       hex('0000000d 4f 00000006 000001ff 001fffff'),
     ],
-    ['SMFIC_MACRO', { type: 'macro', command: 'C', macros: [['j', 'mx.example.org'], ['{daemon_name}', 'smtpd']] }, frame('D', 'Cj\0mx.example.org\0{daemon_name}\0smtpd\0')],
+    [
+      'SMFIC_MACRO',
+      {
+        type: 'macro',
+        command: 'C',
+        macros: [
+          ['j', 'mx.example.org'],
+          ['{daemon_name}', 'smtpd'],
+        ],
+      },
+      frame('D', 'Cj\0mx.example.org\0{daemon_name}\0smtpd\0'),
+    ],
     ['SMFIC_MACRO with no macros (Postfix sends "D H")', { type: 'macro', command: 'H', macros: [] }, hex('00000002 44 48')],
     [
       'SMFIC_CONNECT inet, as captured from Postfix',
@@ -60,13 +71,25 @@ describe('commands (MTA to filter): exact bytes, both ways', () => {
       { type: 'connect', hostname: 'localhost', family: 'unix', port: 0, address: '/run/smtp.sock' },
       frame('C', Buffer.concat([bytes('localhost\0'), bytes('L'), hex('0000'), bytes('/run/smtp.sock\0')])),
     ],
-    ['SMFIC_CONNECT unknown family', { type: 'connect', hostname: 'unknown', family: 'unknown', port: 0, address: '' }, frame('C', 'unknown\0U')],
+    [
+      'SMFIC_CONNECT unknown family',
+      { type: 'connect', hostname: 'unknown', family: 'unknown', port: 0, address: '' },
+      frame('C', 'unknown\0U'),
+    ],
     ['SMFIC_HELO', { type: 'helo', hostname: 'client.example.org' }, frame('H', 'client.example.org\0')],
-    ['SMFIC_MAIL with ESMTP args', { type: 'mail', sender: '<a@example.org>', args: ['SIZE=123', 'BODY=8BITMIME'] }, frame('M', '<a@example.org>\0SIZE=123\0BODY=8BITMIME\0')],
+    [
+      'SMFIC_MAIL with ESMTP args',
+      { type: 'mail', sender: '<a@example.org>', args: ['SIZE=123', 'BODY=8BITMIME'] },
+      frame('M', '<a@example.org>\0SIZE=123\0BODY=8BITMIME\0'),
+    ],
     ['SMFIC_MAIL null sender', { type: 'mail', sender: '<>', args: [] }, frame('M', '<>\0')],
     ['SMFIC_RCPT', { type: 'rcpt', recipient: '<b@example.net>', args: ['NOTIFY=NEVER'] }, frame('R', '<b@example.net>\0NOTIFY=NEVER\0')],
     ['SMFIC_DATA', { type: 'data' }, hex('00000001 54')],
-    ['SMFIC_HEADER', { type: 'header', name: 'Subject', value: bytes(' Gr\xfc\xdfe\n\tfolded') }, frame('L', 'Subject\0 Gr\xfc\xdfe\n\tfolded\0')],
+    [
+      'SMFIC_HEADER',
+      { type: 'header', name: 'Subject', value: bytes(' Gr\xfc\xdfe\n\tfolded') },
+      frame('L', 'Subject\0 Gr\xfc\xdfe\n\tfolded\0'),
+    ],
     ['SMFIC_HEADER with empty value', { type: 'header', name: 'X-Empty', value: Buffer.alloc(0) }, frame('L', 'X-Empty\0\0')],
     ['SMFIC_EOH', { type: 'endOfHeaders' }, hex('00000001 4e')],
     ['SMFIC_BODY (binary safe)', { type: 'body', chunk: hex('00ff0d0a41') }, frame('B', hex('00ff0d0a41'))],
@@ -95,10 +118,20 @@ describe('commands (MTA to filter): exact bytes, both ways', () => {
 
   it('tolerates a missing final NUL and stray data on data-less commands', () => {
     expect(decodeCommand(packetOf(frame('H', 'no-nul')))).toEqual({ type: 'helo', hostname: 'no-nul' });
-    expect(decodeCommand(packetOf(frame('L', 'Subject\0value-without-nul')))).toEqual({ type: 'header', name: 'Subject', value: bytes('value-without-nul') });
+    expect(decodeCommand(packetOf(frame('L', 'Subject\0value-without-nul')))).toEqual({
+      type: 'header',
+      name: 'Subject',
+      value: bytes('value-without-nul'),
+    });
     expect(decodeCommand(packetOf(frame('L', 'X-Name-Only')))).toEqual({ type: 'header', name: 'X-Name-Only', value: Buffer.alloc(0) });
     expect(decodeCommand(packetOf(frame('Q', 'junk')))).toEqual({ type: 'quit' });
-    expect(decodeCommand(packetOf(frame('C', 'host\0')))).toEqual({ type: 'connect', hostname: 'host', family: 'unknown', port: 0, address: '' });
+    expect(decodeCommand(packetOf(frame('C', 'host\0')))).toEqual({
+      type: 'connect',
+      hostname: 'host',
+      family: 'unknown',
+      port: 0,
+      address: '',
+    });
     expect(decodeCommand(packetOf(frame('M')))).toEqual({ type: 'mail', sender: '', args: [] });
   });
 
@@ -166,13 +199,33 @@ describe('responses (filter to MTA): exact bytes, both ways', () => {
     ['SMFIR_SKIP', { type: 'skip' }, hex('00000001 73')],
     ['SMFIR_PROGRESS', { type: 'progress' }, hex('00000001 70')],
     ['SMFIR_ADDHEADER', { type: 'addHeader', name: 'X-A', value: bytes(' v\n\tw') }, frame('h', 'X-A\0 v\n\tw\0')],
-    ['SMFIR_INSHEADER', { type: 'insertHeader', index: 0, name: 'X-I', value: bytes(' top') }, frame('i', Buffer.concat([hex('00000000'), bytes('X-I\0 top\0')]))],
-    ['SMFIR_CHGHEADER', { type: 'changeHeader', index: 2, name: 'Subject', value: bytes(' new') }, frame('m', Buffer.concat([hex('00000002'), bytes('Subject\0 new\0')]))],
-    ['SMFIR_CHGHEADER (delete)', { type: 'changeHeader', index: 1, name: 'X-D', value: Buffer.alloc(0) }, frame('m', Buffer.concat([hex('00000001'), bytes('X-D\0\0')]))],
+    [
+      'SMFIR_INSHEADER',
+      { type: 'insertHeader', index: 0, name: 'X-I', value: bytes(' top') },
+      frame('i', Buffer.concat([hex('00000000'), bytes('X-I\0 top\0')])),
+    ],
+    [
+      'SMFIR_CHGHEADER',
+      { type: 'changeHeader', index: 2, name: 'Subject', value: bytes(' new') },
+      frame('m', Buffer.concat([hex('00000002'), bytes('Subject\0 new\0')])),
+    ],
+    [
+      'SMFIR_CHGHEADER (delete)',
+      { type: 'changeHeader', index: 1, name: 'X-D', value: Buffer.alloc(0) },
+      frame('m', Buffer.concat([hex('00000001'), bytes('X-D\0\0')])),
+    ],
     ['SMFIR_CHGFROM', { type: 'changeFrom', sender: '<new@example.org>' }, frame('e', '<new@example.org>\0')],
-    ['SMFIR_CHGFROM with args', { type: 'changeFrom', sender: '<new@example.org>', args: 'RET=HDRS' }, frame('e', '<new@example.org>\0RET=HDRS\0')],
+    [
+      'SMFIR_CHGFROM with args',
+      { type: 'changeFrom', sender: '<new@example.org>', args: 'RET=HDRS' },
+      frame('e', '<new@example.org>\0RET=HDRS\0'),
+    ],
     ['SMFIR_ADDRCPT', { type: 'addRcpt', recipient: '<c@example.net>' }, frame('+', '<c@example.net>\0')],
-    ['SMFIR_ADDRCPT_PAR', { type: 'addRcptPar', recipient: '<c@example.net>', args: 'NOTIFY=NEVER' }, frame('2', '<c@example.net>\0NOTIFY=NEVER\0')],
+    [
+      'SMFIR_ADDRCPT_PAR',
+      { type: 'addRcptPar', recipient: '<c@example.net>', args: 'NOTIFY=NEVER' },
+      frame('2', '<c@example.net>\0NOTIFY=NEVER\0'),
+    ],
     ['SMFIR_ADDRCPT_PAR without args', { type: 'addRcptPar', recipient: '<c@example.net>' }, frame('2', '<c@example.net>\0')],
     ['SMFIR_DELRCPT', { type: 'delRcpt', recipient: '<d@example.net>' }, frame('-', '<d@example.net>\0')],
     ['SMFIR_REPLBODY', { type: 'replaceBody', chunk: bytes('new body\r\n') }, frame('b', 'new body\r\n')],

@@ -102,13 +102,17 @@ describe('PacketDecoder', () => {
 
   it('property: any fragmentation of a response stream decodes to the same responses', () => {
     fc.assert(
-      fc.property(fc.array(arbitraryResponse, { minLength: 1, maxLength: 25 }), fc.array(fc.nat(), { maxLength: 60 }), (responses, cuts) => {
-        const wire = Buffer.concat(responses.map(encodeResponse));
-        const decoder = new PacketDecoder();
-        const decoded: MilterResponse[] = [];
-        for (const part of split(wire, cuts)) for (const p of decoder.push(part)) decoded.push(decodeResponse(p));
-        expect(decoded).toEqual(responses);
-      }),
+      fc.property(
+        fc.array(arbitraryResponse, { minLength: 1, maxLength: 25 }),
+        fc.array(fc.nat(), { maxLength: 60 }),
+        (responses, cuts) => {
+          const wire = Buffer.concat(responses.map(encodeResponse));
+          const decoder = new PacketDecoder();
+          const decoded: MilterResponse[] = [];
+          for (const part of split(wire, cuts)) for (const p of decoder.push(part)) decoded.push(decodeResponse(p));
+          expect(decoded).toEqual(responses);
+        },
+      ),
       { numRuns: 300 },
     );
   });

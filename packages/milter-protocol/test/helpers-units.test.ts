@@ -50,7 +50,11 @@ describe('SMTP reply text', () => {
     expect(formatSmtpReply({ code: 451, text: '100% busy' })).toBe('451 100%% busy');
     expect(formatSmtpReply({ code: 421 })).toBe('421');
     expect(formatSmtpReply({ code: 550, extended: '5.7.1', text: ['first', 'second'] })).toBe('550-5.7.1 first\r\n550 5.7.1 second');
-    expect(parseSmtpReply('550-5.7.1 first\r\n550 5.7.1 100%% second')).toEqual({ code: 550, extended: '5.7.1', text: ['first', '100% second'] });
+    expect(parseSmtpReply('550-5.7.1 first\r\n550 5.7.1 100%% second')).toEqual({
+      code: 550,
+      extended: '5.7.1',
+      text: ['first', '100% second'],
+    });
     expect(parseSmtpReply('451 4.3.0 later')).toEqual({ code: 451, extended: '4.3.0', text: 'later' });
   });
 

@@ -100,7 +100,11 @@ describe('BufferBudget', () => {
   it('evicts the largest holder first; refuses the claimant when it holds the most', () => {
     const budget = new BufferBudget(1000);
     const evicted: string[] = [];
-    const [small, big, other] = ['small', 'big', 'other'].map((n) => holder(budget, evicted, n)) as [BudgetHolder, BudgetHolder, BudgetHolder];
+    const [small, big, other] = ['small', 'big', 'other'].map((n) => holder(budget, evicted, n)) as [
+      BudgetHolder,
+      BudgetHolder,
+      BudgetHolder,
+    ];
     expect(budget.claim(small, 100)).toBe(true);
     expect(budget.claim(big, 700)).toBe(true);
     expect(budget.used).toBe(800);
@@ -164,7 +168,11 @@ describe('server limits', () => {
 
   it('maxBufferedBytes: connections holding big partial packets are closed, largest first; a small one and new transactions go on', async () => {
     const limit = 1024 * 1024;
-    s = await startServer({ maxBufferedBytes: limit, maxPacketSize: 2 * 1024 * 1024, handler: () => ({ endOfMessage: () => 'accept' as const }) });
+    s = await startServer({
+      maxBufferedBytes: limit,
+      maxPacketSize: 2 * 1024 * 1024,
+      handler: () => ({ endOfMessage: () => 'accept' as const }),
+    });
     const path = (s.spec as { path: string }).path;
     // A message in progress, half a header packet sent.
     const modest = await raw(path);
@@ -275,7 +283,12 @@ describe('Modifier header checks', () => {
     m.insertHeader(0, 'X-Utf8', Buffer.from(' café', 'utf8'));
     m.changeHeader('X-Empty', 1, '');
     m.deleteHeader('X-Gone', 1);
-    expect(m.modifications.map((x) => ('value' in x ? x.value.toString('latin1') : x.type))).toEqual([' a\n\tb\n c', Buffer.from(' café').toString('latin1'), '', '']);
+    expect(m.modifications.map((x) => ('value' in x ? x.value.toString('latin1') : x.type))).toEqual([
+      ' a\n\tb\n c',
+      Buffer.from(' café').toString('latin1'),
+      '',
+      '',
+    ]);
   });
 
   it('refuses names with a colon, space, control characters, 8-bit characters or nothing', () => {
@@ -306,7 +319,11 @@ describe('Modifier header checks', () => {
       }),
     });
     try {
-      const r = await runTransaction(s.spec, { sender: 'a@example.org', recipients: ['b@example.net'], message: 'Subject: x\r\n\r\nbody\r\n' });
+      const r = await runTransaction(s.spec, {
+        sender: 'a@example.org',
+        recipients: ['b@example.net'],
+        message: 'Subject: x\r\n\r\nbody\r\n',
+      });
       expect(seen).toEqual(['MilterHeaderError']);
       expect(r.endOfMessage?.reply).toEqual({ type: 'accept' });
       expect(r.endOfMessage?.modifications.map((x) => ('name' in x ? x.name : x.type))).toEqual(['X-Fallback']);

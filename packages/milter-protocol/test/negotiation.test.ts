@@ -32,10 +32,13 @@ describe('negotiate (filter side)', () => {
   });
 
   it('intersects wanted bits with the offer', () => {
-    const o = negotiate({ version: 6, actions: A.AddHeaders | A.ChangeBody, protocol: P.NoBody | P.NoReplyHeader }, {
-      actions: A.AddHeaders | A.Quarantine,
-      protocol: P.NoReplyHeader | P.Skip | P.HeaderLeadingSpace,
-    });
+    const o = negotiate(
+      { version: 6, actions: A.AddHeaders | A.ChangeBody, protocol: P.NoBody | P.NoReplyHeader },
+      {
+        actions: A.AddHeaders | A.Quarantine,
+        protocol: P.NoReplyHeader | P.Skip | P.HeaderLeadingSpace,
+      },
+    );
     expect(o.actions).toBe(A.AddHeaders);
     expect(o.protocol).toBe(P.NoReplyHeader);
   });
@@ -133,7 +136,19 @@ describe('negotiate (filter side)', () => {
     expect(protocolForHandler({})).toBe(
       P.NoReplyConnect | P.NoReplyHelo | P.NoReplyMail | P.NoReplyRcpt | P.NoData | P.NoHeaders | P.NoEndOfHeaders | P.NoBody | P.NoUnknown,
     );
-    expect(protocolForHandler({ connect() {}, helo() {}, mail() {}, rcpt() {}, data() {}, header() {}, endOfHeaders() {}, body() {}, unknown() {} })).toBe(0);
+    expect(
+      protocolForHandler({
+        connect() {},
+        helo() {},
+        mail() {},
+        rcpt() {},
+        data() {},
+        header() {},
+        endOfHeaders() {},
+        body() {},
+        unknown() {},
+      }),
+    ).toBe(0);
     class Handler {
       header() {}
     }
@@ -144,13 +159,16 @@ describe('negotiate (filter side)', () => {
 describe('acceptFilterReply (MTA side)', () => {
   const offer = mtaOffer(6);
   it('accepts a proper reply and ignores protocol bits that were not offered', () => {
-    const o = acceptFilterReply({ version: 6, actions: 0x1ff, protocol: P.NoBody }, {
-      type: 'negotiate',
-      version: 6,
-      actions: A.AddHeaders,
-      protocol: P.NoBody | P.NoReplyHeader,
-      macros: [],
-    });
+    const o = acceptFilterReply(
+      { version: 6, actions: 0x1ff, protocol: P.NoBody },
+      {
+        type: 'negotiate',
+        version: 6,
+        actions: A.AddHeaders,
+        protocol: P.NoBody | P.NoReplyHeader,
+        macros: [],
+      },
+    );
     expect(o.protocol).toBe(P.NoBody);
     expect(expectsReply(o, 'header')).toBe(true);
   });
@@ -158,9 +176,9 @@ describe('acceptFilterReply (MTA side)', () => {
     expect(() => acceptFilterReply(mtaOffer(4), { type: 'negotiate', version: 6, actions: 1, protocol: 0, macros: [] })).toThrow(
       /^negotiate: filter protocol version 6 conflicts with MTA protocol version 4/,
     );
-    expect(() => acceptFilterReply({ ...offer, actions: 0x3f }, { type: 'negotiate', version: 6, actions: 0x40, protocol: 0, macros: [] })).toThrow(
-      /SMFIF_CHGFROM that the MTA did not offer/,
-    );
+    expect(() =>
+      acceptFilterReply({ ...offer, actions: 0x3f }, { type: 'negotiate', version: 6, actions: 0x40, protocol: 0, macros: [] }),
+    ).toThrow(/SMFIF_CHGFROM that the MTA did not offer/);
   });
   it('keeps macro lists only with SMFIF_SETSYMLIST', () => {
     const lists = [{ stage: 2, names: 'i' }];

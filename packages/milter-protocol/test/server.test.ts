@@ -68,9 +68,13 @@ describe('unix sockets', () => {
   it('replaces a stale socket left by a dead process', async () => {
     const path = join(dir(), 'stale.sock');
     // a process that listens and is then killed leaves its socket file behind
-    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => console.log('up'))`], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => console.log('up'))`],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     await new Promise((resolve) => child.stdout?.once('data', resolve));
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));
@@ -177,7 +181,10 @@ describe('robustness', () => {
   const garbage = fc.oneof(
     fc.uint8Array({ minLength: 1, maxLength: 2000 }).map((a) => Buffer.from(a)),
     fc
-      .array(fc.record({ code: fc.integer({ min: 0, max: 255 }), payload: fc.uint8Array({ maxLength: 300 }) }), { minLength: 1, maxLength: 20 })
+      .array(fc.record({ code: fc.integer({ min: 0, max: 255 }), payload: fc.uint8Array({ maxLength: 300 }) }), {
+        minLength: 1,
+        maxLength: 20,
+      })
       .map((packets) =>
         Buffer.concat([
           encodeCommand({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff }),
@@ -377,7 +384,14 @@ describe('protocol versions end to end', () => {
     expected.push(`v${version} header`, `v${version} eoh`, ...[65535, 65535, 65535, 65535, 37860].map((n) => `v${version} body ${n}`));
     expected.push(`v${version} eom`, `v${version} endOfMessage: changeFrom needs SMFIF_CHGFROM`);
     expect(events).toEqual(expected);
-    expect(eom.modifications.map((m) => m.type)).toEqual(['addHeader', 'replaceBody', 'replaceBody', 'replaceBody', 'replaceBody', 'replaceBody']);
+    expect(eom.modifications.map((m) => m.type)).toEqual([
+      'addHeader',
+      'replaceBody',
+      'replaceBody',
+      'replaceBody',
+      'replaceBody',
+      'replaceBody',
+    ]);
   });
 
   it('version 6 with sendmail-style MDS_256K: larger packets both ways, macro lists', async () => {
@@ -386,7 +400,12 @@ describe('protocol versions end to end', () => {
     expect(options.maxDataSize).toBe(MAX_DATA_SIZE_256K);
     expect(options.macros).toEqual([{ stage: 2, names: 'i' }]);
     expect(events.filter((e) => e.includes('body'))).toEqual(['v6 body 262143', 'v6 body 37857']);
-    expect(eom.modifications.map((m) => (m.type === 'replaceBody' ? m.chunk.length : m.type))).toEqual(['addHeader', 'changeFrom', 262143, 37857]);
+    expect(eom.modifications.map((m) => (m.type === 'replaceBody' ? m.chunk.length : m.type))).toEqual([
+      'addHeader',
+      'changeFrom',
+      262143,
+      37857,
+    ]);
   });
 
   it('a filter limited to version 2 talks version 2 to a version 6 MTA', async () => {

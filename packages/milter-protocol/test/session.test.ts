@@ -41,7 +41,9 @@ function recorder(events: string[], extra: (ctx: MilterContext) => Partial<Milte
       events.push(`helo ${name}`);
     },
     mail(sender) {
-      events.push(`mail ${sender.address} raw=${sender.raw} args=${sender.args.join(',')} i=${ctx.macros.get('i') ?? '-'} #${ctx.message?.index}`);
+      events.push(
+        `mail ${sender.address} raw=${sender.raw} args=${sender.args.join(',')} i=${ctx.macros.get('i') ?? '-'} #${ctx.message?.index}`,
+      );
     },
     rcpt(recipient) {
       events.push(`rcpt ${recipient.address} n=${ctx.message?.recipients.length}`);
@@ -81,7 +83,9 @@ describe('client against server: every stage', () => {
     const client = await MilterClient.open(s.spec);
     expect(client.options.version).toBe(6);
     client.macro('C', { j: 'mx.example.org', '{daemon_name}': 'smtpd' });
-    expect(await client.connect({ hostname: 'client.example.org', family: 'inet6', address: 'IPv6:2001:db8::7', port: 4321 })).toEqual({ type: 'continue' });
+    expect(await client.connect({ hostname: 'client.example.org', family: 'inet6', address: 'IPv6:2001:db8::7', port: 4321 })).toEqual({
+      type: 'continue',
+    });
     expect(await client.helo('client.example.org')).toEqual({ type: 'continue' });
     client.macro('M', { i: 'Q1' });
     expect(await client.mail('<alice@example.org>', ['SIZE=42', 'BODY=8BITMIME'])).toEqual({ type: 'continue' });
@@ -136,12 +140,18 @@ describe('client against server: every stage', () => {
         },
       }),
     });
-    const r = await runTransaction(s.spec, { sender: 'a@example.org', recipients: ['gone@example.net'], message: 'Subject: x\r\n\r\nbody\r\n' });
+    const r = await runTransaction(s.spec, {
+      sender: 'a@example.org',
+      recipients: ['gone@example.net'],
+      message: 'Subject: x\r\n\r\nbody\r\n',
+    });
     const eom = r.endOfMessage;
     expect(eom?.reply).toEqual({ type: 'accept' });
     const mods = eom?.modifications ?? [];
     const summary = mods.map((m) =>
-      m.type === 'replaceBody' ? `body ${m.chunk.length}` : JSON.stringify(m, (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('latin1') : v)),
+      m.type === 'replaceBody'
+        ? `body ${m.chunk.length}`
+        : JSON.stringify(m, (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('latin1') : v)),
     );
     expect(summary).toEqual([
       '{"type":"addHeader","name":"X-Added","value":" one\\n\\ttwo"}',
@@ -353,7 +363,10 @@ describe('replies, no-reply steps, skip, progress', () => {
     expect(await refused.connect({ hostname: 'bad', address: '192.0.2.66' })).toEqual({ type: 'replyCode', text: '421 4.7.0 go away' });
     refused.destroy();
     const r = await runTransaction(s.spec, { sender: 'a@x', recipients: ['nobody@x', 'yes@x'], message: 'S: x\r\n\r\nb\r\n' });
-    expect(r.steps.find((st) => st.recipient === 'nobody@x')?.reply).toEqual({ type: 'replyCode', text: '550-5.1.1 no such user\r\n550 5.1.1 really' });
+    expect(r.steps.find((st) => st.recipient === 'nobody@x')?.reply).toEqual({
+      type: 'replyCode',
+      text: '550-5.1.1 no such user\r\n550 5.1.1 really',
+    });
     expect(r.rejectedRecipients).toEqual(['nobody@x']);
     expect(r.outcome).toEqual({ stage: 'endOfMessage', reply: { type: 'replyCode', text: '451 4.7.1 try 100%% later' } });
   });
@@ -403,7 +416,10 @@ describe('errors stay inside their connection', () => {
     expect(await client.mail('<a@example.org>')).toEqual({ type: 'tempfail' });
     expect(await client.rcpt('<b@example.net>')).toEqual({ type: 'tempfail' });
     await client.quit();
-    expect(s.errors.map((e) => e.message)).toEqual(['mail: handler failed: database down', 'rcpt: SMTP reply code must be 4xx or 5xx, not 250']);
+    expect(s.errors.map((e) => e.message)).toEqual([
+      'mail: handler failed: database down',
+      'rcpt: SMTP reply code must be 4xx or 5xx, not 250',
+    ]);
     expect(s.errors[0]?.cause).toBeInstanceOf(Error);
   });
 
@@ -473,7 +489,10 @@ describe('errors stay inside their connection', () => {
     const s = await serve({ handler: () => ({}) });
     for (const wire of [
       encodeCommand({ type: 'helo', hostname: 'early' }),
-      Buffer.concat([encodeCommand({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff }), encodeCommand({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff })]),
+      Buffer.concat([
+        encodeCommand({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff }),
+        encodeCommand({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff }),
+      ]),
       encodeCommand({ type: 'negotiate', version: 1, actions: 0xf, protocol: 0x3f }),
     ]) {
       const socket = connect((s.spec as { path: string }).path);

@@ -58,9 +58,14 @@ describe('formatting', () => {
   it('prints the sendmail.mc line', () => {
     expect(formatSendmailFilter('inkan', 'inet:127.0.0.1:8891')).toBe("INPUT_MAIL_FILTER(`inkan', `S=inet:8891@127.0.0.1')");
     expect(
-      formatSendmailFilter('inkan', 'unix:/run/inkan.sock', { onFailure: 'T', timeouts: { connect: '5m', send: '10s', read: '30s', end: '5m' } }),
+      formatSendmailFilter('inkan', 'unix:/run/inkan.sock', {
+        onFailure: 'T',
+        timeouts: { connect: '5m', send: '10s', read: '30s', end: '5m' },
+      }),
     ).toBe("INPUT_MAIL_FILTER(`inkan', `S=local:/run/inkan.sock, F=T, T=C:5m;S:10s;R:30s;E:5m')");
-    expect(formatSendmailFilter('v6', 'inet:[::1]:8891', { timeouts: { read: '1m' } })).toBe("INPUT_MAIL_FILTER(`v6', `S=inet6:8891@::1, T=R:1m')");
+    expect(formatSendmailFilter('v6', 'inet:[::1]:8891', { timeouts: { read: '1m' } })).toBe(
+      "INPUT_MAIL_FILTER(`v6', `S=inet6:8891@::1, T=R:1m')",
+    );
     expect(() => formatSendmailFilter('bad name', 'inet:8891@127.0.0.1')).toThrow(/filter name/);
     expect(() => formatSendmailFilter('x', 'inet:8891@127.0.0.1', { timeouts: { read: 'soon' } })).toThrow(/not a sendmail time/);
   });

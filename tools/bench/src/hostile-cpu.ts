@@ -47,10 +47,14 @@ async function uncappedRsaMs(publicKeyB64: string, bytes: number, minMs: number)
   const key = createPublicKey({ key: Buffer.from(publicKeyB64, 'base64'), format: 'der', type: 'spki' });
   const data = randomBytes(600);
   const sig = randomSignature(bytes);
-  const perSecond = await rate(() => {
-    for (let i = 0; i < 10; i++) verify('sha256', data, key, sig);
-    for (let i = 0; i < 10; i++) verify('sha1', data, key, sig);
-  }, minMs, 1000);
+  const perSecond = await rate(
+    () => {
+      for (let i = 0; i < 10; i++) verify('sha256', data, key, sig);
+      for (let i = 0; i < 10; i++) verify('sha1', data, key, sig);
+    },
+    minMs,
+    1000,
+  );
   return 1000 / perSecond;
 }
 
@@ -91,7 +95,10 @@ async function library(o: HostileCpuOptions): Promise<void> {
     [`big._domainkey.${DOMAIN}`]: `v=DKIM1; k=rsa; p=${bigP}`,
   });
   const base = baseMessage(0);
-  const normal = Buffer.concat([Buffer.from(await signMessage(base, { domain: DOMAIN, selector: 'good', privateKey: good.privateKey }), 'latin1'), base]);
+  const normal = Buffer.concat([
+    Buffer.from(await signMessage(base, { domain: DOMAIN, selector: 'good', privateKey: good.privateKey }), 'latin1'),
+    base,
+  ]);
   const hostile = withManySignatures(base, { domain: DOMAIN, selector: 'hostile', dkim: 10, domainKeys: 10, signatureBytes: 384 });
   const big = withManySignatures(base, { domain: DOMAIN, selector: 'big', dkim: 10, domainKeys: 10, signatureBytes: 512 });
 
@@ -107,7 +114,8 @@ async function library(o: HostileCpuOptions): Promise<void> {
   for (const c of cases) {
     const check = await verifyDkimAndDomainKeys(c.message, { resolver });
     const all = [...check.dkim, ...check.domainkeys];
-    if (all[0]?.result !== c.expect) throw new Error(`hostile-cpu: ${c.name} gave ${all[0]?.result} (${all[0]?.reason}), expected ${c.expect}`);
+    if (all[0]?.result !== c.expect)
+      throw new Error(`hostile-cpu: ${c.name} gave ${all[0]?.result} (${all[0]?.reason}), expected ${c.expect}`);
     const checked = all.filter((r) => r.result === 'pass' || r.result === 'fail').length;
     const ms = 1000 / (await rate(() => verifyDkimAndDomainKeys(c.message, { resolver }), minMs, 20_000));
     if (!c.p) normalMs = ms;
@@ -124,14 +132,18 @@ async function library(o: HostileCpuOptions): Promise<void> {
       before === undefined ? '-' : '20',
     ]);
   }
-  o.table('hostile CPU, library: one message verified (DKIM + DomainKeys), ms per message (× the normal message)', [
-    'message',
-    'inkan now, ms',
-    'RSA checks now',
-    'longest loop turn, CPU ms (GC pauses too)',
-    'RSA work b5f5af8 did in one turn, ms',
-    'RSA checks then',
-  ], rows);
+  o.table(
+    'hostile CPU, library: one message verified (DKIM + DomainKeys), ms per message (× the normal message)',
+    [
+      'message',
+      'inkan now, ms',
+      'RSA checks now',
+      'longest loop turn, CPU ms (GC pauses too)',
+      'RSA work b5f5af8 did in one turn, ms',
+      'RSA checks then',
+    ],
+    rows,
+  );
 }
 
 interface SenderStats {
@@ -143,7 +155,11 @@ interface SenderStats {
 async function sender(spec: string, message: Buffer, until: number, stats: SenderStats): Promise<void> {
   while (performance.now() < until) {
     const started = performance.now();
-    const r = await runTransaction(spec, { sender: `joe@${DOMAIN}`, recipients: ['suzie@example.net'], message, client: { address: '192.0.2.7' } }, { timeoutMs: 60_000 });
+    const r = await runTransaction(
+      spec,
+      { sender: `joe@${DOMAIN}`, recipients: ['suzie@example.net'], message, client: { address: '192.0.2.7' } },
+      { timeoutMs: 60_000 },
+    );
     if (!r.endOfMessage) throw new Error(`hostile-cpu: transaction ended at ${r.outcome.stage}`);
     stats.latencies.push(performance.now() - started);
     stats.done++;
@@ -167,14 +183,27 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
     const { milterd: proc, socket: spec } = await startMilterdOnPort(join(o.dir, 'milterd-hostile-cpu.conf'), lines, { output: 'quiet' });
     child = proc;
     const base = baseMessage(1);
-    const normal = Buffer.concat([Buffer.from(await signMessage(base, { domain: DOMAIN, selector: 'good', privateKey: good.privateKey }), 'latin1'), base]);
+    const normal = Buffer.concat([
+      Buffer.from(await signMessage(base, { domain: DOMAIN, selector: 'good', privateKey: good.privateKey }), 'latin1'),
+      base,
+    ]);
     const attacks: [string, Buffer][] = [
-      ['3072-bit key, 2048-bit exponent', withManySignatures(base, { domain: DOMAIN, selector: 'hostile', dkim: 10, domainKeys: 10, signatureBytes: 384 })],
-      ['4096-bit key, e = 65537', withManySignatures(base, { domain: DOMAIN, selector: 'big', dkim: 10, domainKeys: 10, signatureBytes: 512 })],
+      [
+        '3072-bit key, 2048-bit exponent',
+        withManySignatures(base, { domain: DOMAIN, selector: 'hostile', dkim: 10, domainKeys: 10, signatureBytes: 384 }),
+      ],
+      [
+        '4096-bit key, e = 65537',
+        withManySignatures(base, { domain: DOMAIN, selector: 'big', dkim: 10, domainKeys: 10, signatureBytes: 512 }),
+      ],
     ];
     // Check what the milter says about each, once (and warm it up).
     const arOf = async (m: Buffer) => {
-      const r = await runTransaction(spec, { sender: `joe@${DOMAIN}`, recipients: ['suzie@example.net'], message: m }, { timeoutMs: 60_000 });
+      const r = await runTransaction(
+        spec,
+        { sender: `joe@${DOMAIN}`, recipients: ['suzie@example.net'], message: m },
+        { timeoutMs: 60_000 },
+      );
       const ar = r.endOfMessage?.modifications.find((x) => 'name' in x && x.name === 'Authentication-Results');
       return ar && 'value' in ar ? ar.value.toString('latin1') : '';
     };
@@ -182,7 +211,8 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
     for (const [name, m] of attacks) {
       const ar = await arOf(m);
       const policy = (ar.match(/=policy/g) ?? []).length;
-      if (!/not verified: more than 10 signatures/.test(ar)) throw new Error(`hostile-cpu: ${name}: no signature cap in ${ar.slice(0, 200)}`);
+      if (!/not verified: more than 10 signatures/.test(ar))
+        throw new Error(`hostile-cpu: ${name}: no signature cap in ${ar.slice(0, 200)}`);
       if (name.startsWith('3072') && policy !== 20) throw new Error(`hostile-cpu: ${name}: ${policy} policy results, expected 20`);
     }
     for (let i = 0; i < (o.quick ? 5 : 50); i++) await arOf(normal);
@@ -222,14 +252,11 @@ async function milterd(o: HostileCpuOptions): Promise<void> {
         o.fmt(cpuMs / all, 2),
       ]);
     }
-    o.table(`hostile CPU, inkan-milterd (verify mode, QueryCache no: a key lookup per message; MilterClient over loopback, ${seconds} s each): one normal sender beside 4 other connections`, [
-      'other connections',
-      'normal msgs/s',
-      'normal latency ms (median / max)',
-      'others msgs/s',
-      'all msgs/s',
-      'milterd CPU ms/msg',
-    ], rows);
+    o.table(
+      `hostile CPU, inkan-milterd (verify mode, QueryCache no: a key lookup per message; MilterClient over loopback, ${seconds} s each): one normal sender beside 4 other connections`,
+      ['other connections', 'normal msgs/s', 'normal latency ms (median / max)', 'others msgs/s', 'all msgs/s', 'milterd CPU ms/msg'],
+      rows,
+    );
   } finally {
     await child?.stop();
     await dns.stop();

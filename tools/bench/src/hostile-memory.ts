@@ -118,14 +118,21 @@ export async function hostileMemory(o: HostileMemoryOptions): Promise<void> {
   const rows = [
     await partialPackets(o, 'default limits', [], count),
     await partialPackets(o, '4 MiB packets allowed', ['MaximumPacketSize 8388608'], count),
-    await partialPackets(o, 'no limits (as before #16)', ['MaximumPacketSize 8388608', 'MaximumBufferedBytes 17179869184', `MaximumConnections ${count + 10}`], count),
+    await partialPackets(
+      o,
+      'no limits (as before #16)',
+      ['MaximumPacketSize 8388608', 'MaximumBufferedBytes 17179869184', `MaximumConnections ${count + 10}`],
+      count,
+    ),
   ];
   o.table(
     'hostile clients: connections each holding a partial 4 MiB packet (MaximumPacketSize 1 MiB, MaximumBufferedBytes 64 MiB by default)',
     ['limits', 'connections', 'closed by milterd', 'idle RSS MiB', 'RSS held', 'peak RSS'],
     rows,
   );
-  o.table('hostile message: many small header fields (peak RSS over idle, MiB)', ['what', 'peak RSS', 'seconds', 'reply to the MTA'], [
-    await manyHeaders(o, o.quick ? 30_000 : 300_000),
-  ]);
+  o.table(
+    'hostile message: many small header fields (peak RSS over idle, MiB)',
+    ['what', 'peak RSS', 'seconds', 'reply to the MTA'],
+    [await manyHeaders(o, o.quick ? 30_000 : 300_000)],
+  );
 }

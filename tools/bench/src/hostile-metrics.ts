@@ -58,7 +58,9 @@ console.log(answered);
 
 /** Run the scrapers for `seconds` against `port` (0: their own server); how many scrapes were answered. */
 async function scrapeFor(port: number, seconds: number): Promise<number> {
-  const scrapers = spawn(process.execPath, ['--input-type=module', '-e', SCRAPER, String(port), String(seconds * 1000)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const scrapers = spawn(process.execPath, ['--input-type=module', '-e', SCRAPER, String(port), String(seconds * 1000)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   scrapers.stdout?.on('data', (d: Buffer) => {
     out += d.toString();
@@ -86,7 +88,9 @@ function scrape(port: number): Promise<string> {
 }
 
 function message(n: number): Buffer {
-  return Buffer.from(`From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: metrics ${n}\r\nMessage-ID: <metrics.${n}@example.org>\r\n\r\nA short message, ${n}.\r\n`);
+  return Buffer.from(
+    `From: Joe <joe@example.org>\r\nTo: suzie@example.net\r\nSubject: metrics ${n}\r\nMessage-ID: <metrics.${n}@example.org>\r\n\r\nA short message, ${n}.\r\n`,
+  );
 }
 
 /** Messages signed per second by two senders until `until`; throws on any unsigned message. */
@@ -95,8 +99,13 @@ async function signing(spec: string, until: number): Promise<number> {
   const started = performance.now();
   const sender = async () => {
     while (performance.now() < until) {
-      const r = await runTransaction(spec, { sender: 'joe@example.org', recipients: ['suzie@example.net'], message: message(done), client: { address: '127.0.0.1' } }, { timeoutMs: 60_000 });
-      if (!r.endOfMessage?.modifications.some((m) => m.type === 'insertHeader' && m.name === 'DKIM-Signature')) throw new Error('hostile-metrics: a message was not signed');
+      const r = await runTransaction(
+        spec,
+        { sender: 'joe@example.org', recipients: ['suzie@example.net'], message: message(done), client: { address: '127.0.0.1' } },
+        { timeoutMs: 60_000 },
+      );
+      if (!r.endOfMessage?.modifications.some((m) => m.type === 'insertHeader' && m.name === 'DKIM-Signature'))
+        throw new Error('hostile-metrics: a message was not signed');
       done++;
     }
   };
@@ -137,17 +146,21 @@ export async function hostileMetrics(o: HostileMetricsOptions): Promise<void> {
     const perScrapeMs = (cpuFlood - cpuQuiet * (flooded / quiet)) / (scrapes / seconds);
     const renders = Number(/^inkan_metrics_renders_total (\S+)$/m.exec(await scrape(metricsPort))?.[1] ?? Number.NaN) - rendersBefore;
     const perSecond = scrapes / seconds;
-    o.table(`hostile metrics: 4 clients scraping /metrics in a loop beside 2 senders signing (RSA-2048), ${seconds} s each`, ['what', 'value'], [
-      ['signed/s, nobody scraping', o.fmt(quiet, 0)],
-      ['signed/s, the same client scraping a server of its own (control)', `${o.fmt(control, 0)} (${o.fmt(control / quiet, 2)}×)`],
-      ['signed/s, while /metrics is scraped', `${o.fmt(flooded, 0)} (${o.fmt(flooded / quiet, 2)}×)`],
-      ['scrapes answered/s', o.fmt(perSecond, 0)],
-      ['texts made (inkan_metrics_renders_total)', `${o.fmt(renders, 0)} (b5f5af8: one per scrape, ${o.fmt(scrapes, 0)})`],
-      ['milterd CPU ms/s, nobody scraping / while scraped', `${o.fmt(cpuQuiet, 0)} / ${o.fmt(cpuFlood, 0)}`],
-      ['milterd CPU ms per scrape now (est.)', o.fmt(perScrapeMs, 2)],
-      ['one render of the registry, ms (b5f5af8: per scrape)', o.fmt(renderMs, 2)],
-      ['main-thread ms/s b5f5af8 spent rendering at this scrape rate', o.fmt(perSecond * renderMs, 0)],
-    ]);
+    o.table(
+      `hostile metrics: 4 clients scraping /metrics in a loop beside 2 senders signing (RSA-2048), ${seconds} s each`,
+      ['what', 'value'],
+      [
+        ['signed/s, nobody scraping', o.fmt(quiet, 0)],
+        ['signed/s, the same client scraping a server of its own (control)', `${o.fmt(control, 0)} (${o.fmt(control / quiet, 2)}×)`],
+        ['signed/s, while /metrics is scraped', `${o.fmt(flooded, 0)} (${o.fmt(flooded / quiet, 2)}×)`],
+        ['scrapes answered/s', o.fmt(perSecond, 0)],
+        ['texts made (inkan_metrics_renders_total)', `${o.fmt(renders, 0)} (b5f5af8: one per scrape, ${o.fmt(scrapes, 0)})`],
+        ['milterd CPU ms/s, nobody scraping / while scraped', `${o.fmt(cpuQuiet, 0)} / ${o.fmt(cpuFlood, 0)}`],
+        ['milterd CPU ms per scrape now (est.)', o.fmt(perScrapeMs, 2)],
+        ['one render of the registry, ms (b5f5af8: per scrape)', o.fmt(renderMs, 2)],
+        ['main-thread ms/s b5f5af8 spent rendering at this scrape rate', o.fmt(perSecond * renderMs, 0)],
+      ],
+    );
   } finally {
     await child?.stop();
   }

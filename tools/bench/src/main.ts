@@ -12,7 +12,19 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MemoryKeyResolver, signMessage, verifyMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { cpuSeconds, findProgram, freePort, runProgram, startDnsmasq, startMilterd, startPostfix, statusKiB, tcpAccepting, tempDir, waitFor } from '@inkan/testbed';
+import {
+  cpuSeconds,
+  findProgram,
+  freePort,
+  runProgram,
+  startDnsmasq,
+  startMilterd,
+  startPostfix,
+  statusKiB,
+  tcpAccepting,
+  tempDir,
+  waitFor,
+} from '@inkan/testbed';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
@@ -32,7 +44,8 @@ const dir = tempDir('inkan-bench-');
 chmodSync(dir, 0o755); // Postfix's processes must reach the milters' unix sockets in it
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 
-const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
+const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-';
 const ratio = (a: number, b: number) => (b > 0 && Number.isFinite(a) ? `${fmt(a / b, 2)}×` : '-');
 
 function table(title: string, head: string[], rows: string[][]): void {
@@ -69,11 +82,15 @@ async function library(): Promise<void> {
   const pemSign = await rate(() => sign('sha256', data, createPrivateKey(rsaPem)));
   const big = corpusMessage(10 * 1024 * 1024);
   const sha = (await rate(() => createHash('sha256').update(big).digest(), 200)) * (big.length / 1e6);
-  table('ceilings (node:crypto, this run)', ['operation', 'rate'], [
-    ['RSA-2048 sign, parsed KeyObject', `${fmt(keyObjectSign)}/s`],
-    ['RSA-2048 sign, PEM parsed per call', `${fmt(pemSign)}/s`],
-    ['SHA-256', `${fmt(sha)} MB/s`],
-  ]);
+  table(
+    'ceilings (node:crypto, this run)',
+    ['operation', 'rate'],
+    [
+      ['RSA-2048 sign, parsed KeyObject', `${fmt(keyObjectSign)}/s`],
+      ['RSA-2048 sign, PEM parsed per call', `${fmt(pemSign)}/s`],
+      ['SHA-256', `${fmt(sha)} MB/s`],
+    ],
+  );
 
   const sizes: [string, number][] = quick
     ? [
@@ -100,7 +117,8 @@ async function library(): Promise<void> {
         const maOpts = { signatureData: [{ signingDomain: 'example.org', selector, privateKey: pem, canonicalization: c }] };
         const maSigned = Buffer.concat([Buffer.from((await dkimSign(msg, maOpts)).signatures), msg]);
         const maCheck = await dkimVerify(maSigned, { resolver: mailauthResolver });
-        if (maCheck.results[0]?.status?.result !== 'pass') throw new Error(`mailauth bench message does not verify: ${JSON.stringify(maCheck.results[0]?.status)}`);
+        if (maCheck.results[0]?.status?.result !== 'pass')
+          throw new Error(`mailauth bench message does not verify: ${JSON.stringify(maCheck.results[0]?.status)}`);
         const inkanSign = await rate(() => signMessage(msg, opts));
         const maSign = await rate(() => dkimSign(msg, maOpts));
         const inkanVerify = await rate(() => verifyMessage(signed, { resolver }));
@@ -118,7 +136,11 @@ async function library(): Promise<void> {
       }
     }
   }
-  table('dkim-core vs mailauth 7.1.0 (msgs/s, one message at a time, same messages)', ['message', 'inkan sign', 'mailauth sign', 'ratio', 'inkan verify', 'mailauth verify', 'ratio'], rows);
+  table(
+    'dkim-core vs mailauth 7.1.0 (msgs/s, one message at a time, same messages)',
+    ['message', 'inkan sign', 'mailauth sign', 'ratio', 'inkan verify', 'mailauth verify', 'ratio'],
+    rows,
+  );
   // The targets, as medians of ratios measured side by side in three alternating rounds
   // (one figure minutes after the other would compare different moments of a noisy machine).
   // P1: 2 KiB RSA signing one message at a time against the synchronous ceiling (one core),
@@ -128,7 +150,13 @@ async function library(): Promise<void> {
   const p1opts = { domain: 'example.org', selector: 'bench', privateKey: rsa.privateKey, canonicalization: 'relaxed/relaxed' };
   const smallSigned = Buffer.concat([Buffer.from(await signMessage(small, p1opts)), small]);
   const maSmall = Buffer.concat([
-    Buffer.from((await dkimSign(small, { signatureData: [{ signingDomain: 'example.org', selector: 'bench', privateKey: rsaPem, canonicalization: 'relaxed/relaxed' }] })).signatures),
+    Buffer.from(
+      (
+        await dkimSign(small, {
+          signatureData: [{ signingDomain: 'example.org', selector: 'bench', privateKey: rsaPem, canonicalization: 'relaxed/relaxed' }],
+        })
+      ).signatures,
+    ),
     small,
   ]);
   const rounds: { one: number; sync: number; four: number; async4: number; verify: number; maVerify: number }[] = [];
@@ -148,11 +176,27 @@ async function library(): Promise<void> {
     rounds.map((r) => `${fmt(a(r))}/${fmt(b(r))}`).join('  '),
     `${fmt(median(rounds.map((r) => a(r) / b(r))), 2)}×`,
   ];
-  table('targets: 2 KiB RSA-2048 relaxed, three rounds side by side (inkan / reference, msgs/s)', ['what', 'rounds', 'median ratio'], [
-    row('P1 sign, one at a time / KeyObject sign (sync)', (r) => r.one, (r) => r.sync),
-    row('P1 sign, 4 in flight / async KeyObject sign, 4 in flight', (r) => r.four, (r) => r.async4),
-    row('P6 verify / mailauth verify', (r) => r.verify, (r) => r.maVerify),
-  ]);
+  table(
+    'targets: 2 KiB RSA-2048 relaxed, three rounds side by side (inkan / reference, msgs/s)',
+    ['what', 'rounds', 'median ratio'],
+    [
+      row(
+        'P1 sign, one at a time / KeyObject sign (sync)',
+        (r) => r.one,
+        (r) => r.sync,
+      ),
+      row(
+        'P1 sign, 4 in flight / async KeyObject sign, 4 in flight',
+        (r) => r.four,
+        (r) => r.async4,
+      ),
+      row(
+        'P6 verify / mailauth verify',
+        (r) => r.verify,
+        (r) => r.maVerify,
+      ),
+    ],
+  );
 
   // dkimpy and Mail::DKIM, RSA-2048 relaxed/relaxed, keys in memory.
   const peerRows: string[][] = [];
@@ -161,8 +205,16 @@ async function library(): Promise<void> {
     const file = join(dir, `peer-${size}.eml`);
     writeFileSync(file, corpusMessage(size));
     const seconds = quick ? '0.3' : '1.5';
-    const py = await runProgram('/usr/bin/python3', [join(here, '..', 'peers', 'dkimpy-bench.py'), join(dir, 'rsa-pkcs1.private'), rsaRecord, file, 'relaxed/relaxed', seconds], { timeoutMs: 120_000 });
-    const pl = await runProgram('perl', [join(here, '..', 'peers', 'maildkim-bench.pl'), join(dir, 'rsa-pkcs1.private'), rsaRecord, file, 'relaxed/relaxed', seconds], { timeoutMs: 120_000 });
+    const py = await runProgram(
+      '/usr/bin/python3',
+      [join(here, '..', 'peers', 'dkimpy-bench.py'), join(dir, 'rsa-pkcs1.private'), rsaRecord, file, 'relaxed/relaxed', seconds],
+      { timeoutMs: 120_000 },
+    );
+    const pl = await runProgram(
+      'perl',
+      [join(here, '..', 'peers', 'maildkim-bench.pl'), join(dir, 'rsa-pkcs1.private'), rsaRecord, file, 'relaxed/relaxed', seconds],
+      { timeoutMs: 120_000 },
+    );
     const p = py.code === 0 ? (JSON.parse(py.stdout) as { sign: number; verify: number }) : { sign: Number.NaN, verify: Number.NaN };
     const m = pl.code === 0 ? (JSON.parse(pl.stdout) as { sign: number; verify: number }) : { sign: Number.NaN, verify: Number.NaN };
     if (py.code !== 0) console.log(`dkimpy failed: ${py.stderr.slice(0, 300)}`);
@@ -174,7 +226,11 @@ async function library(): Promise<void> {
     const v = await rate(() => verifyMessage(signed, { resolver }));
     peerRows.push([`${label} rsa-sha256 relaxed`, fmt(s), fmt(p.sign), fmt(m.sign), fmt(v), fmt(p.verify), fmt(m.verify)]);
   }
-  table('dkim-core vs dkimpy and Mail::DKIM (msgs/s)', ['message', 'inkan sign', 'dkimpy sign', 'Mail::DKIM sign', 'inkan verify', 'dkimpy verify', 'Mail::DKIM verify'], peerRows);
+  table(
+    'dkim-core vs dkimpy and Mail::DKIM (msgs/s)',
+    ['message', 'inkan sign', 'dkimpy sign', 'Mail::DKIM sign', 'inkan verify', 'dkimpy verify', 'Mail::DKIM verify'],
+    peerRows,
+  );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -216,13 +272,26 @@ async function startMilters(): Promise<Milter[]> {
   const inkanSock = join(dir, 'inkan.sock');
   const conf = join(dir, 'milterd.conf');
   // One inkan-milterd per socket kind keeps the measurements apart; same for OpenDKIM.
-  writeFileSync(conf, `Socket inet:${inkanPort}@127.0.0.1\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\n`);
+  writeFileSync(
+    conf,
+    `Socket inet:${inkanPort}@127.0.0.1\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\n`,
+  );
   const unixConf = join(dir, 'milterd-unix.conf');
-  writeFileSync(unixConf, `Socket local:${inkanSock}\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\nUMask 000\n`);
+  writeFileSync(
+    unixConf,
+    `Socket local:${inkanSock}\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nAllowRoot yes\nUMask 000\n`,
+  );
   const inkan = await startInkan(conf, () => tcpAccepting(inkanPort));
   const inkanUnix = await startInkan(unixConf, async () => (await runProgram('test', ['-S', inkanSock])).code === 0);
   await new Promise((r) => setTimeout(r, 500));
-  milters.push({ name: 'inkan-milterd', tcp: `inet:${inkanPort}@127.0.0.1`, unix: `unix:${inkanSock}`, child: inkan, unixPid: inkanUnix.pid as number, idleMiB: statusKiB(inkan.pid as number, 'VmRSS') / 1024 });
+  milters.push({
+    name: 'inkan-milterd',
+    tcp: `inet:${inkanPort}@127.0.0.1`,
+    unix: `unix:${inkanSock}`,
+    child: inkan,
+    unixPid: inkanUnix.pid as number,
+    idleMiB: statusKiB(inkan.pid as number, 'VmRSS') / 1024,
+  });
   const opendkim = findProgram('opendkim');
   if (opendkim) {
     const odkSock = join(dir, 'opendkim.sock');
@@ -230,8 +299,20 @@ async function startMilters(): Promise<Milter[]> {
     writeFileSync(join(dir, 'opendkim-tcp.conf'), `${base}Socket inet:${odkPort}@127.0.0.1\n`);
     writeFileSync(join(dir, 'opendkim-unix.conf'), `${base}Socket local:${odkSock}\n`);
     const odk = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-tcp.conf')], () => tcpAccepting(odkPort), 'opendkim');
-    const odkUnix = await startProcess(opendkim, ['-f', '-x', join(dir, 'opendkim-unix.conf')], async () => (await runProgram('test', ['-S', odkSock])).code === 0, 'opendkim (unix)');
-    milters.push({ name: 'OpenDKIM', tcp: `inet:${odkPort}@127.0.0.1`, unix: `unix:${odkSock}`, child: odk, unixPid: odkUnix.pid as number, idleMiB: statusKiB(odk.pid as number, 'VmRSS') / 1024 });
+    const odkUnix = await startProcess(
+      opendkim,
+      ['-f', '-x', join(dir, 'opendkim-unix.conf')],
+      async () => (await runProgram('test', ['-S', odkSock])).code === 0,
+      'opendkim (unix)',
+    );
+    milters.push({
+      name: 'OpenDKIM',
+      tcp: `inet:${odkPort}@127.0.0.1`,
+      unix: `unix:${odkSock}`,
+      child: odk,
+      unixPid: odkUnix.pid as number,
+      idleMiB: statusKiB(odk.pid as number, 'VmRSS') / 1024,
+    });
   }
   return milters;
 }
@@ -244,14 +325,22 @@ const MILTER_LUA = join(here, '..', 'peers', 'milter-bench.lua');
  * another on a new connection each (as Postfix opens one per SMTP session). The same client
  * and script drive both milters. Without miltertest, inkan's own MilterClient does it.
  */
-async function milterRate(spec: string, clients: number, total: number, file: string, driver: 'miltertest' | 'MilterClient'): Promise<number> {
+async function milterRate(
+  spec: string,
+  clients: number,
+  total: number,
+  file: string,
+  driver: 'miltertest' | 'MilterClient',
+): Promise<number> {
   const each = Math.ceil(total / clients);
   const miltertest = driver === 'miltertest' ? findProgram('miltertest') : undefined;
   const start = performance.now();
   if (miltertest) {
     const runs = await Promise.all(
       Array.from({ length: clients }, () =>
-        runProgram(miltertest, ['-D', `sock=${spec}`, '-D', `file=${file}`, '-D', `count=${each}`, '-s', MILTER_LUA], { timeoutMs: 600_000 }),
+        runProgram(miltertest, ['-D', `sock=${spec}`, '-D', `file=${file}`, '-D', `count=${each}`, '-s', MILTER_LUA], {
+          timeoutMs: 600_000,
+        }),
       ),
     );
     const bad = runs.find((r) => r.code !== 0);
@@ -262,7 +351,8 @@ async function milterRate(spec: string, clients: number, total: number, file: st
       Array.from({ length: clients }, async () => {
         for (let i = 0; i < each; i++) {
           const r = await runTransaction(spec, tx, { timeoutMs: 30_000 });
-          if (!r.endOfMessage?.modifications.some((m) => m.type === 'insertHeader' || m.type === 'addHeader')) throw new Error(`${spec} did not sign`);
+          if (!r.endOfMessage?.modifications.some((m) => m.type === 'insertHeader' || m.type === 'addHeader'))
+            throw new Error(`${spec} did not sign`);
         }
       }),
     );
@@ -279,9 +369,16 @@ async function milters(list: Milter[]): Promise<void> {
   // milter's delayed ACKs (about 11 transactions/s, whatever the milter): TCP is measured
   // with inkan's MilterClient (TCP_NODELAY) too, which shows the milters' own writes.
   const runs: { socket: 'unix' | 'tcp'; clients: number; driver: 'miltertest' | 'MilterClient'; total: number }[] = [
-    ...[1, 10].map((clients) => ({ socket: 'unix' as const, clients, driver: miltertest ? ('miltertest' as const) : ('MilterClient' as const), total })),
+    ...[1, 10].map((clients) => ({
+      socket: 'unix' as const,
+      clients,
+      driver: miltertest ? ('miltertest' as const) : ('MilterClient' as const),
+      total,
+    })),
     ...[1, 10].map((clients) => ({ socket: 'tcp' as const, clients, driver: 'MilterClient' as const, total })),
-    ...(miltertest ? [1, 10].map((clients) => ({ socket: 'tcp' as const, clients, driver: 'miltertest' as const, total: quick ? 20 : clients * 20 })) : []),
+    ...(miltertest
+      ? [1, 10].map((clients) => ({ socket: 'tcp' as const, clients, driver: 'miltertest' as const, total: quick ? 20 : clients * 20 }))
+      : []),
   ];
   // Warm up both daemons (JIT, caches) before anything is timed.
   for (const m of list) {
@@ -304,7 +401,11 @@ async function milters(list: Milter[]): Promise<void> {
       list.length > 1 ? ratio(rates[0] as number, rates[1] as number) : '-',
     ]);
   }
-  table('milter signing throughput, 4.6 KB messages, the same client for both (transactions in brackets; msgs/s and milter CPU per message)', ['socket, clients, driver', ...list.map((m) => m.name), 'ratio'], rows);
+  table(
+    'milter signing throughput, 4.6 KB messages, the same client for both (transactions in brackets; msgs/s and milter CPU per message)',
+    ['socket, clients, driver', ...list.map((m) => m.name), 'ratio'],
+    rows,
+  );
 }
 
 async function endToEnd(list: Milter[]): Promise<void> {
@@ -317,12 +418,29 @@ async function endToEnd(list: Milter[]): Promise<void> {
   const rows: string[][] = [];
   let baseline = 0;
   const setups: [string, string | undefined][] = [['no milter', undefined]];
-  for (const m of list) setups.push([`${m.name}, TCP`, m.tcp.replace(/^inet:(\d+)@(.*)$/, 'inet:$2:$1')], [`${m.name}, unix socket`, m.unix]);
+  for (const m of list)
+    setups.push([`${m.name}, TCP`, m.tcp.replace(/^inet:(\d+)@(.*)$/, 'inet:$2:$1')], [`${m.name}, unix socket`, m.unix]);
   for (const [name, milter] of setups) {
     const postfix = await startPostfix(milter ? { smtpdMilters: milter, mainCf: { non_smtpd_milters: '' } } : {});
     try {
       const start = performance.now();
-      const r = await runProgram(smtpSource, ['-m', String(count), '-s', '10', '-l', '4600', '-f', 'joe@example.org', '-t', 'suzie@example.net', `127.0.0.1:${postfix.smtpPort}`], { timeoutMs: 600_000 });
+      const r = await runProgram(
+        smtpSource,
+        [
+          '-m',
+          String(count),
+          '-s',
+          '10',
+          '-l',
+          '4600',
+          '-f',
+          'joe@example.org',
+          '-t',
+          'suzie@example.net',
+          `127.0.0.1:${postfix.smtpPort}`,
+        ],
+        { timeoutMs: 600_000 },
+      );
       if (r.code !== 0) throw new Error(`smtp-source: ${r.stderr}`);
       const accepted = performance.now();
       await postfix.waitForDelivered(count, 12_000);
@@ -330,17 +448,30 @@ async function endToEnd(list: Milter[]): Promise<void> {
       const perSecond = count / ((delivered - start) / 1000);
       if (!milter) baseline = perSecond;
       const signed = postfix.sink.messages.filter((m) => /^DKIM-Signature:/m.test(m.data.toString('latin1'))).length;
-      rows.push([name, fmt(count / ((accepted - start) / 1000)), fmt(perSecond), milter ? ratio(perSecond, baseline) : '1.00×', `${signed}/${count}`]);
+      rows.push([
+        name,
+        fmt(count / ((accepted - start) / 1000)),
+        fmt(perSecond),
+        milter ? ratio(perSecond, baseline) : '1.00×',
+        `${signed}/${count}`,
+      ]);
     } finally {
       await postfix.stop();
     }
   }
-  table(`Postfix end to end: smtp-source, ${count} messages of 4.6 KB, 10 sessions (relaxed, RSA-2048)`, ['milter', 'accepted msg/s', 'delivered msg/s', 'vs none', 'signed'], rows);
+  table(
+    `Postfix end to end: smtp-source, ${count} messages of 4.6 KB, 10 sessions (relaxed, RSA-2048)`,
+    ['milter', 'accepted msg/s', 'delivered msg/s', 'vs none', 'signed'],
+    rows,
+  );
 }
 
 async function memory(list: Milter[]): Promise<void> {
   const mib = quick ? 10 : 100;
-  const out = await runProgram(process.execPath, ['--import', 'tsx', STREAM_RSS, String(mib)], { timeoutMs: 600_000, cwd: join(root, 'packages', 'dkim-core') });
+  const out = await runProgram(process.execPath, ['--import', 'tsx', STREAM_RSS, String(mib)], {
+    timeoutMs: 600_000,
+    cwd: join(root, 'packages', 'dkim-core'),
+  });
   const lib = JSON.parse(out.stdout) as { result: string; peakRssMiB: number; baselineRssMiB: number };
   const inkan = list[0] as Milter;
   const busy = statusKiB(inkan.child.pid as number, 'VmRSS') / 1024;
@@ -352,38 +483,65 @@ async function memory(list: Milter[]): Promise<void> {
   cleanups.push(() => dns.stop());
   const sock = join(dir, 'inkan-mem.sock');
   const conf = join(dir, 'milterd-mem.conf');
-  writeFileSync(conf, `Socket local:${sock}\nMode sv\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nInternalHosts 127.0.0.2\nNameservers ${dns.server}\nOn-DNSError accept\nAllowRoot yes\nUMask 000\n`);
+  writeFileSync(
+    conf,
+    `Socket local:${sock}\nMode sv\nDomain example.org\nSelector bench\nKeyFile ${join(dir, 'rsa.private')}\nInternalHosts 127.0.0.2\nNameservers ${dns.server}\nOn-DNSError accept\nAllowRoot yes\nUMask 000\n`,
+  );
   const fresh = await startInkan(conf, async () => (await runProgram('test', ['-S', sock])).code === 0);
   const pid = fresh.pid as number;
   await new Promise((r) => setTimeout(r, 500));
   const idle = statusKiB(pid, 'VmRSS') / 1024;
   const body = corpusMessage(mib * 1024 * 1024);
-  const signedTx = await runTransaction(`unix:${sock}`, { client: { address: '127.0.0.2' }, sender: 'joe@example.org', recipients: ['x@example.net'], message: body }, { timeoutMs: 600_000 });
+  const signedTx = await runTransaction(
+    `unix:${sock}`,
+    { client: { address: '127.0.0.2' }, sender: 'joe@example.org', recipients: ['x@example.net'], message: body },
+    { timeoutMs: 600_000 },
+  );
   const signature = signedTx.endOfMessage?.modifications.find((m) => m.type === 'insertHeader' || m.type === 'addHeader');
   const signPeak = statusKiB(pid, 'VmHWM') / 1024;
   let verdict = 'not signed';
   if (signature && 'value' in signature && 'name' in signature) {
-    const signedMessage = Buffer.concat([Buffer.from(`${signature.name}:${signature.value.toString('latin1').replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1'), body]);
-    const verified = await runTransaction(`unix:${sock}`, { client: { address: '127.0.0.1' }, sender: 'joe@example.org', recipients: ['x@example.net'], message: signedMessage }, { timeoutMs: 600_000 });
+    const signedMessage = Buffer.concat([
+      Buffer.from(`${signature.name}:${signature.value.toString('latin1').replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1'),
+      body,
+    ]);
+    const verified = await runTransaction(
+      `unix:${sock}`,
+      { client: { address: '127.0.0.1' }, sender: 'joe@example.org', recipients: ['x@example.net'], message: signedMessage },
+      { timeoutMs: 600_000 },
+    );
     const ar = verified.endOfMessage?.modifications.find((m) => 'name' in m && m.name === 'Authentication-Results');
     verdict = ar && 'value' in ar ? (/dkim=(\w+)/.exec(ar.value.toString('latin1'))?.[1] ?? 'no dkim result') : 'no Authentication-Results';
   }
   const verifyPeak = statusKiB(pid, 'VmHWM') / 1024;
   fresh.kill('SIGTERM');
-  table(`memory (${mib} MiB message, RSA-2048 relaxed)`, ['what', 'peak RSS MiB', 'note'], [
-    ['dkim-core sign + verify, streamed', fmt(lib.peakRssMiB, 1), `process baseline ${fmt(lib.baselineRssMiB, 1)} MiB; result ${lib.result}`],
-    ['inkan-milterd idle', fmt(idle, 1), 'a fresh daemon, before any mail'],
-    [`inkan-milterd signing the ${mib} MiB message`, fmt(signPeak, 1), signature ? 'signed' : 'NOT signed'],
-    [`inkan-milterd verifying it`, fmt(verifyPeak, 1), `dkim=${verdict}`],
-    ['inkan-milterd after the throughput runs', `${fmt(busy, 1)} (peak ${fmt(busyPeak, 1)})`, '1,000s of transactions, 10 clients'],
-  ]);
+  table(
+    `memory (${mib} MiB message, RSA-2048 relaxed)`,
+    ['what', 'peak RSS MiB', 'note'],
+    [
+      [
+        'dkim-core sign + verify, streamed',
+        fmt(lib.peakRssMiB, 1),
+        `process baseline ${fmt(lib.baselineRssMiB, 1)} MiB; result ${lib.result}`,
+      ],
+      ['inkan-milterd idle', fmt(idle, 1), 'a fresh daemon, before any mail'],
+      [`inkan-milterd signing the ${mib} MiB message`, fmt(signPeak, 1), signature ? 'signed' : 'NOT signed'],
+      [`inkan-milterd verifying it`, fmt(verifyPeak, 1), `dkim=${verdict}`],
+      ['inkan-milterd after the throughput runs', `${fmt(busy, 1)} (peak ${fmt(busyPeak, 1)})`, '1,000s of transactions, 10 clients'],
+    ],
+  );
 }
 
 try {
   console.log(`# inkan benchmark${quick ? ' (quick)' : ''}, ${new Date().toISOString()}`);
   if (!rspamdOnly) await library();
   const list = await startMilters();
-  const inkan = { tcp: list[0]?.tcp as string, unix: list[0]?.unix as string, tcpPid: list[0]?.child.pid as number, unixPid: list[0]?.unixPid as number };
+  const inkan = {
+    tcp: list[0]?.tcp as string,
+    unix: list[0]?.unix as string,
+    tcpPid: list[0]?.child.pid as number,
+    unixPid: list[0]?.unixPid as number,
+  };
   const peerOptions = { quick, dir, keyFile: join(dir, 'rsa.private'), keyRecord: rsaRecord, inkan, milterRate, cpuSeconds, table, fmt };
   if (!rspamdOnly) await milters(list);
   if (!rspamdOnly) await endToEnd(list);

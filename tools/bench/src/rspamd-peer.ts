@@ -9,7 +9,16 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryKeyResolver, verifyMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
-import { findProgram, type RspamdInstance, type RspamdOptions, rspamdMissing, runProgram, startDnsmasq, startPostfix, startRspamd } from '@inkan/testbed';
+import {
+  findProgram,
+  type RspamdInstance,
+  type RspamdOptions,
+  rspamdMissing,
+  runProgram,
+  startDnsmasq,
+  startPostfix,
+  startRspamd,
+} from '@inkan/testbed';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
 
 type Driver = 'miltertest' | 'MilterClient';
@@ -40,9 +49,17 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 /** One signing transaction through `spec`; throws unless the reply adds a DKIM-Signature that verifies. */
 async function assertSigns(spec: string, msg: Buffer, resolver: MemoryKeyResolver): Promise<void> {
-  const tx = { client: { address: '127.0.0.1', hostname: 'localhost' }, sender: 'joe@example.org', recipients: ['suzie@example.net'], message: msg, macros: { M: { i: 'CHECK' } } };
+  const tx = {
+    client: { address: '127.0.0.1', hostname: 'localhost' },
+    sender: 'joe@example.org',
+    recipients: ['suzie@example.net'],
+    message: msg,
+    macros: { M: { i: 'CHECK' } },
+  };
   const r = await runTransaction(spec, tx, { timeoutMs: 30_000 });
-  const sig = r.endOfMessage?.modifications.find((m) => (m.type === 'insertHeader' || m.type === 'addHeader') && /^dkim-signature$/i.test(m.name));
+  const sig = r.endOfMessage?.modifications.find(
+    (m) => (m.type === 'insertHeader' || m.type === 'addHeader') && /^dkim-signature$/i.test(m.name),
+  );
   if (!sig || !('value' in sig)) throw new Error(`${spec} did not add a DKIM-Signature`);
   const field = Buffer.from(`DKIM-Signature:${sig.value.toString('latin1').replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1');
   const result = (await verifyMessage(Buffer.concat([field, msg]), { resolver }))[0]?.result;
@@ -72,7 +89,14 @@ export async function rspamdPeer(o: RspamdPeerOptions): Promise<void> {
     const file = join(o.dir, 'rspamd-4600.eml');
     const msg = corpusMessage(4600);
     writeFileSync(file, msg);
-    const peers: Peer[] = [{ name: 'inkan-milterd', tcp: o.inkan.tcp, unix: o.inkan.unix, cpu: (s) => o.cpuSeconds(s === 'tcp' ? o.inkan.tcpPid : o.inkan.unixPid) }];
+    const peers: Peer[] = [
+      {
+        name: 'inkan-milterd',
+        tcp: o.inkan.tcp,
+        unix: o.inkan.unix,
+        cpu: (s) => o.cpuSeconds(s === 'tcp' ? o.inkan.tcpPid : o.inkan.unixPid),
+      },
+    ];
     for (const [name, setup] of setups) {
       const r = await startRspamd({ ...setup, keyFile: o.keyFile, domain: 'example.org', selector: 'bench', nameserver: dns.server });
       instances.push(r);
@@ -132,7 +156,11 @@ export async function rspamdPeer(o: RspamdPeerOptions): Promise<void> {
       ['socket, clients, client', ...peers.map((p) => p.name), 'vs DKIM-only', ...(stock.length ? ['vs stock'] : [])],
       rows.map((r) => (stock.length ? r : r.slice(0, -1))),
     );
-    await endToEnd(o, peers.filter((p) => !p.name.includes('stock')), rounds);
+    await endToEnd(
+      o,
+      peers.filter((p) => !p.name.includes('stock')),
+      rounds,
+    );
   } finally {
     for (const r of instances) await r.stop();
     await dns.stop();
@@ -145,7 +173,8 @@ async function endToEnd(o: RspamdPeerOptions, peers: Peer[], rounds: number): Pr
   if (!smtpSource) return;
   const count = o.quick ? 100 : 2000;
   const setups: [string, string | undefined][] = [['no milter', undefined]];
-  for (const p of peers) setups.push([`${p.name}, TCP`, p.tcp.replace(/^inet:(\d+)@(.*)$/, 'inet:$2:$1')], [`${p.name}, unix socket`, p.unix]);
+  for (const p of peers)
+    setups.push([`${p.name}, TCP`, p.tcp.replace(/^inet:(\d+)@(.*)$/, 'inet:$2:$1')], [`${p.name}, unix socket`, p.unix]);
   const rates = setups.map(() => [] as number[]);
   const signed = setups.map(() => 0);
   for (let round = 0; round < rounds; round++) {
@@ -153,7 +182,23 @@ async function endToEnd(o: RspamdPeerOptions, peers: Peer[], rounds: number): Pr
       const postfix = await startPostfix(milter ? { smtpdMilters: milter, mainCf: { non_smtpd_milters: '' } } : {});
       try {
         const start = performance.now();
-        const r = await runProgram(smtpSource, ['-m', String(count), '-s', '10', '-l', '4600', '-f', 'joe@example.org', '-t', 'suzie@example.net', `127.0.0.1:${postfix.smtpPort}`], { timeoutMs: 600_000 });
+        const r = await runProgram(
+          smtpSource,
+          [
+            '-m',
+            String(count),
+            '-s',
+            '10',
+            '-l',
+            '4600',
+            '-f',
+            'joe@example.org',
+            '-t',
+            'suzie@example.net',
+            `127.0.0.1:${postfix.smtpPort}`,
+          ],
+          { timeoutMs: 600_000 },
+        );
         if (r.code !== 0) throw new Error(`smtp-source: ${r.stderr}`);
         await postfix.waitForDelivered(count, 12_000);
         rates[i]?.push(count / ((performance.now() - start) / 1000));
@@ -167,6 +212,10 @@ async function endToEnd(o: RspamdPeerOptions, peers: Peer[], rounds: number): Pr
     const against = (rates[i] ?? []).map((r, k) => r / ((rates[0] ?? [])[k] as number));
     return [name, o.fmt(median(rates[i] ?? [])), `${o.fmt(median(against), 2)}×`, milter ? `${signed[i]}/${count * rounds}` : '-'];
   });
-  o.table(`Postfix end to end against rspamd: smtp-source, ${count} messages of 4.6 KB, 10 sessions, median of ${rounds} interleaved round${rounds > 1 ? 's' : ''}`, ['milter', 'delivered msg/s', 'vs none', 'signed'], rows);
+  o.table(
+    `Postfix end to end against rspamd: smtp-source, ${count} messages of 4.6 KB, 10 sessions, median of ${rounds} interleaved round${rounds > 1 ? 's' : ''}`,
+    ['milter', 'delivered msg/s', 'vs none', 'signed'],
+    rows,
+  );
   if (signed.some((n, i) => i > 0 && n !== count * rounds)) throw new Error('a milter left messages unsigned in the Postfix run');
 }

@@ -45,7 +45,17 @@ import {
   type TestKeys,
 } from '@inkan/testbed';
 import { Checker } from './soak/checker.js';
-import { addresses, bodyBlock, buildMessage, type Kind, OUTSIDE_DOMAIN, type PlannedMessage, type PlannedSession, planSessions, tamper } from './soak/corpus.js';
+import {
+  addresses,
+  bodyBlock,
+  buildMessage,
+  type Kind,
+  OUTSIDE_DOMAIN,
+  type PlannedMessage,
+  type PlannedSession,
+  planSessions,
+  tamper,
+} from './soak/corpus.js';
 import { type MetricValues, metricSum, scrapeMetrics } from './soak/probe.js';
 
 // ---------------------------------------------------------------------------------------
@@ -53,7 +63,9 @@ import { type MetricValues, metricSum, scrapeMetrics } from './soak/probe.js';
 
 function usage(error?: string): never {
   if (error) process.stderr.write(`soak: ${error}\n`);
-  process.stderr.write('usage: pnpm soak [--quick] [--messages N] [--concurrency C] [--seed S] [--sample-percent P] [--drain-timeout SECONDS] [--json FILE] [--keep]\n');
+  process.stderr.write(
+    'usage: pnpm soak [--quick] [--messages N] [--concurrency C] [--seed S] [--sample-percent P] [--drain-timeout SECONDS] [--json FILE] [--keep]\n',
+  );
   process.exit(error ? 2 : 0);
 }
 
@@ -69,7 +81,16 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { messages: 20_000, concurrency: 8, seed: 1, samplePercent: 1, drainTimeoutS: 900, json: undefined, keep: false, quick: false };
+  const o: Options = {
+    messages: 20_000,
+    concurrency: 8,
+    seed: 1,
+    samplePercent: 1,
+    drainTimeoutS: 900,
+    json: undefined,
+    keep: false,
+    quick: false,
+  };
   let messagesGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
@@ -113,7 +134,8 @@ const DKIMPY_SIGNED = options.quick ? 10 : 40;
 const started = performance.now();
 const now = () => performance.now() - started;
 
-const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
+const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-';
 const mib = (kib: number) => `${fmt(kib / 1024, 1)} MiB`;
 const seconds = (ms: number) => `${fmt(ms / 1000, 1)} s`;
 const log = (text: string) => console.log(`[${seconds(now()).padStart(8)}] ${text}`);
@@ -169,7 +191,11 @@ async function startSoakMilterd(dir: string, lines: string[], logFile: string): 
     readyTries: 300,
     onUnexpectedExit(code, signal, pid) {
       // Not asked by us: the soak cannot go on (someone else's kill, or a crash).
-      const said = readFileSync(logFile, 'utf8').split('\n').filter((l) => l && !/"msg":"(signed|verified)"/.test(l)).slice(-6).join('\n');
+      const said = readFileSync(logFile, 'utf8')
+        .split('\n')
+        .filter((l) => l && !/"msg":"(signed|verified)"/.test(l))
+        .slice(-6)
+        .join('\n');
       halted ??= `inkan-milterd (pid ${pid}) exited during the run (code ${code}, signal ${signal}) at ${seconds(now())}; the end of its log:\n${said}`;
       log(halted);
     },
@@ -184,7 +210,9 @@ async function startSoakMilterd(dir: string, lines: string[], logFile: string): 
 }
 
 /** Lines of milterd's log by level, and the first errors and warnings. */
-async function readMilterdLog(file: string): Promise<{ byLevel: Record<string, number>; byMsg: Record<string, number>; notable: string[] }> {
+async function readMilterdLog(
+  file: string,
+): Promise<{ byLevel: Record<string, number>; byMsg: Record<string, number>; notable: string[] }> {
   const names: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
   const byLevel: Record<string, number> = {};
   const byMsg: Record<string, number> = {};
@@ -202,7 +230,12 @@ async function readMilterdLog(file: string): Promise<{ byLevel: Record<string, n
     }
     byLevel[level] = (byLevel[level] ?? 0) + 1;
     byMsg[msg] = (byMsg[msg] ?? 0) + 1;
-    if ((level === 'error' || level === 'fatal' || level === 'unparsed' || level === 'warn') && notable.length < 10 && !/running as root|first run/.test(line)) notable.push(line.slice(0, 400));
+    if (
+      (level === 'error' || level === 'fatal' || level === 'unparsed' || level === 'warn') &&
+      notable.length < 10 &&
+      !/running as root|first run/.test(line)
+    )
+      notable.push(line.slice(0, 400));
   }
   return { byLevel, byMsg, notable };
 }
@@ -231,7 +264,11 @@ async function signOutside(o: OutsideSigner, m: PlannedMessage, message: Buffer,
     writeFileSync(msgFile, message);
     try {
       const algorithm = selector === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256';
-      const r = await runProgram('/usr/bin/python3', [DKIMPY, 'sign', keyFile, OUTSIDE_DOMAIN, selector, algorithm, canonicalization, msgFile], { timeoutMs: 60_000 });
+      const r = await runProgram(
+        '/usr/bin/python3',
+        [DKIMPY, 'sign', keyFile, OUTSIDE_DOMAIN, selector, algorithm, canonicalization, msgFile],
+        { timeoutMs: 60_000 },
+      );
       if (r.code !== 0 || !r.stdout.startsWith('DKIM-Signature:')) throw new Error(`dkimpy sign failed (${r.code}): ${r.stderr}`);
       field = `${r.stdout.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')}\r\n`;
     } finally {
@@ -264,7 +301,12 @@ interface SendStats {
 }
 
 /** The outside messages dkimpy signs (the first few of the run), made before the clock starts. */
-async function presignWithDkimpy(plan: PlannedSession[], outside: OutsideSigner, block: ReturnType<typeof bodyBlock>, runId: string): Promise<Map<number, Buffer>> {
+async function presignWithDkimpy(
+  plan: PlannedSession[],
+  outside: OutsideSigner,
+  block: ReturnType<typeof bodyBlock>,
+  runId: string,
+): Promise<Map<number, Buffer>> {
   const out = new Map<number, Buffer>();
   if (!peers.dkimpy) return out;
   const chosen = plan.flatMap((s) => s.messages.filter((m) => m.kind === 'good' || m.kind === 'tampered')).slice(0, DKIMPY_SIGNED);
@@ -281,7 +323,17 @@ async function sendAll(
   runId: string,
   onAccepted: (count: number) => void,
 ): Promise<SendStats> {
-  const stats: SendStats = { accepted: 0, refusals: 0, refusalTexts: [], sessionErrors: 0, sessionErrorTexts: [], sessions: 0, bytes: 0, neverAccepted: [], lastAccepted: 0 };
+  const stats: SendStats = {
+    accepted: 0,
+    refusals: 0,
+    refusalTexts: [],
+    sessionErrors: 0,
+    sessionErrorTexts: [],
+    sessions: 0,
+    bytes: 0,
+    neverAccepted: [],
+    lastAccepted: 0,
+  };
 
   const prepare = async (m: PlannedMessage): Promise<Buffer> => {
     if (m.kind === 'sign' || m.kind === 'unsigned') return buildMessage(runId, m, block);
@@ -408,7 +460,10 @@ async function keysAndDns(dir: string): Promise<{ theirs: TestKeys; records: Rec
   writeFileSync(join(dir, 'rsa.private'), ours.rsa2048.pem, { mode: 0o600 });
   writeFileSync(join(dir, 'ed.private'), ours.ed25519.pem, { mode: 0o600 });
   // Owned by the user milterd runs as (UserID nobody below), so that a reload could read them.
-  const [nobodyUid, nobodyGid] = ['-u', '-g'].map((flag) => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }).trim())) as [number, number];
+  const [nobodyUid, nobodyGid] = ['-u', '-g'].map((flag) => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }).trim())) as [
+    number,
+    number,
+  ];
   for (const key of ['rsa.private', 'ed.private']) chownSync(join(dir, key), nobodyUid, nobodyGid);
   return { theirs, records, dns };
 }
@@ -429,7 +484,7 @@ async function startDaemon(dir: string, dnsPort: number): Promise<{ milterd: Mil
       'AlwaysAddARHeader yes',
       `Nameservers 127.0.0.1@${dnsPort}`,
       'DNSTimeout 2',
-      '# as before OpenDKIM\'s default (tempfail): a slow lookup is recorded as dkim=temperror, not deferred',
+      "# as before OpenDKIM's default (tempfail): a slow lookup is recorded as dkim=temperror, not deferred",
       'On-DNSError accept',
       `MetricsListen ${metricsAt}`,
       'UserID nobody',
@@ -441,7 +496,11 @@ async function startDaemon(dir: string, dnsPort: number): Promise<{ milterd: Mil
 }
 
 /** The plan, the count of each kind, and the judge at the sink. */
-function planAndChecker(runId: string, records: Record<string, string>, dir: string): { plan: PlannedSession[]; planned: Record<Kind, number>; checker: Checker } {
+function planAndChecker(
+  runId: string,
+  records: Record<string, string>,
+  dir: string,
+): { plan: PlannedSession[]; planned: Record<Kind, number>; checker: Checker } {
   const plan = planSessions(options.messages, options.seed);
   const kinds: Kind[] = [];
   for (const s of plan) for (const m of s.messages) kinds[m.index] = m.kind;
@@ -454,7 +513,10 @@ function planAndChecker(runId: string, records: Record<string, string>, dir: str
       runId,
       kinds,
       authservId: AUTHSERV,
-      resolver: new MemoryKeyResolver({ 'rsa._domainkey.example.org': records['rsa._domainkey.example.org'] as string, 'ed._domainkey.example.org': records['ed._domainkey.example.org'] as string }),
+      resolver: new MemoryKeyResolver({
+        'rsa._domainkey.example.org': records['rsa._domainkey.example.org'] as string,
+        'ed._domainkey.example.org': records['ed._domainkey.example.org'] as string,
+      }),
       signaturesPerMessage: 2,
       dir,
       // the first 3 of each, then every Nth: signed mail, and outside mail signed outside
@@ -526,7 +588,9 @@ async function startSampling(milterd: Milterd, metricsAt: string, checker: Check
     const s = take();
     if (s && s.at - lastReport >= 15_000) {
       lastReport = s.at;
-      log(`accepted ${fmt(acceptedSoFar)}/${fmt(options.messages)}, delivered ${fmt(checker.totalDelivered)}, RSS ${mib(s.rssKiB)}, ${s.fds} fds, ${s.threads} threads`);
+      log(
+        `accepted ${fmt(acceptedSoFar)}/${fmt(options.messages)}, delivered ${fmt(checker.totalDelivered)}, RSS ${mib(s.rssKiB)}, ${s.fds} fds, ${s.threads} threads`,
+      );
     }
   }, 1000);
   cleanups.push({ what: 'the sampler', run: () => clearInterval(sampler) });
@@ -584,7 +648,11 @@ async function drain(postfix: PostfixInstance, checker: Checker, accepted: numbe
 }
 
 /** Settle: the daemon idle again; fds back to the baseline (bounded wait), then the end sample. */
-async function settle(milterd: Milterd, metricsAt: string, sampling: Sampling): Promise<{ metricsEnd: MetricValues | undefined; end: Sample; endFds: Record<string, number> }> {
+async function settle(
+  milterd: Milterd,
+  metricsAt: string,
+  sampling: Sampling,
+): Promise<{ metricsEnd: MetricValues | undefined; end: Sample; endFds: Record<string, number> }> {
   const metricsEnd = await scrapeMetrics(metricsAt).catch(() => undefined);
   await sleep(5000);
   for (let i = 0; i < 50 && fdCount(milterd.pid) > sampling.baseline.fds; i++) await sleep(500);
@@ -614,7 +682,12 @@ async function verifyIndependently(sample: Checker['samples'], dnsPort: number):
       if (peers.dkimpy) py.push(...(await dkimpyVerify(dnsPort, b)));
       if (peers.mailDkim) pl.push(...(await mailDkimVerify(dnsPort, b)));
     }
-    independent = { checked: sample.length, pass: 0, problems: [], by: [peers.dkimpy ? 'dkimpy' : '', peers.mailDkim ? 'Mail::DKIM' : ''].filter(Boolean) };
+    independent = {
+      checked: sample.length,
+      pass: 0,
+      problems: [],
+      by: [peers.dkimpy ? 'dkimpy' : '', peers.mailDkim ? 'Mail::DKIM' : ''].filter(Boolean),
+    };
     for (const s of sample) {
       const domain = s.kind === 'sign' ? 'example.org' : OUTSIDE_DOMAIN;
       const wanted = s.kind === 'sign' ? ['rsa-sha256', 'ed25519-sha256'] : [undefined];
@@ -625,7 +698,9 @@ async function verifyIndependently(sample: Checker['samples'], dnsPort: number):
       const plOk = !peers.mailDkim || m.every((x) => x.pass);
       if (pyOk && plOk) independent.pass++;
       else if (independent.problems.length < 10)
-        independent.problems.push(`message ${s.index} (${s.kind}): dkimpy ${JSON.stringify(p.map((x) => [x.a, x.pass, x.reason]))}, Mail::DKIM ${JSON.stringify(m.map((x) => [x.a, x.result]))}`);
+        independent.problems.push(
+          `message ${s.index} (${s.kind}): dkimpy ${JSON.stringify(p.map((x) => [x.a, x.pass, x.reason]))}, Mail::DKIM ${JSON.stringify(m.map((x) => [x.a, x.result]))}`,
+        );
     }
   }
   return independent;
@@ -665,9 +740,12 @@ function deriveFigures(f: RunFacts) {
   // went through (one sample alone may fall just before or after a GC); late: the last tenth.
   const median = (xs: number[]) => {
     const sorted = [...xs].sort((a, b) => a - b);
-    return sorted.length === 0 ? Number.NaN : ((sorted[Math.floor((sorted.length - 1) / 2)] as number) + (sorted[Math.ceil((sorted.length - 1) / 2)] as number)) / 2;
+    return sorted.length === 0
+      ? Number.NaN
+      : ((sorted[Math.floor((sorted.length - 1) / 2)] as number) + (sorted[Math.ceil((sorted.length - 1) / 2)] as number)) / 2;
   };
-  const during = (from: number, to: number) => samples.filter((s) => s !== end && s.accepted >= from && s.accepted <= to).map((s) => s.rssKiB);
+  const during = (from: number, to: number) =>
+    samples.filter((s) => s !== end && s.accepted >= from && s.accepted <= to).map((s) => s.rssKiB);
   const warmupRss = median(during(tenth, 2 * tenth));
   const lateRss = median(during(9 * tenth, options.messages));
   const growth = ((end.rssKiB - warmupRss) / warmupRss) * 100;
@@ -713,7 +791,11 @@ function judge(f: RunFacts, d: Derived): Results['criteria'] {
   const baseline = f.sampling.baseline;
   const { lost, duplicates, expectedVerdicts, outsideDelivered, internalErrors, growth, lateGrowth } = d;
   return [
-    { name: 'every message accepted by Postfix', ok: sent.neverAccepted.length === 0 && !interrupted, value: `${fmt(sent.accepted)} of ${fmt(options.messages)}` },
+    {
+      name: 'every message accepted by Postfix',
+      ok: sent.neverAccepted.length === 0 && !interrupted,
+      value: `${fmt(sent.accepted)} of ${fmt(options.messages)}`,
+    },
     { name: 'Postfix queue empty at the end', ok: queueEmpty, value: queueEmpty ? 'yes' : 'no' },
     { name: 'lost (planned, never delivered)', ok: lost === 0, value: fmt(lost) },
     { name: 'duplicates', ok: duplicates === 0, value: fmt(duplicates) },
@@ -721,17 +803,37 @@ function judge(f: RunFacts, d: Derived): Results['criteria'] {
     { name: 'unsigned where signing applies', ok: checker.unsigned === 0, value: fmt(checker.unsigned) },
     { name: 'signed but not 2 good signatures (dkim-core)', ok: checker.badSignature === 0, value: fmt(checker.badSignature) },
     { name: 'outside mail signed by us', ok: checker.signedByUsWrongly === 0, value: fmt(checker.signedByUsWrongly) },
-    { name: 'Authentication-Results as expected', ok: expectedVerdicts === outsideDelivered, value: `${fmt(expectedVerdicts)} of ${fmt(outsideDelivered)}` },
+    {
+      name: 'Authentication-Results as expected',
+      ok: expectedVerdicts === outsideDelivered,
+      value: `${fmt(expectedVerdicts)} of ${fmt(outsideDelivered)}`,
+    },
     {
       name: `independent verifiers on the sample (${independent.by.join(', ') || 'none installed'})`,
       ok: independent.pass === independent.checked && (independent.checked > 0 || sample.length === 0),
       value: `${fmt(independent.pass)} of ${fmt(independent.checked)} pass`,
     },
-    { name: 'SMTP refusals (4xx/5xx) and broken sessions', ok: sent.refusals === 0 && sent.sessionErrors === 0, value: `${sent.refusals} refused, ${sent.sessionErrors} broken` },
-    { name: 'milterd internal errors / error log lines', ok: internalErrors === 0 && !(milterdLog.byLevel.error || milterdLog.byLevel.fatal), value: `${fmt(internalErrors)} / ${fmt((milterdLog.byLevel.error ?? 0) + (milterdLog.byLevel.fatal ?? 0))}` },
+    {
+      name: 'SMTP refusals (4xx/5xx) and broken sessions',
+      ok: sent.refusals === 0 && sent.sessionErrors === 0,
+      value: `${sent.refusals} refused, ${sent.sessionErrors} broken`,
+    },
+    {
+      name: 'milterd internal errors / error log lines',
+      ok: internalErrors === 0 && !(milterdLog.byLevel.error || milterdLog.byLevel.fatal),
+      value: `${fmt(internalErrors)} / ${fmt((milterdLog.byLevel.error ?? 0) + (milterdLog.byLevel.fatal ?? 0))}`,
+    },
     // A quick run is over before the daemon has warmed up (JIT, heap sizing): shown, not judged.
-    { name: 'RSS growth after warm-up < 10 % (at the end)', ok: options.quick || (Number.isFinite(growth) && growth < 10), value: `${fmt(growth, 1)} %${options.quick ? ' (not judged in --quick)' : ''}` },
-    { name: 'RSS growth after warm-up < 10 % (last tenth)', ok: options.quick || (Number.isFinite(lateGrowth) && lateGrowth < 10), value: `${fmt(lateGrowth, 1)} %${options.quick ? ' (not judged in --quick)' : ''}` },
+    {
+      name: 'RSS growth after warm-up < 10 % (at the end)',
+      ok: options.quick || (Number.isFinite(growth) && growth < 10),
+      value: `${fmt(growth, 1)} %${options.quick ? ' (not judged in --quick)' : ''}`,
+    },
+    {
+      name: 'RSS growth after warm-up < 10 % (last tenth)',
+      ok: options.quick || (Number.isFinite(lateGrowth) && lateGrowth < 10),
+      value: `${fmt(lateGrowth, 1)} %${options.quick ? ' (not judged in --quick)' : ''}`,
+    },
     { name: 'open fds back to the baseline', ok: end.fds <= baseline.fds, value: `${baseline.fds} -> ${end.fds}` },
     { name: 'milterd stops cleanly on SIGTERM', ok: stopped.code === 0, value: `exit ${stopped.code} after ${fmt(stopped.ms)} ms` },
   ];
@@ -742,43 +844,120 @@ function printReport(f: RunFacts, d: Derived, criteria: Results['criteria']): vo
   const { checker, planned, sent, sendStart, sendEnd, drained, end, endFds, metricsEnd, independent, milterdLog, milterWarnings } = f;
   const { baseline, baselineFds, metricsBaseline, byTenth, tenth, samples } = f.sampling;
   const metricsWarmup = f.sampling.metricsWarmup();
-  const { totalDelivered, acceptRate, deliverRate, warmupRss, lateRss, growth, lateGrowth, maxAfterWarmup, maxFds, cpuS, heap, signaturesMade, internalErrors, verifiedBy, lost, lostIndexes } = d;
-  const row = (cells: string[], widths: number[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
+  const {
+    totalDelivered,
+    acceptRate,
+    deliverRate,
+    warmupRss,
+    lateRss,
+    growth,
+    lateGrowth,
+    maxAfterWarmup,
+    maxFds,
+    cpuS,
+    heap,
+    signaturesMade,
+    internalErrors,
+    verifiedBy,
+    lost,
+    lostIndexes,
+  } = d;
+  const row = (cells: string[], widths: number[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
   const table = (title: string, head: string[], rows: string[][]) => {
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
     console.log(`\n## ${title}\n${row(head, widths)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);
     for (const r of rows) console.log(row(r, widths));
   };
-  table('messages', ['kind', 'planned', 'delivered', 'as expected'], [
-    ['signed by milterd (internal 127.0.0.1)', fmt(planned.sign), fmt(checker.delivered.sign), `${fmt(checker.signedOk.sign)} with 2 verifying signatures`],
-    ['outside, good signature (127.0.0.2)', fmt(planned.good), fmt(checker.delivered.good), `${fmt(checker.verdictOk.good)} dkim=pass`],
-    ['outside, tampered in transit', fmt(planned.tampered), fmt(checker.delivered.tampered), `${fmt(checker.verdictOk.tampered)} dkim=fail`],
-    ['outside, unsigned', fmt(planned.unsigned), fmt(checker.delivered.unsigned), `${fmt(checker.verdictOk.unsigned)} dkim=none`],
-    ['total', fmt(options.messages), fmt(totalDelivered), ''],
-  ]);
-  table('throughput', ['what', 'figure'], [
-    ['messages accepted by Postfix', `${fmt(sent.accepted)} (${fmt(sent.bytes / 1024 / 1024, 1)} MiB, ${fmt(sent.sessions)} SMTP sessions, ${options.concurrency} at a time)`],
-    ['accepted msgs/s (through the milter)', `${fmt(acceptRate, 1)} (${fmt(sent.bytes / 1024 / 1024 / ((sendEnd - sendStart) / 1000), 2)} MiB/s)`],
-    ['delivered msgs/s (first send to last delivery)', fmt(deliverRate, 1)],
-    ['duration: sending / until drained / whole run', `${seconds(sendEnd - sendStart)} / ${seconds(drained - sendStart)} / ${seconds(now())}`],
-  ]);
+  table(
+    'messages',
+    ['kind', 'planned', 'delivered', 'as expected'],
+    [
+      [
+        'signed by milterd (internal 127.0.0.1)',
+        fmt(planned.sign),
+        fmt(checker.delivered.sign),
+        `${fmt(checker.signedOk.sign)} with 2 verifying signatures`,
+      ],
+      ['outside, good signature (127.0.0.2)', fmt(planned.good), fmt(checker.delivered.good), `${fmt(checker.verdictOk.good)} dkim=pass`],
+      [
+        'outside, tampered in transit',
+        fmt(planned.tampered),
+        fmt(checker.delivered.tampered),
+        `${fmt(checker.verdictOk.tampered)} dkim=fail`,
+      ],
+      ['outside, unsigned', fmt(planned.unsigned), fmt(checker.delivered.unsigned), `${fmt(checker.verdictOk.unsigned)} dkim=none`],
+      ['total', fmt(options.messages), fmt(totalDelivered), ''],
+    ],
+  );
+  table(
+    'throughput',
+    ['what', 'figure'],
+    [
+      [
+        'messages accepted by Postfix',
+        `${fmt(sent.accepted)} (${fmt(sent.bytes / 1024 / 1024, 1)} MiB, ${fmt(sent.sessions)} SMTP sessions, ${options.concurrency} at a time)`,
+      ],
+      [
+        'accepted msgs/s (through the milter)',
+        `${fmt(acceptRate, 1)} (${fmt(sent.bytes / 1024 / 1024 / ((sendEnd - sendStart) / 1000), 2)} MiB/s)`,
+      ],
+      ['delivered msgs/s (first send to last delivery)', fmt(deliverRate, 1)],
+      [
+        'duration: sending / until drained / whole run',
+        `${seconds(sendEnd - sendStart)} / ${seconds(drained - sendStart)} / ${seconds(now())}`,
+      ],
+    ],
+  );
   const warm = byTenth[0];
-  table('inkan-milterd resources', ['when', 'RSS', 'peak (VmHWM)', 'heap used', 'fds', 'threads'], [
-    ['baseline (idle after start)', mib(baseline.rssKiB), mib(baseline.hwmKiB), mib(heap(metricsBaseline)), String(baseline.fds), String(baseline.threads)],
-    [`after warm-up (${fmt(tenth)} accepted)`, warm ? mib(warm.rssKiB) : '-', warm ? mib(warm.hwmKiB) : '-', mib(heap(metricsWarmup)), warm ? String(warm.fds) : '-', warm ? String(warm.threads) : '-'],
-    ['after warm-up: median, 10-20 % of the run', mib(warmupRss), '', '', '', ''],
-    ['last tenth: median, 90-100 % of the run', mib(lateRss), '', '', '', ''],
-    ['highest sample after warm-up', mib(maxAfterWarmup), '', '', String(maxFds), ''],
-    ['end (queue drained, settled)', mib(end.rssKiB), mib(end.hwmKiB), mib(heap(metricsEnd)), String(end.fds), String(end.threads)],
-  ]);
+  table(
+    'inkan-milterd resources',
+    ['when', 'RSS', 'peak (VmHWM)', 'heap used', 'fds', 'threads'],
+    [
+      [
+        'baseline (idle after start)',
+        mib(baseline.rssKiB),
+        mib(baseline.hwmKiB),
+        mib(heap(metricsBaseline)),
+        String(baseline.fds),
+        String(baseline.threads),
+      ],
+      [
+        `after warm-up (${fmt(tenth)} accepted)`,
+        warm ? mib(warm.rssKiB) : '-',
+        warm ? mib(warm.hwmKiB) : '-',
+        mib(heap(metricsWarmup)),
+        warm ? String(warm.fds) : '-',
+        warm ? String(warm.threads) : '-',
+      ],
+      ['after warm-up: median, 10-20 % of the run', mib(warmupRss), '', '', '', ''],
+      ['last tenth: median, 90-100 % of the run', mib(lateRss), '', '', '', ''],
+      ['highest sample after warm-up', mib(maxAfterWarmup), '', '', String(maxFds), ''],
+      ['end (queue drained, settled)', mib(end.rssKiB), mib(end.hwmKiB), mib(heap(metricsEnd)), String(end.fds), String(end.threads)],
+    ],
+  );
   console.log(`RSS by tenth of the run (MiB): ${byTenth.map((s) => fmt(s.rssKiB / 1024, 1)).join(', ')}`);
-  console.log(`RSS growth after warm-up (median of 10-20 %): ${fmt(growth, 1)} % at the end, ${fmt(lateGrowth, 1)} % in the last tenth (target < 10 %); ${samples.length} samples, 1 s apart`);
-  if (warm) console.log(`(against the single sample at ${fmt(tenth)} accepted instead: ${fmt(((end.rssKiB - warm.rssKiB) / warm.rssKiB) * 100, 1)} % at the end)`);
-  console.log(`milterd CPU: ${fmt(cpuS, 1)} s for ${fmt(sent.accepted)} messages (${fmt((cpuS * 1000) / Math.max(1, sent.accepted), 2)} ms each)`);
-  console.log(`milterd counters: ${fmt(signaturesMade)} signatures made, verified pass ${fmt(verifiedBy('pass'))} / fail ${fmt(verifiedBy('fail'))}, ${fmt(internalErrors)} internal errors`);
-  console.log(`milterd log lines: ${Object.entries(milterdLog.byLevel).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`);
+  console.log(
+    `RSS growth after warm-up (median of 10-20 %): ${fmt(growth, 1)} % at the end, ${fmt(lateGrowth, 1)} % in the last tenth (target < 10 %); ${samples.length} samples, 1 s apart`,
+  );
+  if (warm)
+    console.log(
+      `(against the single sample at ${fmt(tenth)} accepted instead: ${fmt(((end.rssKiB - warm.rssKiB) / warm.rssKiB) * 100, 1)} % at the end)`,
+    );
+  console.log(
+    `milterd CPU: ${fmt(cpuS, 1)} s for ${fmt(sent.accepted)} messages (${fmt((cpuS * 1000) / Math.max(1, sent.accepted), 2)} ms each)`,
+  );
+  console.log(
+    `milterd counters: ${fmt(signaturesMade)} signatures made, verified pass ${fmt(verifiedBy('pass'))} / fail ${fmt(verifiedBy('fail'))}, ${fmt(internalErrors)} internal errors`,
+  );
+  console.log(
+    `milterd log lines: ${Object.entries(milterdLog.byLevel)
+      .map(([k, v]) => `${k} ${fmt(v)}`)
+      .join(', ')}`,
+  );
   if (end.fds > baseline.fds) console.log(`fds at baseline: ${JSON.stringify(baselineFds)}\nfds at end:      ${JSON.stringify(endFds)}`);
-  if (milterWarnings.length > 0) console.log(`Postfix milter warnings: ${milterWarnings.length}, first: ${milterWarnings.slice(0, 5).join('\n  ')}`);
+  if (milterWarnings.length > 0)
+    console.log(`Postfix milter warnings: ${milterWarnings.length}, first: ${milterWarnings.slice(0, 5).join('\n  ')}`);
   for (const t of sent.refusalTexts) console.log(`refused: ${t}`);
   for (const t of sent.sessionErrorTexts) console.log(`session error: ${t}`);
   for (const t of milterdLog.notable) console.log(`milterd: ${t}`);
@@ -787,7 +966,11 @@ function printReport(f: RunFacts, d: Derived, criteria: Results['criteria']): vo
   if (lostIndexes.length > 0) console.log(`lost: ${lostIndexes.join(', ')}${lost > lostIndexes.length ? ', ...' : ''}`);
   if (checker.problems.length > 0 && !options.keep) console.log('(run with --keep to keep the failing messages and logs)');
 
-  table('criteria', ['criterion', 'result', ''], criteria.map((c) => [c.name, c.value, c.ok ? 'ok' : 'FAILED']));
+  table(
+    'criteria',
+    ['criterion', 'result', ''],
+    criteria.map((c) => [c.name, c.value, c.ok ? 'ok' : 'FAILED']),
+  );
 }
 
 /** The figures of the run (--json). */
@@ -796,7 +979,24 @@ function figuresOf(f: RunFacts, d: Derived): Record<string, unknown> {
   const { baseline, byTenth, samples, metricsBaseline } = f.sampling;
   const metricsWarmup = f.sampling.metricsWarmup();
   const warm = byTenth[0];
-  const { lost, duplicates, totalDelivered, expectedVerdicts, outsideDelivered, acceptRate, deliverRate, warmupRss, lateRss, maxAfterWarmup, growth, lateGrowth, cpuS, heap, maxFds, signaturesMade } = d;
+  const {
+    lost,
+    duplicates,
+    totalDelivered,
+    expectedVerdicts,
+    outsideDelivered,
+    acceptRate,
+    deliverRate,
+    warmupRss,
+    lateRss,
+    maxAfterWarmup,
+    growth,
+    lateGrowth,
+    cpuS,
+    heap,
+    maxFds,
+    signaturesMade,
+  } = d;
   return {
     date: new Date().toISOString(),
     node: process.version,
@@ -823,8 +1023,21 @@ function figuresOf(f: RunFacts, d: Derived): Record<string, unknown> {
     sendingSeconds: (sendEnd - sendStart) / 1000,
     drainedSeconds: (drained - sendStart) / 1000,
     wholeRunSeconds: now() / 1000,
-    rssKiB: { baseline: baseline.rssKiB, warmupSample: warm?.rssKiB, warmupMedian: warmupRss, lateMedian: lateRss, maxAfterWarmup, end: end.rssKiB, peak: end.hwmKiB, byTenth: byTenth.map((x) => x.rssKiB) },
-    rssGrowthPercent: { end: growth, lastTenth: lateGrowth, endVsWarmupSample: warm ? ((end.rssKiB - warm.rssKiB) / warm.rssKiB) * 100 : null },
+    rssKiB: {
+      baseline: baseline.rssKiB,
+      warmupSample: warm?.rssKiB,
+      warmupMedian: warmupRss,
+      lateMedian: lateRss,
+      maxAfterWarmup,
+      end: end.rssKiB,
+      peak: end.hwmKiB,
+      byTenth: byTenth.map((x) => x.rssKiB),
+    },
+    rssGrowthPercent: {
+      end: growth,
+      lastTenth: lateGrowth,
+      endVsWarmupSample: warm ? ((end.rssKiB - warm.rssKiB) / warm.rssKiB) * 100 : null,
+    },
     milterdCpuSeconds: cpuS,
     heapUsedKiB: { baseline: heap(metricsBaseline), warmup: heap(metricsWarmup), end: heap(metricsEnd) },
     fds: { baseline: baseline.fds, end: end.fds, max: maxFds },
@@ -839,7 +1052,9 @@ async function main(): Promise<Results> {
   checkMachine();
   const runId = Date.now().toString(36);
   const dir = makeRunFolder();
-  console.log(`# inkan soak${options.quick ? ' (quick)' : ''}, ${new Date().toISOString()}: ${fmt(options.messages)} messages, ${options.concurrency} SMTP sessions at a time, seed ${options.seed}`);
+  console.log(
+    `# inkan soak${options.quick ? ' (quick)' : ''}, ${new Date().toISOString()}: ${fmt(options.messages)} messages, ${options.concurrency} SMTP sessions at a time, seed ${options.seed}`,
+  );
   const { theirs, records, dns } = await keysAndDns(dir);
   const { milterd, milterPort, metricsAt } = await startDaemon(dir, dns.port);
   const { plan, planned, checker } = planAndChecker(runId, records, dir);
@@ -854,7 +1069,9 @@ async function main(): Promise<Results> {
   const sent = await sendAll(plan, postfix.smtpPort, outside, presigned, block, runId, sampling.onAccepted);
   const sendEnd = now();
   if (halted && !interrupted) throw new Error(halted);
-  log(`sent: ${fmt(sent.accepted)} accepted in ${seconds(sendEnd - sendStart)} over ${fmt(sent.sessions)} sessions, ${sent.refusals} refused, ${sent.sessionErrors} session errors`);
+  log(
+    `sent: ${fmt(sent.accepted)} accepted in ${seconds(sendEnd - sendStart)} over ${fmt(sent.sessions)} sessions, ${sent.refusals} refused, ${sent.sessionErrors} session errors`,
+  );
 
   const { queueEmpty, drained } = await drain(postfix, checker, sent.accepted);
   const { metricsEnd, end, endFds } = await settle(milterd, metricsAt, sampling);
@@ -867,7 +1084,25 @@ async function main(): Promise<Results> {
   const maillog = postfix.maillog();
   const milterWarnings = maillog.split('\n').filter((l) => /warning: .*milter|milter.*(error|timeout|tempfail)|451 4\./i.test(l));
 
-  const facts: RunFacts = { postfix, checker, planned, sent, sendStart, sendEnd, queueEmpty, drained, sampling, end, endFds, metricsEnd, sample, independent, stopped, milterdLog, milterWarnings };
+  const facts: RunFacts = {
+    postfix,
+    checker,
+    planned,
+    sent,
+    sendStart,
+    sendEnd,
+    queueEmpty,
+    drained,
+    sampling,
+    end,
+    endFds,
+    metricsEnd,
+    sample,
+    independent,
+    stopped,
+    milterdLog,
+    milterWarnings,
+  };
   const derived = deriveFigures(facts);
   const criteria = judge(facts, derived);
   const ok = criteria.every((c) => c.ok);

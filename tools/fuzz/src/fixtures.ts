@@ -24,13 +24,36 @@ export function fuzzKey(): { privateKey: KeyObject; pem: string; record: string 
 }
 
 /** A whole milter conversation for one message, as bytes (the MTA's side only). */
-export function transaction(options: { clientIp: string; headers: [string, string][]; body: string; auth?: string; quit?: boolean }): Buffer {
+export function transaction(options: {
+  clientIp: string;
+  headers: [string, string][];
+  body: string;
+  auth?: string;
+  quit?: boolean;
+}): Buffer {
   const commands: MilterCommand[] = [
     { type: 'negotiate', version: 6, actions: ACTIONS_ALL, protocol: PROTOCOL_ALL },
-    { type: 'macro', command: 'C', macros: [['j', AUTHSERV_ID], ['{daemon_name}', 'smtpd']] },
-    { type: 'connect', hostname: 'client.example.net', family: options.clientIp.includes(':') ? 'inet6' : 'inet', port: 40000, address: options.clientIp },
+    {
+      type: 'macro',
+      command: 'C',
+      macros: [
+        ['j', AUTHSERV_ID],
+        ['{daemon_name}', 'smtpd'],
+      ],
+    },
+    {
+      type: 'connect',
+      hostname: 'client.example.net',
+      family: options.clientIp.includes(':') ? 'inet6' : 'inet',
+      port: 40000,
+      address: options.clientIp,
+    },
     { type: 'helo', hostname: 'client.example.net' },
-    { type: 'macro', command: 'M', macros: [['i', 'ABC123'], ...(options.auth ? [['{auth_authen}', options.auth] as [string, string]] : [])] },
+    {
+      type: 'macro',
+      command: 'M',
+      macros: [['i', 'ABC123'], ...(options.auth ? [['{auth_authen}', options.auth] as [string, string]] : [])],
+    },
     { type: 'mail', sender: '<user@example.org>', args: ['SIZE=100'] },
     { type: 'rcpt', recipient: '<rcpt@example.net>', args: [] },
     { type: 'data' },

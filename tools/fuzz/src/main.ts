@@ -41,7 +41,14 @@ interface Options {
 
 function parseArgs(argv: string[]): Options | string {
   let time: number | undefined;
-  const o: Options = { timeMs: 60_000, maxExecs: Number.POSITIVE_INFINITY, targets: [], seed: (Math.random() * 0xffffffff) >>> 0, timeoutMs: 10_000, resume: true };
+  const o: Options = {
+    timeMs: 60_000,
+    maxExecs: Number.POSITIVE_INFINITY,
+    targets: [],
+    seed: (Math.random() * 0xffffffff) >>> 0,
+    timeoutMs: 10_000,
+    resume: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const value = () => {
@@ -61,8 +68,7 @@ function parseArgs(argv: string[]): Options | string {
       else if (arg === '--executions') {
         o.maxExecs = number(value(), 1);
         if (!Number.isSafeInteger(o.maxExecs)) throw new Error(`--executions takes a whole number, not "${argv[i]}"`);
-      }
-      else if (arg === '--target') o.targets.push(...value().split(',').filter(Boolean));
+      } else if (arg === '--target') o.targets.push(...value().split(',').filter(Boolean));
       else if (arg === '--seed') o.seed = number(value(), 0) >>> 0;
       else if (arg === '--timeout-ms') o.timeoutMs = number(value(), 100);
       else if (arg === '--fresh') o.resume = false;
@@ -93,8 +99,20 @@ function runTarget(name: string, o: Options): Promise<Outcome> {
   const shared = new SharedArrayBuffer(8 + SHARED_INPUT_BYTES);
   const header = new Int32Array(shared, 0, 2);
   const long = o.timeMs >= 120_000 || o.maxExecs >= 100_000;
-  const data: WorkerData = { target: name, timeMs: o.timeMs, maxExecs: o.maxExecs, seed: o.seed, maxCrashes: 10, resume: o.resume, progressMs: long ? 60_000 : 0, shared };
-  const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: data, resourceLimits: { maxOldGenerationSizeMb: 2048 } });
+  const data: WorkerData = {
+    target: name,
+    timeMs: o.timeMs,
+    maxExecs: o.maxExecs,
+    seed: o.seed,
+    maxCrashes: 10,
+    resume: o.resume,
+    progressMs: long ? 60_000 : 0,
+    shared,
+  };
+  const worker = new Worker(new URL('./worker.js', import.meta.url), {
+    workerData: data,
+    resourceLimits: { maxOldGenerationSizeMb: 2048 },
+  });
   const outcome: Outcome = { crashes: [] };
   const currentInput = () => Buffer.from(new Uint8Array(shared, 8, Atomics.load(header, 1)));
   const failWith = (what: string) => {
@@ -133,7 +151,9 @@ function runTarget(name: string, o: Options): Promise<Outcome> {
         lastChange = performance.now();
       } else if (m.type === 'crash') {
         outcome.crashes.push({ signature: m.signature, path: m.path });
-        console.log(`  CRASH ${name}: ${m.signature}\n    input: ${m.path} (${m.size} bytes, minimized from ${m.originalSize})\n${indent(m.error, '    ')}`);
+        console.log(
+          `  CRASH ${name}: ${m.signature}\n    input: ${m.path} (${m.size} bytes, minimized from ${m.originalSize})\n${indent(m.error, '    ')}`,
+        );
       } else if (m.type === 'progress') {
         console.log(`  ${name}: ${describe(m.stats)}`);
       } else if (m.type === 'done') outcome.stats = m.stats;
@@ -178,10 +198,15 @@ if (options === 'help' || options === 'list' || typeof options === 'string') {
   process.exit(options === 'help' || options === 'list' ? 0 : 2);
 }
 
-const bound = [Number.isFinite(options.timeMs) ? `${options.timeMs / 1000} s` : '', Number.isFinite(options.maxExecs) ? `${fmt(options.maxExecs)} executions` : '']
+const bound = [
+  Number.isFinite(options.timeMs) ? `${options.timeMs / 1000} s` : '',
+  Number.isFinite(options.maxExecs) ? `${fmt(options.maxExecs)} executions` : '',
+]
   .filter(Boolean)
   .join(' or ');
-console.log(`fuzzing ${options.targets.length} target(s), ${bound} each, seed ${options.seed}${options.resume ? '' : ', committed seeds only'}`);
+console.log(
+  `fuzzing ${options.targets.length} target(s), ${bound} each, seed ${options.seed}${options.resume ? '' : ', committed seeds only'}`,
+);
 const rows: string[][] = [];
 let crashed = 0;
 const began = performance.now();
@@ -191,7 +216,18 @@ for (const name of options.targets) {
   crashed += outcome.crashes.length;
   rows.push(
     s
-      ? [name, fmt(s.execs), fmt(s.seconds), fmt(s.execs / Math.max(s.seconds, 0.001)), fmt(s.blocks), fmt(s.functions), fmt(s.features), fmt(s.corpus), s.slowestMs.toFixed(1), String(outcome.crashes.length)]
+      ? [
+          name,
+          fmt(s.execs),
+          fmt(s.seconds),
+          fmt(s.execs / Math.max(s.seconds, 0.001)),
+          fmt(s.blocks),
+          fmt(s.functions),
+          fmt(s.features),
+          fmt(s.corpus),
+          s.slowestMs.toFixed(1),
+          String(outcome.crashes.length),
+        ]
       : [name, '-', '-', '-', '-', '-', '-', '-', '-', `${outcome.crashes.length} (${outcome.failure ?? 'stopped'})`],
   );
 }

@@ -12,7 +12,11 @@ export function milterdRuntime(configText: string, onError: (line: string) => vo
   const key = fuzzKey();
   const config = parseConfigText(configText, 'fuzz.conf');
   const signing = keyFromPem(SELECTOR, '%', SELECTOR, key.pem, 'fuzz key', 'fuzz');
-  const plan = new SigningPlan([signing], [{ pattern: DOMAIN, keys: [{ ...signing, domain: DOMAIN }] }], { wildcard: false, multiple: false, subDomains: false });
+  const plan = new SigningPlan([signing], [{ pattern: DOMAIN, keys: [{ ...signing, domain: DOMAIN }] }], {
+    wildcard: false,
+    multiple: false,
+    subDomains: false,
+  });
   const logger = pino({ level: 'error' }, { write: (line: string) => onError(line.trim()) });
   return {
     config,

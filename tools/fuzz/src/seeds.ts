@@ -28,7 +28,16 @@ const message = [
   '',
   '',
 ].join('\r\n');
-const signatureField = (await signMessage(Buffer.from(message, 'latin1'), { domain: DOMAIN, selector: SELECTOR, privateKey: key.privateKey, expiresIn: 3600, bodyLength: true, copyHeaders: true })).trimEnd();
+const signatureField = (
+  await signMessage(Buffer.from(message, 'latin1'), {
+    domain: DOMAIN,
+    selector: SELECTOR,
+    privateKey: key.privateKey,
+    expiresIn: 3600,
+    bodyLength: true,
+    copyHeaders: true,
+  })
+).trimEnd();
 const signatureValue = signatureField.slice(signatureField.indexOf(':') + 1);
 const headerLines = message.split('\r\n\r\n')[0] as string;
 const body = message.slice(message.indexOf('\r\n\r\n') + 4);
@@ -43,13 +52,20 @@ function milterHeaders(block: string): [string, string][] {
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
 const rsaP = rsa.publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
-const domainKeySignature = ' a=rsa-sha1; q=dns; c=nofws; s=fuzz; d=example.org; h=from:to:subject; b=dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ==';
+const domainKeySignature =
+  ' a=rsa-sha1; q=dns; c=nofws; s=fuzz; d=example.org; h=from:to:subject; b=dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ==';
 
 const seeds: Record<string, (string | Buffer)[]> = {
   'milter-decoder': [
     transaction({ clientIp: '127.0.0.1', headers: milterHeaders(headerLines), body }),
     Buffer.concat([
-      encodeResponse({ type: 'negotiate', version: 6, actions: 0x1ff, protocol: 0x1fffff, macros: [{ stage: 0, names: 'j {daemon_name}' }] }),
+      encodeResponse({
+        type: 'negotiate',
+        version: 6,
+        actions: 0x1ff,
+        protocol: 0x1fffff,
+        macros: [{ stage: 0, names: 'j {daemon_name}' }],
+      }),
       encodeResponse({ type: 'insertHeader', index: 0, name: 'DKIM-Signature', value: Buffer.from(signatureValue.replace(/\r\n/g, '\n')) }),
       encodeResponse({ type: 'replyCode', text: '550 5.7.1 rejected' }),
       encodeResponse({ type: 'changeHeader', index: 1, name: 'Authentication-Results', value: Buffer.alloc(0) }),
@@ -77,7 +93,10 @@ const seeds: Record<string, (string | Buffer)[]> = {
       transaction({ clientIp: '198.51.100.1', headers: [['From', ' a@example.net']], body: 'x\r\n' }).subarray(17),
     ]),
   ],
-  'dkim-signature': [signatureValue, ' v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=sel; h=from:to; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=dGVzdA=='],
+  'dkim-signature': [
+    signatureValue,
+    ' v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=sel; h=from:to; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=dGVzdA==',
+  ],
   'domainkey-signature': [domainKeySignature, ' a=rsa-sha1; s=sel; d=Example.ORG.; b=AAAA\r\n\tBBBB'],
   'key-record': [
     key.record,
@@ -86,11 +105,25 @@ const seeds: Record<string, (string | Buffer)[]> = {
     `k=rsa; g=user*; t=y; p=${rsaP}`,
     `fuzz._domainkey.example.org. 300 IN TXT ( "v=DKIM1; k=ed25519; "\n  "${key.record.slice(key.record.indexOf('p='))}" ) ; comment`,
   ],
-  'header-fields': [message, message.replace(/\r\n/g, '\n'), `${headerLines}\r\nSender: "Joe, Q." (comment) <joe@example.org>, other@example.net\r\n`],
+  'header-fields': [
+    message,
+    message.replace(/\r\n/g, '\n'),
+    `${headerLines}\r\nSender: "Joe, Q." (comment) <joe@example.org>, other@example.net\r\n`,
+  ],
   'dkim-canonicalization': [body, `${headerLines}\r\n`, ' \t a  b\t\r\n\r\n \r\nc \r\n\r\n\r\n'],
   'domainkeys-canonicalization': [body, `${headerLines}\r\n`, ' a b \r\n\r \n\r\n\r\n'],
   'authentication-results': [
-    ` ${formatAuthenticationResults(AUTHSERV_ID, [{ method: 'dkim', result: 'pass', comments: ['2048-bit key'], properties: [{ ptype: 'header', property: 'd', value: DOMAIN }, { ptype: 'header', property: 'i', value: '@example.org' }] }])}`,
+    ` ${formatAuthenticationResults(AUTHSERV_ID, [
+      {
+        method: 'dkim',
+        result: 'pass',
+        comments: ['2048-bit key'],
+        properties: [
+          { ptype: 'header', property: 'd', value: DOMAIN },
+          { ptype: 'header', property: 'i', value: '@example.org' },
+        ],
+      },
+    ])}`,
     ' mx.example.org 1; dkim=fail reason="body hash did not verify" header.d=example.org header.b=abcd1234; spf=pass (sender SPF authorized) smtp.mailfrom=user@example.org',
     ' "quoted\\"id"; none',
   ],

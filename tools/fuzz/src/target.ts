@@ -38,7 +38,11 @@ export function check(condition: unknown, message: string | (() => string)): ass
 
 /** A short printable form of a value for invariant messages. */
 export function show(value: unknown, max = 120): string {
-  const text = Buffer.isBuffer(value) ? JSON.stringify(value.toString('latin1')) : typeof value === 'string' ? JSON.stringify(value) : String(JSON.stringify(value, bufferReplacer));
+  const text = Buffer.isBuffer(value)
+    ? JSON.stringify(value.toString('latin1'))
+    : typeof value === 'string'
+      ? JSON.stringify(value)
+      : String(JSON.stringify(value, bufferReplacer));
   return text.length > max ? `${text.slice(0, max)}...` : text;
 }
 

@@ -74,7 +74,14 @@ const fuzzer = new Fuzzer(target, {
   onNewInput: (input) => saveInput(dirs.work(target.name), input),
   onCrash: (crash) => {
     const path = saveInput(dirs.crashes(target.name), crash.input);
-    post({ type: 'crash', signature: crash.signature, error: crash.error, path, size: crash.input.length, originalSize: crash.originalLength });
+    post({
+      type: 'crash',
+      signature: crash.signature,
+      error: crash.error,
+      path,
+      size: crash.input.length,
+      originalSize: crash.originalLength,
+    });
   },
   onProgress: (stats) => post({ type: 'progress', stats }),
 });

@@ -23,7 +23,8 @@ function compile<T>(name: string, source: string): T {
 
 describe('Mutator', () => {
   it('keeps to the maximum length and repeats with the same seed', () => {
-    const make = () => new Mutator(new Random(42), { maxLength: 64, dictionary: [Buffer.from('v=1; ')], corpus: () => [Buffer.from('abc')] });
+    const make = () =>
+      new Mutator(new Random(42), { maxLength: 64, dictionary: [Buffer.from('v=1; ')], corpus: () => [Buffer.from('abc')] });
     const a = make();
     const b = make();
     let input: Buffer = Buffer.from('hello, world');
@@ -136,7 +137,10 @@ describe('pnpm fuzz', () => {
   const internal = '--conditions=inkan-internal';
 
   it.skipIf(!existsSync(main))('runs one target for a second and prints the table', () => {
-    const run = spawnSync(process.execPath, [internal, main, '--time', '1', '--target', 'milterd-config', '--fresh', '--seed', '1'], { encoding: 'utf8', timeout: 60_000 });
+    const run = spawnSync(process.execPath, [internal, main, '--time', '1', '--target', 'milterd-config', '--fresh', '--seed', '1'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^target\s+execs\s+seconds\s+exec\/s\s+blocks/m);
     expect(run.stdout).toMatch(/^milterd-config\s+[\d,]+\s+[\d,]+\s+[\d,]+/m);
@@ -144,10 +148,14 @@ describe('pnpm fuzz', () => {
   });
 
   it.skipIf(!existsSync(main))('stops a target after --executions N, even with a longer --time', () => {
-    const run = spawnSync(process.execPath, [internal, main, '--executions', '300', '--time', '600', '--target', 'milterd-config', '--fresh', '--seed', '1'], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const run = spawnSync(
+      process.execPath,
+      [internal, main, '--executions', '300', '--time', '600', '--target', 'milterd-config', '--fresh', '--seed', '1'],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/600 s or 300 executions each/);
     expect(run.stdout).toMatch(/^milterd-config\s+300\s/m);
@@ -155,7 +163,10 @@ describe('pnpm fuzz', () => {
 
   it.skipIf(!existsSync(main))('refuses --executions that is not a whole number above zero', () => {
     for (const bad of ['0', '1.5', 'many']) {
-      const run = spawnSync(process.execPath, [internal, main, '--executions', bad, '--target', 'milterd-config'], { encoding: 'utf8', timeout: 30_000 });
+      const run = spawnSync(process.execPath, [internal, main, '--executions', bad, '--target', 'milterd-config'], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
       expect(run.status).toBe(2);
       expect(run.stderr).toMatch(/--executions takes/);
     }

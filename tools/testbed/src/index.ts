@@ -9,7 +9,17 @@
  * not import it.
  */
 export { freePort, waitFor, tempDir, findProgram, runProgram, countLoopTurns, type RunResult } from './process.js';
-export { statusField, statusKiB, rssKiB, cpuSeconds, fdCount, describeFds, sampleProcess, sampleRss, type ProcessSample } from './proc-sample.js';
+export {
+  statusField,
+  statusKiB,
+  rssKiB,
+  cpuSeconds,
+  fdCount,
+  describeFds,
+  sampleProcess,
+  sampleRss,
+  type ProcessSample,
+} from './proc-sample.js';
 export { startDnsmasq, txtStrings, type DnsServer, type DnsRecords, type TxtData } from './dnsmasq.js';
 export { startSlowDns, type SlowDns, type SlowDnsOptions, type DnsDelay } from './slow-dns.js';
 export { makeKeys, dkimKeyRecord, type TestKey, type RsaTestKey, type TestKeys } from './keys.js';
@@ -25,8 +35,22 @@ export {
   type PeerVerdict,
   type PeerSignOptions,
 } from './peers.js';
-export { mailDkimDomainKeysSign, mailDkimDomainKeysVerify, type DomainKeysSignOptions, type DomainKeysPeerSignature, type DomainKeysPeerVerdict } from './domainkeys-peers.js';
-export { startMilterd, startMilterdOnPort, tcpAccepting, MILTERD_BIN, type MilterdProcess, type MilterdOptions, type MilterdOnPort } from './milterd.js';
+export {
+  mailDkimDomainKeysSign,
+  mailDkimDomainKeysVerify,
+  type DomainKeysSignOptions,
+  type DomainKeysPeerSignature,
+  type DomainKeysPeerVerdict,
+} from './domainkeys-peers.js';
+export {
+  startMilterd,
+  startMilterdOnPort,
+  tcpAccepting,
+  MILTERD_BIN,
+  type MilterdProcess,
+  type MilterdOptions,
+  type MilterdOnPort,
+} from './milterd.js';
 export { startPostfix, postfixMissing, type PostfixInstance, type PostfixOptions } from './postfix.js';
 export {
   SmtpSession,
@@ -41,8 +65,24 @@ export {
   type SmtpServerReply,
 } from './smtp-client.js';
 export { startSmtpSink, type SmtpSink, type SmtpSinkOptions, type SinkMessage, type DeliveredMessage } from './smtp-sink.js';
-export { headerFields, headerValues, subjectOf, authenticationResults, type HeaderField, type ParsedAuthenticationResults } from './message.js';
-export { startSendmail, prepareSendmail, sendmailMissing, type SendmailInstance, type SendmailOptions, type SendmailMilter, type SendmailRole, type SendmailDistribution } from './sendmail.js';
+export {
+  headerFields,
+  headerValues,
+  subjectOf,
+  authenticationResults,
+  type HeaderField,
+  type ParsedAuthenticationResults,
+} from './message.js';
+export {
+  startSendmail,
+  prepareSendmail,
+  sendmailMissing,
+  type SendmailInstance,
+  type SendmailOptions,
+  type SendmailMilter,
+  type SendmailRole,
+  type SendmailDistribution,
+} from './sendmail.js';
 export { startPostgres, startRedis, postgresMissing, redisMissing, type PostgresServer, type RedisServer } from './stores.js';
 /** The slow reference canonicalizations (RFC 6376 simple/relaxed, RFC 4870 simple/nofws) that tests and fuzz targets compare with. */
 export * as canonicalizationReference from './reference-canonicalization.js';

@@ -18,7 +18,13 @@ export function headerFields(message: Buffer | string): HeaderField[] {
   for (const raw of header.split(/\r\n(?![ \t])/)) {
     const colon = raw.indexOf(':');
     if (colon <= 0) continue;
-    out.push({ name: raw.slice(0, colon).trim(), value: raw.slice(colon + 1).replace(/\r\n/g, '').trim() });
+    out.push({
+      name: raw.slice(0, colon).trim(),
+      value: raw
+        .slice(colon + 1)
+        .replace(/\r\n/g, '')
+        .trim(),
+    });
   }
   return out;
 }
@@ -47,7 +53,11 @@ export interface ParsedAuthenticationResults {
  * parseAuthenticationResults. With `authservId`, only the fields that id added (any case).
  * A field `parse` rejects (null) is left out.
  */
-export function authenticationResults<T extends ParsedAuthenticationResults>(message: Buffer | string, parse: (value: string) => T | null, authservId?: string): T[] {
+export function authenticationResults<T extends ParsedAuthenticationResults>(
+  message: Buffer | string,
+  parse: (value: string) => T | null,
+  authservId?: string,
+): T[] {
   const out: T[] = [];
   for (const value of headerValues(message, 'Authentication-Results')) {
     const parsed = parse(value);

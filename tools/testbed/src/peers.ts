@@ -97,7 +97,16 @@ export async function dkimpySign(o: PeerSignOptions): Promise<string> {
   }
   const keyFile = writeTemp('key', key);
   const msgFile = writeTemp('msg.eml', o.message);
-  const r = await runProgram(PYTHON, [join(PEERS, 'dkimpy.py'), 'sign', keyFile, o.domain, o.selector, o.algorithm, o.canonicalization, msgFile]);
+  const r = await runProgram(PYTHON, [
+    join(PEERS, 'dkimpy.py'),
+    'sign',
+    keyFile,
+    o.domain,
+    o.selector,
+    o.algorithm,
+    o.canonicalization,
+    msgFile,
+  ]);
   if (r.code !== 0 || !r.stdout.startsWith('DKIM-Signature:')) throw new Error(`dkimpy sign failed (${r.code}): ${r.stderr}`);
   return r.stdout.endsWith('\r\n') ? r.stdout : `${r.stdout.replace(/\n$/, '')}\r\n`;
 }
@@ -152,6 +161,9 @@ export async function opendkimSign(o: PeerSignOptions): Promise<string> {
   const r = await runProgram(opendkim, ['-x', conf, '-t', msgFile], { timeoutMs: 60_000 });
   const at = r.stdout.indexOf('DKIM-Signature:');
   if (r.code !== 0 || at < 0) throw new Error(`opendkim sign failed (${r.code}): ${r.stdout}${r.stderr}`);
-  const field = r.stdout.slice(at).replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n');
+  const field = r.stdout
+    .slice(at)
+    .replace(/\r?\n$/, '')
+    .replace(/\r?\n/g, '\r\n');
   return `${field}\r\n`;
 }

@@ -118,7 +118,10 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   chownSync(dataDir, owner.uid, owner.gid);
   const sink = await startSmtpSink({ ...options.sink, dir: join(dir, 'sink') });
   const smtpPort = await freePort();
-  const id = dir.slice(dir.lastIndexOf('-') + 1).toLowerCase().replace(/[^a-z0-9]/g, 'x');
+  const id = dir
+    .slice(dir.lastIndexOf('-') + 1)
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, 'x');
   const hostname = `mta-${id}.inkan.test`;
   const milters = options.smtpdMilters ?? '';
   const main: Record<string, string> = {
@@ -247,7 +250,13 @@ export async function waitForBanner(port: number, hostname: string, what: string
 }
 
 /** Wait (bounded) until the MTA's sink has taken `count` messages; on time-out the error ends with the MTA's log. */
-export async function waitForDelivery(sink: SmtpSink, count: number, tries: number, maillog: () => string, logLines: number): Promise<DeliveredMessage[]> {
+export async function waitForDelivery(
+  sink: SmtpSink,
+  count: number,
+  tries: number,
+  maillog: () => string,
+  logLines: number,
+): Promise<DeliveredMessage[]> {
   try {
     return await sink.waitForMessages(count, tries);
   } catch (error) {

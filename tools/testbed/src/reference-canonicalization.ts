@@ -65,7 +65,10 @@ export function relaxedHeader(field: string): string {
   const value = colon < 0 ? '' : field.slice(colon + 1);
   const lowerName = name.replace(/[A-Z]/g, (c) => c.toLowerCase());
   const unfolded = value.split(CRLF).join('');
-  return `${lowerName}:${unfolded.replace(/[ \t]+/g, ' ').replace(/^ /, '').replace(/ $/, '')}`;
+  return `${lowerName}:${unfolded
+    .replace(/[ \t]+/g, ' ')
+    .replace(/^ /, '')
+    .replace(/ $/, '')}`;
 }
 
 /** RFC 6376 §3.4.1 simple header: the field as it is, without its line end. */

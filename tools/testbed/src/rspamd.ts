@@ -142,7 +142,19 @@ export async function startRspamd(options: RspamdOptions): Promise<RspamdInstanc
   }
   const owner = process.getuid?.() === 0 ? readUser('_rspamd') : undefined;
   if (owner) for (const p of [dir, run, db, log, keyPath]) chownSync(p, owner.uid, owner.gid);
-  const args = ['-f', '-c', conf, '--var', `DBDIR=${db}`, '--var', `RUNDIR=${run}`, '--var', `LOGDIR=${log}`, '--var', `LOCAL_CONFDIR=${local}`];
+  const args = [
+    '-f',
+    '-c',
+    conf,
+    '--var',
+    `DBDIR=${db}`,
+    '--var',
+    `RUNDIR=${run}`,
+    '--var',
+    `LOGDIR=${log}`,
+    '--var',
+    `LOCAL_CONFDIR=${local}`,
+  ];
   if (owner) args.push('-u', '_rspamd', '-g', '_rspamd');
   const child: ChildProcess = spawn(rspamd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -176,12 +188,7 @@ export async function startRspamd(options: RspamdOptions): Promise<RspamdInstanc
   };
   try {
     // Loading the configuration compiles the URL suffix list (seconds); the stock rules take longer.
-    await waitFor(
-      () => exited || (existsSync(socketPath) && proxies().length === options.workers),
-      'rspamd to listen',
-      600,
-      100,
-    );
+    await waitFor(() => exited || (existsSync(socketPath) && proxies().length === options.workers), 'rspamd to listen', 600, 100);
     if (exited) throw new Error(`rspamd exited: ${logTail()}`);
   } catch (error) {
     await stop();

@@ -19,7 +19,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logTail, waitForBanner, waitForDelivery } from './postfix.js';
 import { type SmtpSendOptions, type SmtpSendResult, sendSmtp } from './smtp-client.js';
-import { type RunResult, findProcesses, findProgram, freePort, parentOf, readUser, runProgram, signalAll, tempDir, waitFor } from './process.js';
+import {
+  type RunResult,
+  findProcesses,
+  findProgram,
+  freePort,
+  parentOf,
+  readUser,
+  runProgram,
+  signalAll,
+  tempDir,
+  waitFor,
+} from './process.js';
 import { type DeliveredMessage, type SmtpSink, startSmtpSink } from './smtp-sink.js';
 
 /**
@@ -188,8 +199,9 @@ function cacheRoot(): string {
 export function sendmailMissing(): string | undefined {
   if (process.platform !== 'linux') return 'the test Sendmail needs Linux (Debian packages)';
   if (process.getuid?.() !== 0) return 'a private Sendmail daemon needs root';
-  if (!findProgram('apt-get') || !findProgram('dpkg')) return 'apt-get and dpkg are needed to fetch and extract Debian\'s sendmail-bin';
-  if (!findProgram('cc') && !findProgram('gcc')) return 'a C compiler (Debian packages gcc libc6-dev) is needed to build the harness\'s preload library';
+  if (!findProgram('apt-get') || !findProgram('dpkg')) return "apt-get and dpkg are needed to fetch and extract Debian's sendmail-bin";
+  if (!findProgram('cc') && !findProgram('gcc'))
+    return "a C compiler (Debian packages gcc libc6-dev) is needed to build the harness's preload library";
   return undefined;
 }
 
@@ -229,7 +241,9 @@ async function downloadPackages(names: string[], into: string): Promise<void> {
   const have = readdirSync(into);
   const missing = names.filter((n) => !have.some((f) => f.startsWith(`${n}_`) && f.endsWith('.deb')));
   if (r.code !== 0 || missing.length > 0) {
-    throw new Error(`apt-get download ${names.join(' ')} failed (${r.code}), missing: ${missing.join(' ')} (stale package lists? run apt-get update)\n${r.stderr}`);
+    throw new Error(
+      `apt-get download ${names.join(' ')} failed (${r.code}), missing: ${missing.join(' ')} (stale package lists? run apt-get update)\n${r.stderr}`,
+    );
   }
 }
 
@@ -339,7 +353,9 @@ async function buildInto(staging: string): Promise<void> {
     for (const l of libs) seen.add(l);
     await downloadPackages(needed, debs);
   }
-  const files = readdirSync(debs).filter((f) => f.endsWith('.deb')).sort();
+  const files = readdirSync(debs)
+    .filter((f) => f.endsWith('.deb'))
+    .sort();
   for (const file of files) {
     const r = await runProgram('dpkg', ['-x', join(debs, file), root], { timeoutMs: 120_000 });
     if (r.code !== 0) throw new Error(`dpkg -x ${file} failed (${r.code}): ${r.stderr}`);
@@ -358,7 +374,11 @@ async function buildInto(staging: string): Promise<void> {
   const cc = findProgram('cc') ?? findProgram('gcc');
   if (!cc) throw new Error('a C compiler (Debian packages gcc libc6-dev) is needed to build the preload library');
   writeFileSync(join(lib, 'inkan-preload.c'), PRELOAD_SOURCE);
-  const built = await runProgram(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-o', join(lib, 'inkan-preload.so'), join(lib, 'inkan-preload.c')], { timeoutMs: 120_000 });
+  const built = await runProgram(
+    cc,
+    ['-shared', '-fPIC', '-O2', '-Wall', '-o', join(lib, 'inkan-preload.so'), join(lib, 'inkan-preload.c')],
+    { timeoutMs: 120_000 },
+  );
   if (built.code !== 0) throw new Error(`compiling the preload library failed (${built.code}): ${built.stderr}`);
   chmodSync(join(lib, 'inkan-preload.so'), 0o755);
   const sendmailBin = files.find((f) => f.startsWith('sendmail-bin_')) ?? '';
@@ -591,7 +611,11 @@ function mspMc(i: McInput): string {
 }
 
 /** Write both .mc files and make sendmail.cf and submit.cf of them with m4; their paths. */
-async function generateCf(dist: SendmailDistribution, etc: string, mc: Record<SendmailRole, string>): Promise<Record<SendmailRole, string>> {
+async function generateCf(
+  dist: SendmailDistribution,
+  etc: string,
+  mc: Record<SendmailRole, string>,
+): Promise<Record<SendmailRole, string>> {
   const cf = { mta: join(etc, 'sendmail.cf'), msp: join(etc, 'submit.cf') };
   for (const role of ['mta', 'msp'] as const) {
     const source = join(etc, role === 'mta' ? 'sendmail.mc' : 'submit.mc');
@@ -661,7 +685,12 @@ function instanceStopper(binary: string, dir: string, daemon: Daemon, sink: Smtp
     const pid = daemon.child.pid;
     // Let SMTP sessions still being wound up end on their own, reaped by the daemon ...
     if (pid !== undefined && !daemon.exited()) {
-      await waitFor(() => instanceProcesses(binary, dir).every((p) => p === pid || parentOf(p) !== pid), 'sendmail sessions to end', 100, 50).catch(() => undefined);
+      await waitFor(
+        () => instanceProcesses(binary, dir).every((p) => p === pid || parentOf(p) !== pid),
+        'sendmail sessions to end',
+        100,
+        50,
+      ).catch(() => undefined);
       daemon.child.kill('SIGTERM');
       await within(daemon.exit, 10_000);
       if (!daemon.exited()) {
@@ -698,7 +727,10 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
   const { dir, queueDir, logFile } = layout;
   const sink = await startSmtpSink({ dir: join(dir, 'sink') });
   const smtpPort = await freePort();
-  const id = dir.slice(dir.lastIndexOf('-') + 1).toLowerCase().replace(/[^a-z0-9]/g, 'x');
+  const id = dir
+    .slice(dir.lastIndexOf('-') + 1)
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, 'x');
   const hostname = `mta-${id}.inkan.test`;
   const filterLine = filterLineOf(options.milter);
   const mcInput: McInput = { dist, layout, hostname, smtpPort, sinkPort: sink.port, mspUserName, filterLine, options };
@@ -714,7 +746,13 @@ export async function startSendmail(options: SendmailOptions = {}): Promise<Send
 
   const env = sendmailEnv(dist, hostname, logFile);
   const sendmail = (role: SendmailRole, args: string[], o: { input?: Buffer | string; asMspUser?: boolean; timeoutMs?: number } = {}) =>
-    runProgram(binary, ['-C', cf[role], ...args], { env, cwd: '/', ...(o.input !== undefined ? { input: o.input } : {}), timeoutMs: o.timeoutMs ?? 60_000, ...(o.asMspUser ? { uid: mspUser.uid, gid: mspUser.gid } : {}) });
+    runProgram(binary, ['-C', cf[role], ...args], {
+      env,
+      cwd: '/',
+      ...(o.input !== undefined ? { input: o.input } : {}),
+      timeoutMs: o.timeoutMs ?? 60_000,
+      ...(o.asMspUser ? { uid: mspUser.uid, gid: mspUser.gid } : {}),
+    });
   const daemon = spawnDaemon(binary, cf.mta, env, dir);
   const maillog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
   const stop = instanceStopper(binary, dir, daemon, sink);

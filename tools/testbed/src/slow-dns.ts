@@ -214,7 +214,8 @@ export async function startSlowDns(options: SlowDnsOptions): Promise<SlowDns> {
     port,
     server: `127.0.0.1:${port}`,
     setDelay(next, name) {
-      if (next !== 'never' && (!Number.isFinite(next) || next < 0)) throw new RangeError(`delay must be 'never' or a number of ms >= 0, not ${next}`);
+      if (next !== 'never' && (!Number.isFinite(next) || next < 0))
+        throw new RangeError(`delay must be 'never' or a number of ms >= 0, not ${next}`);
       if (name !== undefined) nameDelays.set(nameKey(name), next);
       else delay = next;
     },

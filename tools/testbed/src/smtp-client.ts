@@ -138,7 +138,11 @@ export class SmtpSession {
       this.buffer = this.buffer.slice(eol + 2);
       this.lines.push(line);
       if (/^\d{3}(?: |$)/.test(line)) {
-        const reply: SmtpServerReply = { code: Number(line.slice(0, 3)), lines: this.lines, text: this.lines.map((l) => l.slice(4)).join('\n') };
+        const reply: SmtpServerReply = {
+          code: Number(line.slice(0, 3)),
+          lines: this.lines,
+          text: this.lines.map((l) => l.slice(4)).join('\n'),
+        };
         this.lines = [];
         const w = this.waiter;
         if (w) {
@@ -188,7 +192,12 @@ export class SmtpSession {
    * One transaction: MAIL, RCPT for each recipient, DATA when one was accepted, then the
    * message (line ends made CRLF unless told not to, dot-stuffed). Refusals are replies in the result, not errors.
    */
-  async transaction(from: string, to: string | readonly string[], message: Buffer, options: SmtpTransactionOptions = {}): Promise<SmtpTransactionResult> {
+  async transaction(
+    from: string,
+    to: string | readonly string[],
+    message: Buffer,
+    options: SmtpTransactionOptions = {},
+  ): Promise<SmtpTransactionResult> {
     const mail = await this.command(`MAIL FROM:<${from}>${options.announceSize ? ` SIZE=${message.length}` : ''}`);
     const result: SmtpTransactionResult = { mail, rcpt: [], accepted: [], rejected: [], decided: mail };
     let sent = false;

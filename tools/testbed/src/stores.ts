@@ -124,7 +124,19 @@ export async function startPostgres(): Promise<PostgresServer> {
     const argv = [...asUser, join(bin, program), ...args];
     return { command: argv[0] as string, args: argv.slice(1) };
   };
-  const init = run('initdb', ['-D', data, '-U', 'postgres', `--pwfile=${pwfile}`, '--auth-host=scram-sha-256', '--auth-local=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-instructions']);
+  const init = run('initdb', [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    `--pwfile=${pwfile}`,
+    '--auth-host=scram-sha-256',
+    '--auth-local=scram-sha-256',
+    '-E',
+    'UTF8',
+    '--locale=C',
+    '--no-instructions',
+  ]);
   const r = await runProgram(init.command, init.args, { timeoutMs: 120_000, cwd: dir });
   if (r.code !== 0) throw new Error(`initdb failed (${r.code}): ${r.stderr}${r.stdout}`);
   rmSync(pwfile);
@@ -132,23 +144,37 @@ export async function startPostgres(): Promise<PostgresServer> {
   let server: Daemon | undefined;
   const start = async () => {
     const cmd = run('postgres', [
-      '-D', data,
-      '-p', String(port),
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'unix_socket_directories=',
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
-      '-c', 'logging_collector=off',
-      '-c', 'max_connections=50',
+      '-D',
+      data,
+      '-p',
+      String(port),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'logging_collector=off',
+      '-c',
+      'max_connections=50',
     ]);
     const d = launch(cmd.command, cmd.args);
     server = d;
     try {
-      await waitFor(() => {
-        if (!d.isRunning()) throw new Error('exited');
-        return /ready to accept connections/.test(d.output());
-      }, `PostgreSQL on port ${port}`, 600, 50);
+      await waitFor(
+        () => {
+          if (!d.isRunning()) throw new Error('exited');
+          return /ready to accept connections/.test(d.output());
+        },
+        `PostgreSQL on port ${port}`,
+        600,
+        50,
+      );
     } catch {
       await terminate(d, 'SIGKILL');
       throw new Error(`PostgreSQL did not start on port ${port}:\n${d.output()}`);
@@ -169,11 +195,31 @@ export async function startPostgres(): Promise<PostgresServer> {
     },
     async psql(sql, o = {}) {
       const user = o.user ?? 'postgres';
-      const res = await runProgram(psqlProgram, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', user, '-d', o.database ?? 'postgres', '-At', '-f', '-'], {
-        input: sql,
-        timeoutMs: 60_000,
-        env: { ...process.env, PGPASSWORD: o.password ?? (user === 'postgres' ? password : ''), PGCONNECT_TIMEOUT: '5' },
-      });
+      const res = await runProgram(
+        psqlProgram,
+        [
+          '-X',
+          '-q',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-h',
+          '127.0.0.1',
+          '-p',
+          String(port),
+          '-U',
+          user,
+          '-d',
+          o.database ?? 'postgres',
+          '-At',
+          '-f',
+          '-',
+        ],
+        {
+          input: sql,
+          timeoutMs: 60_000,
+          env: { ...process.env, PGPASSWORD: o.password ?? (user === 'postgres' ? password : ''), PGCONNECT_TIMEOUT: '5' },
+        },
+      );
       if (res.code !== 0) throw new Error(`psql failed (${res.code}): ${res.stderr}`);
       return res.stdout;
     },
@@ -242,15 +288,24 @@ export async function startRedis(options: { acl?: string[]; config?: string[] } 
   const aclFile = join(dir, 'users.acl');
   writeFileSync(aclFile, `${['user default on nopass ~* &* +@all', ...(options.acl ?? [])].join('\n')}\n`, { mode: 0o600 });
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--save', '',
-    '--appendonly', 'no',
-    '--daemonize', 'no',
-    '--dir', dir,
-    '--dbfilename', 'dump.rdb',
-    '--aclfile', aclFile,
-    '--logfile', '',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--daemonize',
+    'no',
+    '--dir',
+    dir,
+    '--dbfilename',
+    'dump.rdb',
+    '--aclfile',
+    aclFile,
+    '--logfile',
+    '',
     ...(options.config ?? []),
   ];
   let server: Daemon | undefined;
@@ -258,10 +313,15 @@ export async function startRedis(options: { acl?: string[]; config?: string[] } 
     const d = launch(program, args);
     server = d;
     try {
-      await waitFor(() => {
-        if (!d.isRunning()) throw new Error('exited');
-        return /Ready to accept connections/.test(d.output());
-      }, `Redis on port ${port}`, 400, 50);
+      await waitFor(
+        () => {
+          if (!d.isRunning()) throw new Error('exited');
+          return /Ready to accept connections/.test(d.output());
+        },
+        `Redis on port ${port}`,
+        400,
+        50,
+      );
     } catch {
       await terminate(d, 'SIGKILL');
       throw new Error(`redis-server did not start on port ${port}:\n${d.output()}`);
@@ -281,7 +341,8 @@ export async function startRedis(options: { acl?: string[]; config?: string[] } 
   return {
     port,
     url: (o = {}) => {
-      const auth = o.user !== undefined ? `${encodeURIComponent(o.user)}${o.password !== undefined ? `:${encodeURIComponent(o.password)}` : ''}@` : '';
+      const auth =
+        o.user !== undefined ? `${encodeURIComponent(o.user)}${o.password !== undefined ? `:${encodeURIComponent(o.password)}` : ''}@` : '';
       return `redis://${auth}127.0.0.1:${port}/${o.db ?? 0}${o.query ? `?${o.query}` : ''}`;
     },
     stop,

@@ -53,7 +53,13 @@ describe('sendSmtp to the sink', () => {
   it('delivers the message byte for byte (LF made CRLF, dots unstuffed again), to every recipient', async () => {
     const s = await sink();
     const message = b('From: a@example.org\nSubject: dots\n\n.one\r\n..two\n\xe9\xff\x00 three\n.\n');
-    const r = await sendSmtp({ port: s.port, from: 'a@example.org', to: ['x@example.net', 'y@example.net'], data: message, helo: 'me.example' });
+    const r = await sendSmtp({
+      port: s.port,
+      from: 'a@example.org',
+      to: ['x@example.net', 'y@example.net'],
+      data: message,
+      helo: 'me.example',
+    });
     expect(r.banner.code).toBe(220);
     expect(r.mail.code).toBe(250);
     expect(r.accepted).toEqual(['x@example.net', 'y@example.net']);

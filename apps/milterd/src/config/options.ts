@@ -7,7 +7,18 @@ export type Action = 'accept' | 'reject' | 'tempfail' | 'discard' | 'quarantine'
 export const ACTIONS: readonly Action[] = ['accept', 'reject', 'tempfail', 'discard', 'quarantine'];
 
 /** The kinds of value an option takes. */
-type Kind = 'string' | 'boolean' | 'integer' | 'octal' | 'list' | 'headers' | 'dataset' | 'action' | 'mode' | 'canonicalization' | 'algorithm';
+type Kind =
+  | 'string'
+  | 'boolean'
+  | 'integer'
+  | 'octal'
+  | 'list'
+  | 'headers'
+  | 'dataset'
+  | 'action'
+  | 'mode'
+  | 'canonicalization'
+  | 'algorithm';
 
 interface OptionSpec {
   /** The name in opendkim.conf. */
@@ -128,13 +139,43 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'Domain', key: 'domain', kind: 'dataset', description: 'domains to sign for' },
   { name: 'Selector', key: 'selector', kind: 'string', description: 'selector used with KeyFile' },
   { name: 'KeyFile', key: 'keyFile', kind: 'string', description: 'private key used with Selector for every Domain' },
-  { name: 'SigningKeys', key: 'signingKeys', kind: 'list', description: 'selector:keyfile pairs, each signing every Domain (dual RSA + Ed25519 signing)' },
-  { name: 'KeyTable', key: 'keyTable', kind: 'dataset', description: 'keyname -> domain:selector:keyfile (or a postgresql:// or redis:// store)' },
-  { name: 'SigningTable', key: 'signingTable', kind: 'dataset', description: 'sender pattern -> keyname (refile: for wildcards; or a store)' },
+  {
+    name: 'SigningKeys',
+    key: 'signingKeys',
+    kind: 'list',
+    description: 'selector:keyfile pairs, each signing every Domain (dual RSA + Ed25519 signing)',
+  },
+  {
+    name: 'KeyTable',
+    key: 'keyTable',
+    kind: 'dataset',
+    description: 'keyname -> domain:selector:keyfile (or a postgresql:// or redis:// store)',
+  },
+  {
+    name: 'SigningTable',
+    key: 'signingTable',
+    kind: 'dataset',
+    description: 'sender pattern -> keyname (refile: for wildcards; or a store)',
+  },
   { name: 'MultipleSignatures', key: 'multipleSignatures', kind: 'boolean', description: 'sign with every matching SigningTable entry' },
-  { name: 'InternalHosts', key: 'internalHosts', kind: 'dataset', description: 'clients whose mail is signed (IPs, CIDRs, host names; or the store of KeyTable)' },
-  { name: 'ExternalIgnoreList', key: 'externalIgnoreList', kind: 'dataset', description: 'external hosts allowed to send for our domains, not logged' },
-  { name: 'MilterPeers', key: 'milterPeers', kind: 'dataset', description: 'MTA hosts allowed to connect over TCP (needed for a non-loopback Socket)' },
+  {
+    name: 'InternalHosts',
+    key: 'internalHosts',
+    kind: 'dataset',
+    description: 'clients whose mail is signed (IPs, CIDRs, host names; or the store of KeyTable)',
+  },
+  {
+    name: 'ExternalIgnoreList',
+    key: 'externalIgnoreList',
+    kind: 'dataset',
+    description: 'external hosts allowed to send for our domains, not logged',
+  },
+  {
+    name: 'MilterPeers',
+    key: 'milterPeers',
+    kind: 'dataset',
+    description: 'MTA hosts allowed to connect over TCP (needed for a non-loopback Socket)',
+  },
   { name: 'PeerList', key: 'peerList', kind: 'dataset', description: 'SMTP clients whose mail is passed unprocessed (as OpenDKIM)' },
   { name: 'Socket', key: 'socket', kind: 'string', description: 'milter socket: local:/path, inet:port@host, ...' },
   { name: 'PidFile', key: 'pidFile', kind: 'string', description: 'write the process id here' },
@@ -145,26 +186,63 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'SyslogFacility', key: 'syslogFacility', kind: 'string', description: 'syslog facility (default mail)' },
   { name: 'Canonicalization', key: 'canonicalization', kind: 'canonicalization', description: 'header/body canonicalization for signing' },
   { name: 'SignatureAlgorithm', key: 'signatureAlgorithm', kind: 'algorithm', description: 'rsa-sha256 or ed25519-sha256' },
-  { name: 'OversignHeaders', key: 'oversignHeaders', kind: 'headers', description: 'fields signed once more than they occur ("*,+X,-Y" edits the default From)' },
-  { name: 'SignHeaders', key: 'signHeaders', kind: 'headers', description: 'fields to sign when present ("*,+X,-Y" edits the default list)' },
-  { name: 'OmitHeaders', key: 'omitHeaders', kind: 'headers', description: 'fields never signed, From excepted ("*,+X,-Y" edits the default list)' },
+  {
+    name: 'OversignHeaders',
+    key: 'oversignHeaders',
+    kind: 'headers',
+    description: 'fields signed once more than they occur ("*,+X,-Y" edits the default From)',
+  },
+  {
+    name: 'SignHeaders',
+    key: 'signHeaders',
+    kind: 'headers',
+    description: 'fields to sign when present ("*,+X,-Y" edits the default list)',
+  },
+  {
+    name: 'OmitHeaders',
+    key: 'omitHeaders',
+    kind: 'headers',
+    description: 'fields never signed, From excepted ("*,+X,-Y" edits the default list)',
+  },
   { name: 'MinimumKeyBits', key: 'minimumKeyBits', kind: 'integer', description: 'RSA keys smaller than this never pass' },
   { name: 'SubDomains', key: 'subDomains', kind: 'boolean', description: 'sign mail from subdomains of Domain' },
   { name: 'AuthservID', key: 'authservId', kind: 'string', description: 'authserv-id in Authentication-Results (default: host name)' },
   { name: 'AlwaysAddARHeader', key: 'alwaysAddArHeader', kind: 'boolean', description: 'add dkim=none when there is no signature' },
   { name: 'Nameservers', key: 'nameservers', kind: 'list', description: 'DNS servers for key lookups (host, host:port, host@port)' },
-  { name: 'DNSTimeout', key: 'dnsTimeout', kind: 'integer', min: 1, max: 3600, description: 'seconds a key lookup may take, retries included; then temperror' },
+  {
+    name: 'DNSTimeout',
+    key: 'dnsTimeout',
+    kind: 'integer',
+    min: 1,
+    max: 3600,
+    description: 'seconds a key lookup may take, retries included; then temperror',
+  },
   { name: 'QueryCache', key: 'queryCache', kind: 'boolean', description: 'keep key records a few minutes (default yes)' },
   { name: 'RequireSafeKeys', key: 'requireSafeKeys', kind: 'boolean', description: 'refuse keys that others can read or write' },
-  { name: 'On-BadSignature', key: 'onBadSignature', kind: 'action', description: 'a signature failed or could not be checked (not for t=y keys: accept)' },
+  {
+    name: 'On-BadSignature',
+    key: 'onBadSignature',
+    kind: 'action',
+    description: 'a signature failed or could not be checked (not for t=y keys: accept)',
+  },
   { name: 'On-DNSError', key: 'onDnsError', kind: 'action', description: 'a key lookup failed temporarily' },
   { name: 'On-KeyNotFound', key: 'onKeyNotFound', kind: 'action', description: 'no key at the selector' },
   { name: 'On-InternalError', key: 'onInternalError', kind: 'action', description: 'inkan itself failed' },
   { name: 'On-NoSignature', key: 'onNoSignature', kind: 'action', description: 'a message to verify has no signature' },
-  { name: 'On-SignatureError', key: 'onSignatureError', kind: 'action', description: 'a message could not be signed (the message or the key)' },
+  {
+    name: 'On-SignatureError',
+    key: 'onSignatureError',
+    kind: 'action',
+    description: 'a message could not be signed (the message or the key)',
+  },
   { name: 'On-Security', key: 'onSecurity', kind: 'action', description: 'a security concern (a message with several From fields)' },
   { name: 'On-Default', key: 'onDefault', kind: 'action', description: 'every On-* action this file does not set' },
-  { name: 'MaximumSignaturesToVerify', key: 'maximumSignaturesToVerify', kind: 'integer', description: 'signatures checked per message, DKIM and DomainKeys together (default 10); the rest: policy' },
+  {
+    name: 'MaximumSignaturesToVerify',
+    key: 'maximumSignaturesToVerify',
+    kind: 'integer',
+    description: 'signatures checked per message, DKIM and DomainKeys together (default 10); the rest: policy',
+  },
   { name: 'LogWhy', key: 'logWhy', kind: 'boolean', description: 'log why each message was signed, verified or left alone' },
   { name: 'MetricsListen', key: 'metricsListen', kind: 'string', description: 'Prometheus metrics on this loopback host:port' },
   { name: 'StateDirectory', key: 'stateDirectory', kind: 'string', description: 'where the first-run development key is kept' },
@@ -184,7 +262,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 3600,
     description: 'seconds between progress keepalives to the MTA while a message is finished (default 5, 0 none; read at start)',
   },
-  { name: 'MaximumHeaderFields', key: 'maximumHeaders', kind: 'integer', min: 1, max: 1_000_000, description: 'header fields per message (default 1000); more: On-Security' },
+  {
+    name: 'MaximumHeaderFields',
+    key: 'maximumHeaders',
+    kind: 'integer',
+    min: 1,
+    max: 1_000_000,
+    description: 'header fields per message (default 1000); more: On-Security',
+  },
   {
     name: 'MaximumHeaders',
     key: 'maximumHeaderBytes',
@@ -202,7 +287,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 268_435_456,
     description: 'bytes of one header section (default 1048576); more: On-Security',
   },
-  { name: 'MaximumConnections', key: 'maximumConnections', kind: 'integer', min: 1, max: 1_000_000, description: 'MTA connections at once (default 1024); more are closed' },
+  {
+    name: 'MaximumConnections',
+    key: 'maximumConnections',
+    kind: 'integer',
+    min: 1,
+    max: 1_000_000,
+    description: 'MTA connections at once (default 1024); more are closed',
+  },
   {
     name: 'MaximumPacketSize',
     key: 'maximumPacketSize',
@@ -219,11 +311,40 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 17_179_869_184,
     description: 'bytes of partly received packets held across all connections (default 67108864)',
   },
-  { name: 'MaximumKeyBits', key: 'maximumKeyBits', kind: 'integer', min: 1024, max: 16_384, description: 'larger RSA keys never pass (policy; default 4096)' },
-  { name: 'UnixClientsInternal', key: 'unixClientsInternal', kind: 'boolean', description: 'clients on a unix socket count as internal (default no: InternalHosts decides)' },
-  { name: 'SignatureTTL', key: 'signatureTtl', kind: 'integer', min: 0, max: 315_360_000, description: 'seconds a new signature is valid (x=); 0 (default): no x=' },
-  { name: 'TestPublicKeys', key: 'testPublicKeys', kind: 'string', description: 'tests only: key records from this file ("name record" lines), none from DNS; warned at start' },
-  { name: 'TestDNSData', key: 'testDnsData', kind: 'dataset', description: 'tests only: TXT records from this file (file:/path), as TestPublicKeys' },
+  {
+    name: 'MaximumKeyBits',
+    key: 'maximumKeyBits',
+    kind: 'integer',
+    min: 1024,
+    max: 16_384,
+    description: 'larger RSA keys never pass (policy; default 4096)',
+  },
+  {
+    name: 'UnixClientsInternal',
+    key: 'unixClientsInternal',
+    kind: 'boolean',
+    description: 'clients on a unix socket count as internal (default no: InternalHosts decides)',
+  },
+  {
+    name: 'SignatureTTL',
+    key: 'signatureTtl',
+    kind: 'integer',
+    min: 0,
+    max: 315_360_000,
+    description: 'seconds a new signature is valid (x=); 0 (default): no x=',
+  },
+  {
+    name: 'TestPublicKeys',
+    key: 'testPublicKeys',
+    kind: 'string',
+    description: 'tests only: key records from this file ("name record" lines), none from DNS; warned at start',
+  },
+  {
+    name: 'TestDNSData',
+    key: 'testDnsData',
+    kind: 'dataset',
+    description: 'tests only: TXT records from this file (file:/path), as TestPublicKeys',
+  },
 ];
 
 const BY_NAME = new Map(OPTIONS.map((o) => [o.name.toLowerCase(), o]));
@@ -287,7 +408,15 @@ const UNSUPPORTED_DATASET = /^(ldaps?|ldapi|dsn|db|mdb|memcache|lua|erlang|repl|
 type HeaderKey = 'signHeaders' | 'oversignHeaders' | 'omitHeaders';
 
 /** RFC 6376 §5.4's fields that SHOULD NOT be signed: OmitHeaders' default, as OpenDKIM's. */
-export const DEFAULT_OMITTED_HEADERS: readonly string[] = ['return-path', 'received', 'comments', 'keywords', 'bcc', 'resent-bcc', 'dkim-signature'];
+export const DEFAULT_OMITTED_HEADERS: readonly string[] = [
+  'return-path',
+  'received',
+  'comments',
+  'keywords',
+  'bcc',
+  'resent-bcc',
+  'dkim-signature',
+];
 
 const HEADER_DEFAULTS: Record<HeaderKey, readonly string[]> = {
   signHeaders: DEFAULT_SIGNED_HEADERS,
@@ -324,10 +453,39 @@ export function signedHeaderNames(config: Config): string[] | undefined {
 }
 
 /** The facility names of syslog.conf(5). */
-const SYSLOG_FACILITIES = ['auth', 'authpriv', 'cron', 'daemon', 'ftp', 'kern', 'lpr', 'mail', 'news', 'syslog', 'user', 'uucp', 'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7'];
+const SYSLOG_FACILITIES = [
+  'auth',
+  'authpriv',
+  'cron',
+  'daemon',
+  'ftp',
+  'kern',
+  'lpr',
+  'mail',
+  'news',
+  'syslog',
+  'user',
+  'uucp',
+  'local0',
+  'local1',
+  'local2',
+  'local3',
+  'local4',
+  'local5',
+  'local6',
+  'local7',
+];
 
 /** The On-* options, which On-Default fills in. */
-const ACTION_KEYS = ['onBadSignature', 'onDnsError', 'onKeyNotFound', 'onInternalError', 'onNoSignature', 'onSignatureError', 'onSecurity'] as const;
+const ACTION_KEYS = [
+  'onBadSignature',
+  'onDnsError',
+  'onKeyNotFound',
+  'onInternalError',
+  'onNoSignature',
+  'onSignatureError',
+  'onSecurity',
+] as const;
 
 /** OpenDKIM's one-letter actions. */
 const ACTION_LETTERS: Record<string, Action> = { a: 'accept', r: 'reject', t: 'tempfail', d: 'discard', q: 'quarantine' };
@@ -362,7 +520,13 @@ export function splitList(value: string): string[] {
  * /etc/shadow) must not have its lines copied into the log; an unknown name is quoted only
  * if it looks like an option name.
  */
-export function setOption(config: Config, name: string, value: string, where: string, options: { echo?: boolean; warnings?: string[] } = {}): void {
+export function setOption(
+  config: Config,
+  name: string,
+  value: string,
+  where: string,
+  options: { echo?: boolean; warnings?: string[] } = {},
+): void {
   const echo = options.echo === true;
   const v = value.trim();
   const compat = compatEntry(name);
@@ -378,7 +542,10 @@ export function setOption(config: Config, name: string, value: string, where: st
   if (!spec) {
     if (!echo && !OPTION_NAME_LIKE.test(name)) throw new ConfigError(where, 'this line is not an option');
     const near = nearestOptionName(name);
-    throw new ConfigError(where, `unknown option "${name}"${near ? ` (did you mean ${near}?)` : ''}; see inkan-milterd --help and docs/opendkim-options.md`);
+    throw new ConfigError(
+      where,
+      `unknown option "${name}"${near ? ` (did you mean ${near}?)` : ''}; see inkan-milterd --help and docs/opendkim-options.md`,
+    );
   }
   const target = config as unknown as Record<string, unknown>;
   const not = (shown: string) => (echo ? `, not "${shown}"` : '');
@@ -399,8 +566,13 @@ export function setOption(config: Config, name: string, value: string, where: st
         target[spec.key] = spec.zeroMeans;
         return;
       }
-      if (!Number.isSafeInteger(Number(v))) throw new ConfigError(where, `${spec.name}: ${echo ? `${v.slice(0, 24)}${v.length > 24 ? '...' : ''}` : 'the number'} is too large`);
-      if (spec.min !== undefined && Number(v) < spec.min) throw new ConfigError(where, `${spec.name} must be at least ${spec.min}${not(v)}`);
+      if (!Number.isSafeInteger(Number(v)))
+        throw new ConfigError(
+          where,
+          `${spec.name}: ${echo ? `${v.slice(0, 24)}${v.length > 24 ? '...' : ''}` : 'the number'} is too large`,
+        );
+      if (spec.min !== undefined && Number(v) < spec.min)
+        throw new ConfigError(where, `${spec.name} must be at least ${spec.min}${not(v)}`);
       if (spec.max !== undefined && Number(v) > spec.max) throw new ConfigError(where, `${spec.name} must be at most ${spec.max}${not(v)}`);
       target[spec.key] = Number(v);
       return;
@@ -416,7 +588,11 @@ export function setOption(config: Config, name: string, value: string, where: st
       return;
     case 'dataset': {
       const scheme = UNSUPPORTED_DATASET.exec(v)?.[1];
-      if (scheme) throw new ConfigError(where, `${spec.name}: ${scheme.toLowerCase()}: datasets are not supported: use a file, refile:, csl:, postgresql:// or redis://`);
+      if (scheme)
+        throw new ConfigError(
+          where,
+          `${spec.name}: ${scheme.toLowerCase()}: datasets are not supported: use a file, refile:, csl:, postgresql:// or redis://`,
+        );
       target[spec.key] = parseDataset(v);
       return;
     }
@@ -433,12 +609,18 @@ export function setOption(config: Config, name: string, value: string, where: st
       return;
     }
     case 'canonicalization':
-      if (!/^(simple|relaxed)(\/(simple|relaxed))?$/.test(v)) throw new ConfigError(where, `Canonicalization takes header/body with simple or relaxed${not(v)}`);
+      if (!/^(simple|relaxed)(\/(simple|relaxed))?$/.test(v))
+        throw new ConfigError(where, `Canonicalization takes header/body with simple or relaxed${not(v)}`);
       config.canonicalization = v;
       return;
     case 'algorithm':
       if (v !== 'rsa-sha256' && v !== 'ed25519-sha256') {
-        throw new ConfigError(where, v === 'rsa-sha1' ? 'rsa-sha1 is not allowed (RFC 8301): use rsa-sha256' : `SignatureAlgorithm takes rsa-sha256 or ed25519-sha256${not(v)}`);
+        throw new ConfigError(
+          where,
+          v === 'rsa-sha1'
+            ? 'rsa-sha1 is not allowed (RFC 8301): use rsa-sha256'
+            : `SignatureAlgorithm takes rsa-sha256 or ed25519-sha256${not(v)}`,
+        );
       }
       config.signatureAlgorithm = v;
       config.signatureAlgorithmSet = true;
@@ -469,7 +651,8 @@ export class ConfigErrors extends ConfigError {
  */
 export function parseConfigText(text: string, fileName: string, into: Config = defaults(), warnings?: string[]): Config {
   // Never echo a line of it: errors would carry key material to the log and the terminal.
-  if (holdsPrivateKey(text)) throw new ConfigError(fileName, 'holds a private key, not a configuration: keep keys in their own files (KeyFile, KeyTable)');
+  if (holdsPrivateKey(text))
+    throw new ConfigError(fileName, 'holds a private key, not a configuration: keep keys in their own files (KeyFile, KeyTable)');
   const lines = text.split(/\r?\n/);
   const problems: ConfigError[] = [];
   const actionsSet = new Set<string>();
@@ -490,7 +673,11 @@ export function parseConfigText(text: string, fileName: string, into: Config = d
     }
   });
   if (problems.length === 1) throw problems[0] as ConfigError;
-  if (problems.length > 1) throw new ConfigErrors(fileName, problems.map((p) => p.message));
+  if (problems.length > 1)
+    throw new ConfigErrors(
+      fileName,
+      problems.map((p) => p.message),
+    );
   // On-Default comes before the specific On-* options, wherever it stands in the file (as OpenDKIM).
   if (into.onDefault) for (const key of ACTION_KEYS) if (!actionsSet.has(key)) target[key] = into.onDefault;
   return into;

@@ -61,7 +61,10 @@ export async function readDatasetValues(dataset: Dataset): Promise<string[]> {
  * something else named by mistake, such as /etc/shadow.
  */
 export async function readHostList(dataset: Dataset, option: string): Promise<HostList> {
-  const lines = dataset.kind === 'list' ? dataset.values.map((v, i) => ({ where: `${option} item ${i + 1}`, fields: [v] })) : await readDatasetLines(dataset);
+  const lines =
+    dataset.kind === 'list'
+      ? dataset.values.map((v, i) => ({ where: `${option} item ${i + 1}`, fields: [v] }))
+      : await readDatasetLines(dataset);
   const entries = lines.flatMap((l) => l.fields);
   const sources = lines.flatMap((l) => l.fields.map(() => l.where));
   try {
@@ -135,7 +138,11 @@ export async function checkKeyFileSafety(path: string, where: string, owners: re
   }
   const whom = describeOwners(owners);
   if (link.isSymbolicLink()) {
-    if (!owners.includes(link.uid)) fail(`is a symbolic link owned by ${describeUid(link.uid)}, who could point it at another key`, `replace the link with one owned by ${whom}`);
+    if (!owners.includes(link.uid))
+      fail(
+        `is a symbolic link owned by ${describeUid(link.uid)}, who could point it at another key`,
+        `replace the link with one owned by ${whom}`,
+      );
     await checkKeyDirectories(path, await realpath(dirname(absolute)), owners, fail);
   }
   if (target !== absolute) named = ` (a link to ${target})`;
@@ -152,7 +159,12 @@ export async function checkKeyFileSafety(path: string, where: string, owners: re
 }
 
 /** The directories from `start` (a real path) up to /: each owned by `owners`, and changeable by nobody else. */
-async function checkKeyDirectories(path: string, start: string, owners: readonly number[], fail: (problem: string, fix: string) => never): Promise<void> {
+async function checkKeyDirectories(
+  path: string,
+  start: string,
+  owners: readonly number[],
+  fail: (problem: string, fix: string) => never,
+): Promise<void> {
   for (let dir = start; ; dir = dirname(dir)) {
     let st: Stats;
     try {
@@ -163,11 +175,17 @@ async function checkKeyDirectories(path: string, start: string, owners: readonly
     const mode = st.mode & 0o7777;
     const octal = mode.toString(8).padStart(4, '0');
     if (!owners.includes(st.uid)) {
-      fail(`is in directory ${dir}, owned by ${describeUid(st.uid)}, who could replace the key`, `chown ${dir} to ${describeOwners(owners)}, or keep the key in a directory they own`);
+      fail(
+        `is in directory ${dir}, owned by ${describeUid(st.uid)}, who could replace the key`,
+        `chown ${dir} to ${describeOwners(owners)}, or keep the key in a directory they own`,
+      );
     }
     if (mode & 0o022 && !(mode & 0o1000)) {
       const who = mode & 0o002 ? 'anyone' : 'its group';
-      fail(`is in directory ${dir}, writable by ${who} (mode ${octal}), who could replace the key`, `chmod go-w ${dir}, or chmod +t ${dir}`);
+      fail(
+        `is in directory ${dir}, writable by ${who} (mode ${octal}), who could replace the key`,
+        `chmod go-w ${dir}, or chmod +t ${dir}`,
+      );
     }
     if (dirname(dir) === dir) return;
   }
@@ -192,7 +210,13 @@ function signingKey(name: string, domain: string, selector: string, info: Privat
  * what SigningKey records.
  */
 export function keyFromPem(name: string, domain: string, selector: string, pem: string, source: string, where: string): SigningKey {
-  return signingKey(name, domain, selector, configKey(where, () => parsePrivateKey(pem, source)), source);
+  return signingKey(
+    name,
+    domain,
+    selector,
+    configKey(where, () => parsePrivateKey(pem, source)),
+    source,
+  );
 }
 
 /**
@@ -249,7 +273,15 @@ export interface PlanWarnings {
   warn?(message: string): void;
 }
 
-async function loadKey(name: string, domain: string, selector: string, keyFile: string, where: string, config: Config, report: PlanWarnings): Promise<SigningKey> {
+async function loadKey(
+  name: string,
+  domain: string,
+  selector: string,
+  keyFile: string,
+  where: string,
+  config: Config,
+  report: PlanWarnings,
+): Promise<SigningKey> {
   if (config.requireSafeKeys) await checkKeyFileSafety(keyFile, where, keyOwners(config));
   const reader = laterReader(config);
   const unreadable = reader ? await unreadableBy(keyFile, reader.who, reader.named) : undefined;
@@ -409,14 +441,20 @@ export function planFromTables(
       const key = table.get(n);
       if (key) keys.push(signer ? { ...key, identity: signer } : key);
       else {
-        const error = new ConfigError(row.where, unloadable.has(n) ? `SigningTable names key "${n}", which could not be loaded (${unloadable.get(n)})` : `SigningTable names ${problem ? shownKeyName(n) : 'a key'}, which KeyTable does not have`);
+        const error = new ConfigError(
+          row.where,
+          unloadable.has(n)
+            ? `SigningTable names key "${n}", which could not be loaded (${unloadable.get(n)})`
+            : `SigningTable names ${problem ? shownKeyName(n) : 'a key'}, which KeyTable does not have`,
+        );
         if (!problem) throw error;
         problem(error);
         missing.push(n);
       }
     }
     const entry: TableEntry = { pattern: row.pattern.toLowerCase(), keys };
-    if (missing.length > 0) entry.unusable = `no usable signing key for ${row.pattern} (${missing.map(shownKeyName).join(', ')}: see the log)`;
+    if (missing.length > 0)
+      entry.unusable = `no usable signing key for ${row.pattern} (${missing.map(shownKeyName).join(', ')}: see the log)`;
     if (options.wildcard) entry.regex = globToRegex(row.pattern);
     const existing = !options.wildcard ? entries.find((e) => e.pattern === entry.pattern) : undefined;
     if (existing) {
@@ -446,7 +484,10 @@ export async function loadSigningPlan(config: Config, report: PlanWarnings = {})
   if (config.keyTable || config.signingTable) {
     if (!config.keyTable || !config.signingTable) throw new ConfigError('configuration', 'KeyTable and SigningTable go together');
     if (isStoreDataset(config.keyTable) || isStoreDataset(config.signingTable)) {
-      throw new ConfigError('configuration', 'KeyTable and SigningTable in a store are kept by the daemon (see SharedTables), not read once');
+      throw new ConfigError(
+        'configuration',
+        'KeyTable and SigningTable in a store are kept by the daemon (see SharedTables), not read once',
+      );
     }
     const table = new Map<string, SigningKey>();
     for (const line of await readDatasetLines(config.keyTable)) {
@@ -458,19 +499,31 @@ export async function loadSigningPlan(config: Config, report: PlanWarnings = {})
       // Only a line that reads like a KeyTable line gets its key file named in later errors.
       const [domain, selector] = parts as [string, string];
       const keyFile = parts.slice(2).join(':');
-      if (!/^(%|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/.test(domain)) throw new ConfigError(line.where, 'KeyTable: the domain (before the first ":") is not a domain name or %');
-      if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(selector)) throw new ConfigError(line.where, 'KeyTable: the selector (between the first two ":") is not a selector');
-      if (!/^\.{0,2}\//.test(keyFile)) throw new ConfigError(line.where, 'KeyTable: the key must be named by its file\'s path, starting with "/" or "./" (keys written into the table are not read)');
+      if (!/^(%|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/.test(domain))
+        throw new ConfigError(line.where, 'KeyTable: the domain (before the first ":") is not a domain name or %');
+      if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(selector))
+        throw new ConfigError(line.where, 'KeyTable: the selector (between the first two ":") is not a selector');
+      if (!/^\.{0,2}\//.test(keyFile))
+        throw new ConfigError(
+          line.where,
+          'KeyTable: the key must be named by its file\'s path, starting with "/" or "./" (keys written into the table are not read)',
+        );
       table.set(name, await loadKey(name, domain, selector, keyFile, line.where, config, report));
     }
     const wildcard = config.signingTable.kind === 'refile';
-    const rows = (await readDatasetLines(config.signingTable)).map(({ where, fields: [pattern, ...names] }) => ({ where, pattern: pattern ?? '', names }));
+    const rows = (await readDatasetLines(config.signingTable)).map(({ where, fields: [pattern, ...names] }) => ({
+      where,
+      pattern: pattern ?? '',
+      names,
+    }));
     if (!wildcard) {
       // OpenDKIM reads such a pattern literally in a file table too (it never matches): said, not silent.
       // "*" and "user@*" are literal keys OpenDKIM's lookup does try.
       for (const row of rows) {
         if (row.pattern.includes('*') && !/^(\*|[^*@]+@\*)$/.test(row.pattern)) {
-          report.warn?.(`${row.where}: this SigningTable pattern has a "*", which only a refile: table reads as a wildcard; here (as in OpenDKIM) it matches no sender: write SigningTable refile:...`);
+          report.warn?.(
+            `${row.where}: this SigningTable pattern has a "*", which only a refile: table reads as a wildcard; here (as in OpenDKIM) it matches no sender: write SigningTable refile:...`,
+          );
         }
       }
     }

@@ -64,7 +64,16 @@ async function genkeyIntoFiles(io: Io, asJson: boolean, o: GenkeyFileOptions): P
   });
   reportCreatedFolder(io, r, owner);
   if (asJson) {
-    io.stdout(json({ privateKeyFile: r.privateKeyFile, recordFile: r.recordFile, type: r.key.type, bits: r.key.bits, record: r.record, strings: splitTxtStrings(r.record) }));
+    io.stdout(
+      json({
+        privateKeyFile: r.privateKeyFile,
+        recordFile: r.recordFile,
+        type: r.key.type,
+        bits: r.key.bits,
+        record: r.record,
+        strings: splitTxtStrings(r.record),
+      }),
+    );
     return;
   }
   const mode = owner ? `${owner.user}:${owner.group} 0440` : '0600';
@@ -83,11 +92,23 @@ async function genkeyIntoStore(io: Io, asJson: boolean, o: GenkeyStoreOptions): 
       ...(o.sign ? { sign: o.sign } : {}),
     });
     if (asJson) {
-      io.stdout(json({ name: r.name, store: store.location.display, type: r.key.type, bits: r.key.bits, record: r.record, strings: splitTxtStrings(r.record), signing: r.signing }));
+      io.stdout(
+        json({
+          name: r.name,
+          store: store.location.display,
+          type: r.key.type,
+          bits: r.key.bits,
+          record: r.record,
+          strings: splitTxtStrings(r.record),
+          signing: r.signing,
+        }),
+      );
       return;
     }
     const uri = store.location.display;
-    io.stdout(`Stored ${r.name} in ${uri} (${r.key.type === 'rsa' ? `RSA ${r.key.bits}-bit` : 'Ed25519'} private key, in the store only)\n\n`);
+    io.stdout(
+      `Stored ${r.name} in ${uri} (${r.key.type === 'rsa' ? `RSA ${r.key.bits}-bit` : 'Ed25519'} private key, in the store only)\n\n`,
+    );
     io.stdout(formatZoneRecord(r.record, { selector: o.selector, domain: o.domain, comment: `DKIM key ${o.selector} for ${o.domain}` }));
     const steps = [
       '',
@@ -125,7 +146,11 @@ export function addGenkeyCommand({ program, io, asJson }: CommandContext): void 
     .option('--owner <user:group>', 'chown the private key and make it 0440 (run as root), e.g. root:mail')
     .option('--force', 'replace existing files')
     .option('--store <uri>', 'put the key into this shared store (postgresql://... or redis://...) instead of files')
-    .option('--sign <pattern>', 'with --store: also sign mail matching this SigningTable pattern with it (repeatable; only once DNS serves the record)', repeatable)
+    .option(
+      '--sign <pattern>',
+      'with --store: also sign mail matching this SigningTable pattern with it (repeatable; only once DNS serves the record)',
+      repeatable,
+    )
     .addHelpText(
       'after',
       `

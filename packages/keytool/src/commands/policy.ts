@@ -17,7 +17,11 @@ function addDmarc(policy: Command, ctx: CommandContext): void {
     .command('dmarc')
     .description('the _dmarc record (RFC 7489)')
     .requiredOption('-d, --domain <domain>', 'the domain')
-    .addOption(new Option('-p, --p <policy>', 'what receivers should do with failing mail').choices(['none', 'quarantine', 'reject']).makeOptionMandatory())
+    .addOption(
+      new Option('-p, --p <policy>', 'what receivers should do with failing mail')
+        .choices(['none', 'quarantine', 'reject'])
+        .makeOptionMandatory(),
+    )
     .addOption(new Option('--sp <policy>', 'policy for subdomains').choices(['none', 'quarantine', 'reject']))
     .option('--rua <mailto>', 'aggregate report address (repeatable)', repeatable)
     .option('--ruf <mailto>', 'failure report address (repeatable)', repeatable)

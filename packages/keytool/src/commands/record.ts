@@ -33,7 +33,15 @@ Examples:
       });
       const format = asJson() ? 'json' : o.format;
       if (format === 'json') {
-        io.stdout(json({ name: `${o.selector}._domainkey${o.domain ? `.${o.domain}` : ''}`, type: key.type, bits: key.bits, record, strings: splitTxtStrings(record) }));
+        io.stdout(
+          json({
+            name: `${o.selector}._domainkey${o.domain ? `.${o.domain}` : ''}`,
+            type: key.type,
+            bits: key.bits,
+            record,
+            strings: splitTxtStrings(record),
+          }),
+        );
       } else if (format === 'txt') io.stdout(`${formatQuotedStrings(record)}\n`);
       else io.stdout(formatZoneRecord(record, { selector: o.selector, ...(o.domain ? { domain: o.domain } : {}) }));
     });

@@ -31,7 +31,8 @@ export function addRotateCommand({ program, io, asJson }: CommandContext): void 
     .addHelpText('after', '\nExample:\n  $ inkan-keytool rotate --domain example.org --current 202605 -D /etc/mail --owner root:mail')
     .action(async (o) => {
       const selector = await nextSelector(resolve(o.outdir), o.selectorFormat, new Date());
-      if (selectorFromDate(o.selectorFormat, new Date()) === o.selectorFormat) throw new InvalidArgumentError('--selector-format needs YYYY, MM or DD');
+      if (selectorFromDate(o.selectorFormat, new Date()) === o.selectorFormat)
+        throw new InvalidArgumentError('--selector-format needs YYYY, MM or DD');
       const owner = o.owner ? resolveOwner(o.owner) : undefined;
       const r = await genkey({ domain: o.domain, selector, type: o.type, bits: o.bits, outdir: o.outdir, ...(owner ? { owner } : {}) });
       reportCreatedFolder(io, r, owner);
@@ -40,6 +41,8 @@ export function addRotateCommand({ program, io, asJson }: CommandContext): void 
         io.stdout(json({ selector, privateKeyFile: r.privateKeyFile, recordFile: r.recordFile, record: r.record, steps }));
         return;
       }
-      io.stdout(`New selector ${selector}: wrote ${r.privateKeyFile} and ${r.recordFile}\n\n${r.zone}\nRotation steps:\n${steps.map((s) => `  ${s}`).join('\n')}\n`);
+      io.stdout(
+        `New selector ${selector}: wrote ${r.privateKeyFile} and ${r.recordFile}\n\n${r.zone}\nRotation steps:\n${steps.map((s) => `  ${s}`).join('\n')}\n`,
+      );
     });
 }

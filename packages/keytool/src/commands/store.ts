@@ -13,7 +13,9 @@ interface StoreContext extends CommandContext {
 }
 
 function storeOption(): Option {
-  return new Option('--store <uri>', 'the store: postgresql://USER@HOST/DB or redis://[USER@]HOST:PORT/DB?prefix=inkan:').env('INKAN_STORE').makeOptionMandatory();
+  return new Option('--store <uri>', 'the store: postgresql://USER@HOST/DB or redis://[USER@]HOST:PORT/DB?prefix=inkan:')
+    .env('INKAN_STORE')
+    .makeOptionMandatory();
 }
 
 /** Open the store at uri, run work on it, close it. */
@@ -45,7 +47,9 @@ function addInit({ store, io }: StoreContext): void {
         return;
       }
       await withStore(o.store, (s) => s.init());
-      io.stdout(`Created the tables ${location.tables.keys}, ${location.tables.signing} and ${location.tables.hosts} in ${location.display} (notifying ${location.channel}).\n`);
+      io.stdout(
+        `Created the tables ${location.tables.keys}, ${location.tables.signing} and ${location.tables.hosts} in ${location.display} (notifying ${location.channel}).\n`,
+      );
     });
 }
 
@@ -54,12 +58,18 @@ function listingLines(listing: StoreListing): string[] {
   const lines = ['Keys:'];
   if (listing.keys.length === 0) lines.push('  (none)');
   for (const k of listing.keys) {
-    const detail = k.state === 'signing' ? `signing for ${k.patterns.join(', ')}` : k.state === 'retired' ? `retired ${k.retiredAt ?? ''}`.trim() : 'not used for signing';
+    const detail =
+      k.state === 'signing'
+        ? `signing for ${k.patterns.join(', ')}`
+        : k.state === 'retired'
+          ? `retired ${k.retiredAt ?? ''}`.trim()
+          : 'not used for signing';
     lines.push(`  ${k.name}  ${k.type ?? '?'}  ${detail}`);
   }
   lines.push('SigningTable:');
   if (listing.signing.length === 0) lines.push('  (none)');
-  for (const e of listing.signing) lines.push(`  ${e.pattern}  ${e.keyNames.join(' ')}${e.missing.length > 0 ? `  (missing: ${e.missing.join(', ')})` : ''}`);
+  for (const e of listing.signing)
+    lines.push(`  ${e.pattern}  ${e.keyNames.join(' ')}${e.missing.length > 0 ? `  (missing: ${e.missing.join(', ')})` : ''}`);
   if (listing.hosts.length > 0) lines.push(`InternalHosts: ${listing.hosts.join(', ')}`);
   for (const p of listing.problems) lines.push(`problem: ${p.where}: ${p.message}`);
   return lines;
@@ -114,7 +124,7 @@ function addRotate({ store, io, asJson }: StoreContext): void {
     .addOption(storeOption())
     .requiredOption('-d, --domain <domain>', 'the signing domain')
     .requiredOption('-s, --selector <name>', 'the new selector (already in the store: genkey --store)')
-    .option('--replace <selectors>', 'only replace these selectors (default: the domain\'s other keys of the same type)', listArg)
+    .option('--replace <selectors>', "only replace these selectors (default: the domain's other keys of the same type)", listArg)
     .option('--ttl <seconds>', 'TTL of the key records, for the wait before retiring', intArg('--ttl', 0, 10_000_000), 86_400)
     .action(async (o) => {
       const r = await withStore(o.store, (s, m) => m.rotateSelector(s, o.domain, o.selector, o.replace));
@@ -144,7 +154,10 @@ function addRetire({ store, io, asJson }: StoreContext): void {
     .action(async (o) => {
       const r = await withStore(o.store, (s, m) => m.retireSelector(s, o.domain, o.selector));
       if (asJson()) io.stdout(json(r));
-      else io.stdout(`${r.name} retired: its private key is gone from the store. Revoke it in DNS: publish "v=DKIM1; p=" at ${r.name} for a while, then remove it.\n`);
+      else
+        io.stdout(
+          `${r.name} retired: its private key is gone from the store. Revoke it in DNS: publish "v=DKIM1; p=" at ${r.name} for a while, then remove it.\n`,
+        );
     });
 }
 

@@ -4,8 +4,12 @@ import { type CommandContext, intArg, json, repeatable } from './shared.js';
 /** The testkey report as lines for people. */
 function reportLines(report: TestKeyReport, keyFile: string | undefined): string[] {
   const lines = [`${report.name}: ${report.status === 'good' ? 'good' : report.status === 'problem' ? 'PROBLEM' : 'could not check'}`];
-  if (report.keyType) lines.push(`  key: ${report.keyType}${report.keyBits ? ` ${report.keyBits} bits` : ''}${report.testing ? ', testing (t=y)' : ''}`);
-  if (report.strings) lines.push(`  published as ${report.strings.length} string${report.strings.length === 1 ? '' : 's'} (${report.strings.map((s) => s.length).join(' + ')} octets)`);
+  if (report.keyType)
+    lines.push(`  key: ${report.keyType}${report.keyBits ? ` ${report.keyBits} bits` : ''}${report.testing ? ', testing (t=y)' : ''}`);
+  if (report.strings)
+    lines.push(
+      `  published as ${report.strings.length} string${report.strings.length === 1 ? '' : 's'} (${report.strings.map((s) => s.length).join(' + ')} octets)`,
+    );
   if (report.keyMatches !== undefined) lines.push(`  matches ${keyFile}: ${report.keyMatches ? 'yes' : 'NO'}`);
   for (const p of report.problems) lines.push(`  problem: ${p}`);
   for (const w of report.warnings) lines.push(`  warning: ${w}`);
@@ -32,7 +36,13 @@ Examples:
   $ inkan-keytool testkey -d example.org -s hoge --dns 127.0.0.1:5353 --json`,
     )
     .action(async (o) => {
-      const report = await testKey({ domain: o.domain, selector: o.selector, ...(o.key ? { keyFile: o.key } : {}), ...(o.dns ? { dns: o.dns } : {}), timeout: o.timeout });
+      const report = await testKey({
+        domain: o.domain,
+        selector: o.selector,
+        ...(o.key ? { keyFile: o.key } : {}),
+        ...(o.dns ? { dns: o.dns } : {}),
+        timeout: o.timeout,
+      });
       const code = exitCode(report);
       setExitCode(code);
       if (asJson()) {

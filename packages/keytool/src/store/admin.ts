@@ -120,17 +120,31 @@ export async function rotateSelector(
     });
   } else {
     const type = recordType(target.record);
-    from = snap.keys.filter((k) => k.name !== target.name && k.domain?.toLowerCase() === d && (type === null || recordType(k.record) === null || recordType(k.record) === type));
+    from = snap.keys.filter(
+      (k) =>
+        k.name !== target.name &&
+        k.domain?.toLowerCase() === d &&
+        (type === null || recordType(k.record) === null || recordType(k.record) === type),
+    );
   }
   from = from.filter((k) => k.name !== target.name);
   const names = from.map((k) => k.name);
   const patterns = names.length > 0 ? await store.repoint(names, target.name) : [];
-  if (patterns.length === 0) throw new Error(`no SigningTable entry uses another key of ${domain}; add one with: store sign --pattern ${d} --domain ${d} --selector ${selector}`);
+  if (patterns.length === 0)
+    throw new Error(
+      `no SigningTable entry uses another key of ${domain}; add one with: store sign --pattern ${d} --domain ${d} --selector ${selector}`,
+    );
   return { name: target.name, replaced: names, replacedSelectors: from.map((k) => k.selector ?? k.name), patterns };
 }
 
 /** Make a SigningTable pattern sign with a key of the store: added to the keys it has, or instead of them. */
-export async function signWith(store: KeyStore, pattern: string, domain: string, selector: string, replace = false): Promise<{ pattern: string; keyNames: string[] }> {
+export async function signWith(
+  store: KeyStore,
+  pattern: string,
+  domain: string,
+  selector: string,
+  replace = false,
+): Promise<{ pattern: string; keyNames: string[] }> {
   const snap = await store.snapshot({ privateKeys: false });
   const key = findKey(snap.keys, domain, selector);
   if (!key) throw new Error(`the store has no selector ${selector} for ${domain}: add it with genkey --store`);

@@ -17,7 +17,8 @@ function load<T>(packageName: 'pg' | 'ioredis', scheme: string): T {
     const e = error as NodeJS.ErrnoException;
     // Only the package itself missing; a broken install of it (one of its own files or
     // dependencies missing) is reported as it is.
-    if (e.code === 'MODULE_NOT_FOUND' && e.message.startsWith(`Cannot find module '${packageName}'`)) throw new MissingDriverError(packageName, scheme);
+    if (e.code === 'MODULE_NOT_FOUND' && e.message.startsWith(`Cannot find module '${packageName}'`))
+      throw new MissingDriverError(packageName, scheme);
     throw error;
   }
 }

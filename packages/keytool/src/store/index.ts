@@ -35,7 +35,18 @@ export type {
 export { MissingDriverError } from './missing-driver.js';
 export { PostgresKeyStore, schemaSql } from './postgres.js';
 export { RedisKeyStore, redisKeys } from './redis.js';
-export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWith, type StoreListing, type ListedKey, type PublishOptions, type PublishResult } from './admin.js';
+export {
+  keyName,
+  listStore,
+  publishKey,
+  rotateSelector,
+  retireSelector,
+  signWith,
+  type StoreListing,
+  type ListedKey,
+  type PublishOptions,
+  type PublishResult,
+} from './admin.js';
 
 /**
  * Open the store a URI names. Connections are made on first use; `reconnect` keeps a Redis
@@ -43,7 +54,10 @@ export { keyName, listStore, publishKey, rotateSelector, retireSelector, signWit
  * Its driver (pg or ioredis, optional peer dependencies) is loaded here: MissingDriverError
  * names the package to install when it is not.
  */
-export function openKeyStore(where: string | StoreLocation, options: StoreClientOptions & { reconnect?: boolean; role?: StoreRole } = {}): KeyStore {
+export function openKeyStore(
+  where: string | StoreLocation,
+  options: StoreClientOptions & { reconnect?: boolean; role?: StoreRole } = {},
+): KeyStore {
   const location = typeof where === 'string' ? parseStoreUri(where, options.role) : where;
   return location.kind === 'postgresql' ? new PostgresKeyStore(location, options) : new RedisKeyStore(location, options);
 }
@@ -54,7 +68,11 @@ export function openKeyStore(where: string | StoreLocation, options: StoreClient
  * watcher reconnects by itself with backoff and reports through `events`. Its driver is
  * loaded here, as for openKeyStore (MissingDriverError names the package to install).
  */
-export function watchStore(where: string | StoreLocation, events: WatchEvents, options: WatchOptions & { role?: StoreRole } = {}): StoreWatcher {
+export function watchStore(
+  where: string | StoreLocation,
+  events: WatchEvents,
+  options: WatchOptions & { role?: StoreRole } = {},
+): StoreWatcher {
   const location = typeof where === 'string' ? parseStoreUri(where, options.role) : where;
   return location.kind === 'postgresql' ? new PostgresWatcher(location, events, options) : new RedisWatcher(location, events, options);
 }

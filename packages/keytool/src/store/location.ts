@@ -75,7 +75,8 @@ export function parseStoreUri(uri: string, role?: StoreRole): StoreLocation {
     throw new RangeError(`"${uri}" is not a URI`);
   }
   const scheme = url.protocol.replace(/:$/, '').toLowerCase();
-  const kind: StoreKind | undefined = scheme === 'postgresql' || scheme === 'postgres' ? 'postgresql' : scheme === 'redis' || scheme === 'rediss' ? 'redis' : undefined;
+  const kind: StoreKind | undefined =
+    scheme === 'postgresql' || scheme === 'postgres' ? 'postgresql' : scheme === 'redis' || scheme === 'rediss' ? 'redis' : undefined;
   if (!kind) throw new RangeError(`"${scheme}:" is not a store (use postgresql:// or redis://)`);
   if (!url.hostname) throw new RangeError(`${scheme}:// needs a host`);
 
@@ -118,10 +119,14 @@ export function parseStoreUri(uri: string, role?: StoreRole): StoreLocation {
     }
   }
   for (const [name, value] of Object.entries(tables)) {
-    if (!TABLE.test(value)) throw new RangeError(`${name === 'keys' ? 'the key table' : name === 'signing' ? 'the signing table' : 'the hosts table'} "${value}" is not a plain (schema.)table name`);
+    if (!TABLE.test(value))
+      throw new RangeError(
+        `${name === 'keys' ? 'the key table' : name === 'signing' ? 'the signing table' : 'the hosts table'} "${value}" is not a plain (schema.)table name`,
+      );
   }
   if (!IDENTIFIER.test(channel)) throw new RangeError(`channel "${channel}" is not a plain identifier`);
-  if (!/^[\x21-\x7e]{0,64}$/.test(prefix)) throw new RangeError(`prefix "${prefix}" must be printable ASCII without spaces (at most 64 characters)`);
+  if (!/^[\x21-\x7e]{0,64}$/.test(prefix))
+    throw new RangeError(`prefix "${prefix}" must be printable ASCII without spaces (at most 64 characters)`);
   for (const name of ours) url.searchParams.delete(name);
 
   if (kind === 'redis') {

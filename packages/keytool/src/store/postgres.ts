@@ -47,7 +47,8 @@ let migration: string | undefined;
  * their triggers (quoted identifiers), the notify function, and the channel (a string literal,
  * and once in a comment).
  */
-const DEFAULT_NAME = /"(dkim_keys|dkim_signing|dkim_internal_hosts)(_notify)?"|\binkan_dkim_notify\b|'inkan_dkim'|(?<=listening on )inkan_dkim\b/g;
+const DEFAULT_NAME =
+  /"(dkim_keys|dkim_signing|dkim_internal_hosts)(_notify)?"|\binkan_dkim_notify\b|'inkan_dkim'|(?<=listening on )inkan_dkim\b/g;
 
 /**
  * The PostgreSQL schema for the shared tables, as SQL: sql/001_dkim_tables.sql (the KeyTable,
@@ -84,7 +85,11 @@ export class PostgresKeyStore implements KeyStore {
 
   constructor(location: StoreLocation, options: StoreClientOptions = {}) {
     this.location = location;
-    this.t = { keys: qualified(location.tables.keys), signing: qualified(location.tables.signing), hosts: qualified(location.tables.hosts) };
+    this.t = {
+      keys: qualified(location.tables.keys),
+      signing: qualified(location.tables.signing),
+      hosts: qualified(location.tables.hosts),
+    };
     const { Pool } = loadPg();
     this.pool = new Pool({
       connectionString: location.connection,
@@ -151,8 +156,12 @@ export class PostgresKeyStore implements KeyStore {
       const keyRows = await client.query<Record<string, unknown>>(
         `SELECT name, domain, selector, ${withPrivate ? 'private_key, ' : ''}record, created_at, retired_at FROM ${this.t.keys} ORDER BY name`,
       );
-      const signingRows = await client.query<{ pattern: string | null; key_name: string | null }>(`SELECT pattern, key_name FROM ${this.t.signing} ORDER BY pattern, key_name`);
-      const hostRows = options.hosts ? await client.query<{ host: string | null }>(`SELECT host FROM ${this.t.hosts} ORDER BY host`) : undefined;
+      const signingRows = await client.query<{ pattern: string | null; key_name: string | null }>(
+        `SELECT pattern, key_name FROM ${this.t.signing} ORDER BY pattern, key_name`,
+      );
+      const hostRows = options.hosts
+        ? await client.query<{ host: string | null }>(`SELECT host FROM ${this.t.hosts} ORDER BY host`)
+        : undefined;
       const snapshot: StoreSnapshot = { keys: [], signing: [], problems: [] };
       for (const row of keyRows.rows) {
         const name = row.name === null || row.name === undefined ? '' : String(row.name);
@@ -171,10 +180,17 @@ export class PostgresKeyStore implements KeyStore {
       const byPattern = new Map<string, StoredSigning>();
       for (const row of signingRows.rows) {
         if (!row.pattern || !row.key_name) {
-          snapshot.problems.push({ where: `${this.location.tables.signing} pattern=${row.pattern ?? ''}`, message: 'a SigningTable row needs both a pattern and a key_name' });
+          snapshot.problems.push({
+            where: `${this.location.tables.signing} pattern=${row.pattern ?? ''}`,
+            message: 'a SigningTable row needs both a pattern and a key_name',
+          });
           continue;
         }
-        const entry = byPattern.get(row.pattern) ?? { pattern: row.pattern, keyNames: [], where: `${this.location.tables.signing} pattern=${row.pattern}` };
+        const entry = byPattern.get(row.pattern) ?? {
+          pattern: row.pattern,
+          keyNames: [],
+          where: `${this.location.tables.signing} pattern=${row.pattern}`,
+        };
         entry.keyNames.push(row.key_name);
         byPattern.set(row.pattern, entry);
       }
@@ -186,8 +202,13 @@ export class PostgresKeyStore implements KeyStore {
 
   async addKey(key: NewStoredKey): Promise<void> {
     await this.transaction(async (client) => {
-      const clash = await client.query(`SELECT name FROM ${this.t.keys} WHERE name = $1 OR (domain = $2 AND selector = $3)`, [key.name, key.domain, key.selector]);
-      if ((clash.rowCount ?? 0) > 0) throw new Error(`the store already has a key ${key.name} (selector ${key.selector} of ${key.domain}); choose another selector`);
+      const clash = await client.query(`SELECT name FROM ${this.t.keys} WHERE name = $1 OR (domain = $2 AND selector = $3)`, [
+        key.name,
+        key.domain,
+        key.selector,
+      ]);
+      if ((clash.rowCount ?? 0) > 0)
+        throw new Error(`the store already has a key ${key.name} (selector ${key.selector} of ${key.domain}); choose another selector`);
       await client.query(`INSERT INTO ${this.t.keys} (name, domain, selector, private_key, record) VALUES ($1, $2, $3, $4, $5)`, [
         key.name,
         key.domain,
@@ -201,7 +222,8 @@ export class PostgresKeyStore implements KeyStore {
   async setSigning(pattern: string, keyNames: string[]): Promise<void> {
     await this.transaction(async (client) => {
       await client.query(`DELETE FROM ${this.t.signing} WHERE pattern = $1`, [pattern]);
-      for (const name of new Set(keyNames)) await client.query(`INSERT INTO ${this.t.signing} (pattern, key_name) VALUES ($1, $2)`, [pattern, name]);
+      for (const name of new Set(keyNames))
+        await client.query(`INSERT INTO ${this.t.signing} (pattern, key_name) VALUES ($1, $2)`, [pattern, name]);
     });
   }
 
@@ -212,7 +234,10 @@ export class PostgresKeyStore implements KeyStore {
 
   async repoint(from: string[], to: string): Promise<string[]> {
     return this.transaction(async (client) => {
-      const affected = await client.query<{ pattern: string }>(`SELECT DISTINCT pattern FROM ${this.t.signing} WHERE key_name = ANY($1::text[]) ORDER BY pattern`, [from]);
+      const affected = await client.query<{ pattern: string }>(
+        `SELECT DISTINCT pattern FROM ${this.t.signing} WHERE key_name = ANY($1::text[]) ORDER BY pattern`,
+        [from],
+      );
       const patterns = affected.rows.map((r) => r.pattern);
       if (patterns.length === 0) return [];
       await client.query(`DELETE FROM ${this.t.signing} WHERE key_name = ANY($1::text[]) AND pattern = ANY($2::text[])`, [from, patterns]);
@@ -224,7 +249,10 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   async retireKey(name: string): Promise<void> {
-    const r = await this.pool.query(`UPDATE ${this.t.keys} SET private_key = NULL, retired_at = coalesce(retired_at, now()) WHERE name = $1`, [name]);
+    const r = await this.pool.query(
+      `UPDATE ${this.t.keys} SET private_key = NULL, retired_at = coalesce(retired_at, now()) WHERE name = $1`,
+      [name],
+    );
     if ((r.rowCount ?? 0) === 0) throw new Error(`the store has no key ${name}`);
   }
 
@@ -283,10 +311,13 @@ export class PostgresWatcher implements StoreWatcher {
       if (this.closed) return;
       this.events.lost(error);
       this.attempt++;
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        void this.connect();
-      }, backoffMs(this.attempt, this.location.retrySeconds));
+      this.timer = setTimeout(
+        () => {
+          this.timer = undefined;
+          void this.connect();
+        },
+        backoffMs(this.attempt, this.location.retrySeconds),
+      );
       this.timer.unref();
     };
     client.on('error', (error) => lost(error));

@@ -1,7 +1,17 @@
 import { loadIoredis } from './drivers.js';
 import { backoffMs, type StoreLocation } from './location.js';
 import type { Redis, RedisOptions } from 'ioredis';
-import type { KeyStore, NewStoredKey, SnapshotOptions, StoreClientOptions, StoreSnapshot, StoredKey, StoreWatcher, WatchEvents, WatchOptions } from './types.js';
+import type {
+  KeyStore,
+  NewStoredKey,
+  SnapshotOptions,
+  StoreClientOptions,
+  StoreSnapshot,
+  StoredKey,
+  StoreWatcher,
+  WatchEvents,
+  WatchOptions,
+} from './types.js';
 
 /**
  * The Redis key layout, under a prefix (default "inkan:"):
@@ -124,7 +134,10 @@ export class RedisKeyStore implements KeyStore {
   }
 
   /** Run a read-check-write transaction under WATCH, retrying (a few times) if another writer got in between. */
-  private async optimistic<T>(watch: string, work: (redis: Redis) => Promise<{ multi: ReturnType<Redis['multi']>; result: T } | { result: T; multi?: undefined }>): Promise<T> {
+  private async optimistic<T>(
+    watch: string,
+    work: (redis: Redis) => Promise<{ multi: ReturnType<Redis['multi']>; result: T } | { result: T; multi?: undefined }>,
+  ): Promise<T> {
     const redis = await this.ready();
     for (let attempt = 0; attempt < 5; attempt++) {
       await redis.watch(watch);
@@ -163,13 +176,20 @@ export class RedisKeyStore implements KeyStore {
         }
       }
       const meta = { domain: key.domain, selector: key.selector, record: key.record, created: new Date().toISOString(), retired: null };
-      return { multi: redis.multi().hset(this.k.keys, key.name, JSON.stringify(meta)).hset(this.k.private, key.name, key.privateKey), result: undefined };
+      return {
+        multi: redis.multi().hset(this.k.keys, key.name, JSON.stringify(meta)).hset(this.k.private, key.name, key.privateKey),
+        result: undefined,
+      };
     });
   }
 
   async setSigning(pattern: string, keyNames: string[]): Promise<void> {
     const redis = await this.ready();
-    const replies = await redis.multi().hset(this.k.signing, pattern, [...new Set(keyNames)].join(' ')).publish(this.k.channel, this.k.signing).exec();
+    const replies = await redis
+      .multi()
+      .hset(this.k.signing, pattern, [...new Set(keyNames)].join(' '))
+      .publish(this.k.channel, this.k.signing)
+      .exec();
     for (const [error] of replies ?? []) if (error) throw error;
   }
 
@@ -251,7 +271,11 @@ export class RedisWatcher implements StoreWatcher {
   ) {
     const { Redis } = loadIoredis();
     this.redis = new Redis(location.connection, {
-      ...redisOptions(location, { reconnect: true, connectTimeoutMs: options.connectTimeoutMs ?? 5000, clientName: options.clientName ?? 'inkan-milterd-watch' }),
+      ...redisOptions(location, {
+        reconnect: true,
+        connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+        clientName: options.clientName ?? 'inkan-milterd-watch',
+      }),
       autoResubscribe: false,
       maxRetriesPerRequest: null,
     });

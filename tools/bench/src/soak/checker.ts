@@ -114,7 +114,11 @@ export class Checker {
       }
       if (ours.length !== this.options.signaturesPerMessage || ar.length > 0) {
         this.badSignature++;
-        this.problem(`message ${index}: ${ours.length} signatures of ${OUR_DOMAIN} (expected ${this.options.signaturesPerMessage}), ${ar.length} Authentication-Results of ours (expected 0)`, index, message);
+        this.problem(
+          `message ${index}: ${ours.length} signatures of ${OUR_DOMAIN} (expected ${this.options.signaturesPerMessage}), ${ar.length} Authentication-Results of ours (expected 0)`,
+          index,
+          message,
+        );
         return;
       }
       const check = verifyMessage(message, { resolver: this.options.resolver }).then(
@@ -123,7 +127,11 @@ export class Checker {
           if (mine.length === this.options.signaturesPerMessage && mine.every((r) => r.result === 'pass')) this.signedOk.sign++;
           else {
             this.badSignature++;
-            this.problem(`message ${index}: dkim-core says ${mine.map((r) => `${r.algorithm} ${r.result} ${r.reason ?? ''}`).join(', ')}`, index, message);
+            this.problem(
+              `message ${index}: dkim-core says ${mine.map((r) => `${r.algorithm} ${r.result} ${r.reason ?? ''}`).join(', ')}`,
+              index,
+              message,
+            );
           }
         },
         (error: Error) => {
@@ -147,7 +155,11 @@ export class Checker {
     else {
       this.verdictWrong[kind]++;
       const said = ar.map((a) => a.results.map((r) => `${r.method}=${r.result}${r.reason ? ` (${r.reason})` : ''}`).join('; ')).join(' | ');
-      this.problem(`outside message ${index} (${kind}): expected dkim=${expected}, got ${ar.length} Authentication-Results of ours: ${said || '-'}`, index, message);
+      this.problem(
+        `outside message ${index} (${kind}): expected dkim=${expected}, got ${ar.length} Authentication-Results of ours: ${said || '-'}`,
+        index,
+        message,
+      );
     }
   }
 

@@ -75,7 +75,12 @@ export function crashSignature(error: unknown): string {
     .slice(1)
     .map((l) => l.trim())
     .find((l) => /\/(packages|apps|tools)\//.test(l) && !/\/engine\/|\/fuzz\/(dist|src)\/target\.[jt]s/.test(l));
-  const where = frame ? frame.replace(/^at /, '').replace(/:\d+:\d+\)?$/, '').replace(/.*\/(packages|apps|tools)\//, '$1/') : '?';
+  const where = frame
+    ? frame
+        .replace(/^at /, '')
+        .replace(/:\d+:\d+\)?$/, '')
+        .replace(/.*\/(packages|apps|tools)\//, '$1/')
+    : '?';
   return `${error.name}: ${first} @ ${where}`;
 }
 

@@ -38,9 +38,27 @@ export class Random {
   }
 }
 
-const INTERESTING_BYTES = [0x00, 0x01, 0x09, 0x0a, 0x0d, 0x20, 0x22, 0x28, 0x29, 0x2c, 0x2e, 0x2f, 0x3a, 0x3b, 0x3d, 0x40, 0x5c, 0x7c, 0x7f, 0x80, 0xff];
-const INTERESTING_32 = [0, 1, 2, 3, 4, 5, 8, 13, 0x7f, 0x80, 0xff, 0x100, 0x1000, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
-const INTERESTING_NUMBERS = ['0', '1', '-1', '00', '65535', '65536', '2147483647', '4294967296', '9007199254740993', '99999999999999999999999', '1e9', '0x10', '007'];
+const INTERESTING_BYTES = [
+  0x00, 0x01, 0x09, 0x0a, 0x0d, 0x20, 0x22, 0x28, 0x29, 0x2c, 0x2e, 0x2f, 0x3a, 0x3b, 0x3d, 0x40, 0x5c, 0x7c, 0x7f, 0x80, 0xff,
+];
+const INTERESTING_32 = [
+  0, 1, 2, 3, 4, 5, 8, 13, 0x7f, 0x80, 0xff, 0x100, 0x1000, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff,
+];
+const INTERESTING_NUMBERS = [
+  '0',
+  '1',
+  '-1',
+  '00',
+  '65535',
+  '65536',
+  '2147483647',
+  '4294967296',
+  '9007199254740993',
+  '99999999999999999999999',
+  '1e9',
+  '0x10',
+  '007',
+];
 
 type Mutation = (input: Buffer) => Buffer;
 
@@ -144,7 +162,10 @@ export class Mutator {
 
   /** A long run of one byte or token: for limits, loops and slow paths. */
   private insertRepeated(b: Buffer): Buffer {
-    const unit = this.random.chance(2) && this.options.dictionary.length > 0 ? this.random.pick(this.options.dictionary) : Buffer.of(this.random.pick(INTERESTING_BYTES));
+    const unit =
+      this.random.chance(2) && this.options.dictionary.length > 0
+        ? this.random.pick(this.options.dictionary)
+        : Buffer.of(this.random.pick(INTERESTING_BYTES));
     const times = 1 + this.random.below(Math.max(1, Math.floor(this.options.maxLength / 4 / Math.max(1, unit.length))));
     return this.insertAt(b, this.pos(b, true), Buffer.concat(new Array<Buffer>(times).fill(unit)));
   }

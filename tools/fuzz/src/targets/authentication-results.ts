@@ -76,7 +76,11 @@ export const target: FuzzTarget = {
       check(!CONTROL.test(text.replace(/\r\n[ \t]/g, '')), () => `the formatted field holds a control character: ${show(text, 400)}`);
       const again = parseAuthenticationResults(text);
       check(again !== null, () => `the formatted field does not parse: ${show(text, 400)}`);
-      if (asIs) check(sameData(normalized(again), expected), () => `formatted and parsed again, the results changed: ${show(text, 400)} gives ${show(again, 400)}`);
+      if (asIs)
+        check(
+          sameData(normalized(again), expected),
+          () => `formatted and parsed again, the results changed: ${show(text, 400)} gives ${show(again, 400)}`,
+        );
     }
   },
 };

@@ -29,7 +29,10 @@ function checkBody(c: Canonicalization, body: Buffer, maxChunk: number, byteByBy
   check(whole === expected, () => `${c} body, one chunk: ${show(whole)} but the reference gives ${show(expected)}`);
   const sizes = splitPoints(body, body.length, maxChunk);
   const split = canonicalize(c, chunks(body, sizes));
-  check(split === expected, () => `${c} body in chunks ${show(sizes.slice(0, 20))}: ${show(split)} but the reference gives ${show(expected)}`);
+  check(
+    split === expected,
+    () => `${c} body in chunks ${show(sizes.slice(0, 20))}: ${show(split)} but the reference gives ${show(expected)}`,
+  );
   if (byteByByte) {
     const single = canonicalize(c, chunks(body, new Array<number>(body.length).fill(1)));
     check(single === expected, () => `${c} body byte by byte: ${show(single)} but the reference gives ${show(expected)}`);
@@ -41,8 +44,14 @@ function checkBody(c: Canonicalization, body: Buffer, maxChunk: number, byteByBy
   const result = hasher.digest();
   const canonical = Buffer.from(expected, 'latin1');
   const hashed = limit === undefined ? canonical : canonical.subarray(0, limit);
-  check(result.canonicalLength === canonical.length, () => `${c} BodyHasher counted ${result.canonicalLength} octets, the reference has ${canonical.length}`);
-  check(result.hashedLength === hashed.length, () => `${c} BodyHasher with l=${limit} hashed ${result.hashedLength} octets, expected ${hashed.length}`);
+  check(
+    result.canonicalLength === canonical.length,
+    () => `${c} BodyHasher counted ${result.canonicalLength} octets, the reference has ${canonical.length}`,
+  );
+  check(
+    result.hashedLength === hashed.length,
+    () => `${c} BodyHasher with l=${limit} hashed ${result.hashedLength} octets, expected ${hashed.length}`,
+  );
   check(result.hash.equals(createHash('sha256').update(hashed).digest()), () => `${c} BodyHasher with l=${limit}: wrong hash`);
 }
 
@@ -67,7 +76,23 @@ export const target: FuzzTarget = {
   name: 'dkim-canonicalization',
   description: 'simple/relaxed body and header canonicalization, BodyHasher l=, against a slow reference',
   maxLength: 2048,
-  dictionary: [' ', '\t', '\r\n', '\r', '\n', ' \r\n', '\t\r\n', '\r\n\r\n', '\r\n ', '\r\n\t', '  \t ', 'Subject:', 'From: a@example.org', ' :', 'x'],
+  dictionary: [
+    ' ',
+    '\t',
+    '\r\n',
+    '\r',
+    '\n',
+    ' \r\n',
+    '\t\r\n',
+    '\r\n\r\n',
+    '\r\n ',
+    '\r\n\t',
+    '  \t ',
+    'Subject:',
+    'From: a@example.org',
+    ' :',
+    'x',
+  ],
   fuzz(data) {
     for (const c of ['simple', 'relaxed'] as const) {
       checkBody(c, data, 64, data.length <= 512);

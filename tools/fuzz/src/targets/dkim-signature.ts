@@ -5,7 +5,15 @@
  * second parse unchanged, and removeSignatureValue must empty b= and touch nothing else.
  */
 import { Buffer } from 'node:buffer';
-import { type FormatTag, formatFoldedTags, isSameOrSubdomain, parseDkimSignature, parseTagList, removeSignatureValue, stripFws } from '@inkan/dkim-core/records';
+import {
+  type FormatTag,
+  formatFoldedTags,
+  isSameOrSubdomain,
+  parseDkimSignature,
+  parseTagList,
+  removeSignatureValue,
+  stripFws,
+} from '@inkan/dkim-core/records';
 import { type FuzzTarget, check, encodesOctets, sameData, show } from '../target.js';
 
 const FIELD = 'DKIM-Signature';
@@ -70,9 +78,15 @@ export const target: FuzzTarget = {
     }
     const sig = parsed.signature;
     check(HASH_OF[sig.algorithm] === sig.hashAlgorithm, () => `a=${sig.algorithm} with hash ${sig.hashAlgorithm}`);
-    check(sig.keyType === (sig.algorithm.startsWith('ed25519') ? 'ed25519' : 'rsa'), () => `a=${sig.algorithm} with key type ${sig.keyType}`);
+    check(
+      sig.keyType === (sig.algorithm.startsWith('ed25519') ? 'ed25519' : 'rsa'),
+      () => `a=${sig.algorithm} with key type ${sig.keyType}`,
+    );
     check(encodesOctets(sig.signatureB64), () => `b=${show(sig.signatureB64)} was accepted: it is not base64 of any octet`);
-    check(encodesOctets(stripFws(sig.tags.get('bh') ?? '')), () => `bh=${show(sig.tags.get('bh'))} was accepted: it is not base64 of any octet`);
+    check(
+      encodesOctets(stripFws(sig.tags.get('bh') ?? '')),
+      () => `bh=${show(sig.tags.get('bh'))} was accepted: it is not base64 of any octet`,
+    );
     check(Buffer.from(sig.signatureB64, 'base64').equals(sig.signature), 'b= and its decoded bytes differ');
     check(sig.signedHeaders.length > 0 && sig.signedHeaders.every((h) => NAME.test(h)), () => `h= names ${show(sig.signedHeaders)}`);
     check(
@@ -81,8 +95,10 @@ export const target: FuzzTarget = {
     );
     const at = sig.auid.lastIndexOf('@');
     check(at >= 0 && isSameOrSubdomain(sig.auid.slice(at + 1), sig.sdid), () => `i=${show(sig.auid)} is not inside d=${show(sig.sdid)}`);
-    if (sig.bodyLength !== undefined) check(Number.isSafeInteger(sig.bodyLength) && sig.bodyLength >= 0, () => `l= became ${sig.bodyLength}`);
-    for (const n of [sig.timestamp, sig.expiration]) if (n !== undefined) check(Number.isSafeInteger(n) && n >= 0, () => `t=/x= became ${n}`);
+    if (sig.bodyLength !== undefined)
+      check(Number.isSafeInteger(sig.bodyLength) && sig.bodyLength >= 0, () => `l= became ${sig.bodyLength}`);
+    for (const n of [sig.timestamp, sig.expiration])
+      if (n !== undefined) check(Number.isSafeInteger(n) && n >= 0, () => `t=/x= became ${n}`);
     if (sig.timestamp !== undefined && sig.expiration !== undefined) check(sig.expiration >= sig.timestamp, 'x= before t= was accepted');
 
     // b= removed: every other tag exactly as it was.
@@ -93,7 +109,11 @@ export const target: FuzzTarget = {
     check(sameData(after.tags, expectedTags), () => `removeSignatureValue changed other tags: ${show(after.tags)}`);
 
     // Formatted (folded at 78 columns) and parsed again: the same signature.
-    const tags: FormatTag[] = [...sig.tags].map(([name, v]) => ({ name, value: v, breakAfter: name === 'b' || name === 'bh' ? '' : name === 'h' ? ':' : undefined }));
+    const tags: FormatTag[] = [...sig.tags].map(([name, v]) => ({
+      name,
+      value: v,
+      breakAfter: name === 'b' || name === 'bh' ? '' : name === 'h' ? ':' : undefined,
+    }));
     const field = formatFoldedTags(FIELD, tags);
     check(field.startsWith(`${FIELD}:`), 'formatFoldedTags lost the field name');
     const again = parseDkimSignature(field.slice(FIELD.length + 1));

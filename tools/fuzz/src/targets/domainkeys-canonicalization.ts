@@ -10,8 +10,14 @@ import { type DomainKeysCanonicalization, canonicalizeDomainKeysHeader, createDo
 import { canonicalizationReference as reference } from '@inkan/testbed';
 import { type FuzzTarget, check, chunks, show, splitPoints } from '../target.js';
 
-const BODY_REFERENCE: Record<DomainKeysCanonicalization, (body: string) => string> = { simple: reference.domainKeysSimpleBody, nofws: reference.domainKeysNofwsBody };
-const HEADER_REFERENCE: Record<DomainKeysCanonicalization, (field: string) => string> = { simple: reference.domainKeysSimpleHeader, nofws: reference.domainKeysNofwsHeader };
+const BODY_REFERENCE: Record<DomainKeysCanonicalization, (body: string) => string> = {
+  simple: reference.domainKeysSimpleBody,
+  nofws: reference.domainKeysNofwsBody,
+};
+const HEADER_REFERENCE: Record<DomainKeysCanonicalization, (field: string) => string> = {
+  simple: reference.domainKeysSimpleHeader,
+  nofws: reference.domainKeysNofwsHeader,
+};
 
 function canonicalize(c: DomainKeysCanonicalization, pieces: readonly Buffer[]): string {
   const out: Buffer[] = [];
@@ -25,7 +31,22 @@ export const target: FuzzTarget = {
   name: 'domainkeys-canonicalization',
   description: 'DomainKeys simple/nofws body and header canonicalization against a slow reference',
   maxLength: 2048,
-  dictionary: [' ', '\t', '\r\n', '\r', '\n', ' \r\n', '\r \n', '\r\n\r\n', '\r\n ', '\r\n\t', '\r\r\n', 'Subject:', 'From: a@example.org', 'x'],
+  dictionary: [
+    ' ',
+    '\t',
+    '\r\n',
+    '\r',
+    '\n',
+    ' \r\n',
+    '\r \n',
+    '\r\n\r\n',
+    '\r\n ',
+    '\r\n\t',
+    '\r\r\n',
+    'Subject:',
+    'From: a@example.org',
+    'x',
+  ],
   fuzz(data) {
     for (const c of ['simple', 'nofws'] as const) {
       const expected = BODY_REFERENCE[c](data.toString('latin1'));
@@ -33,7 +54,10 @@ export const target: FuzzTarget = {
       check(whole === expected, () => `${c} body, one chunk: ${show(whole)} but the reference gives ${show(expected)}`);
       const sizes = splitPoints(data, data.length, 32);
       const split = canonicalize(c, chunks(data, sizes));
-      check(split === expected, () => `${c} body in chunks ${show(sizes.slice(0, 20))}: ${show(split)} but the reference gives ${show(expected)}`);
+      check(
+        split === expected,
+        () => `${c} body in chunks ${show(sizes.slice(0, 20))}: ${show(split)} but the reference gives ${show(expected)}`,
+      );
       if (data.length <= 512) {
         const single = canonicalize(c, chunks(data, new Array<number>(data.length).fill(1)));
         check(single === expected, () => `${c} body byte by byte: ${show(single)} but the reference gives ${show(expected)}`);

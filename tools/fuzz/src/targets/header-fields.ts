@@ -74,10 +74,16 @@ function checkAddresses(fields: readonly HeaderField[]): void {
     const value = raw.toString('latin1');
     if (parsed.ok) {
       for (const m of parsed.mailboxes) {
-        check(m.address === `${m.localPart}@${m.domain}` && m.localPart !== '' && m.domain !== '', () => `parseMailboxList gave ${show(m.address)}`);
+        check(
+          m.address === `${m.localPart}@${m.domain}` && m.localPart !== '' && m.domain !== '',
+          () => `parseMailboxList gave ${show(m.address)}`,
+        );
         // Whitespace only inside a quoted local part; never a line break. (Octets from 0x80, such
         // as 0xa0, are UTF-8 pieces, not the Unicode white space /\s/ would take them for.)
-        check(!/[\r\n]/.test(m.address) && (m.localPart.startsWith('"') || !/[ \t]/.test(m.address)), () => `parseMailboxList gave ${show(m.address)}`);
+        check(
+          !/[\r\n]/.test(m.address) && (m.localPart.startsWith('"') || !/[ \t]/.test(m.address)),
+          () => `parseMailboxList gave ${show(m.address)}`,
+        );
       }
     } else check(parsed.error.startsWith('not an address list: '), () => `parseMailboxList error ${show(parsed.error)}`);
     // milterd and DomainKeys read the first mailbox of the same parser.
@@ -93,7 +99,31 @@ export const target: FuzzTarget = {
   name: 'header-fields',
   description: 'splitMessage, MessageParser, LineEndingNormalizer, HeaderCollector, From/Sender addresses',
   maxLength: 4096,
-  dictionary: ['\r\n', '\n', '\r', '\r\n\r\n', '\r\n ', '\r\n\t', ': ', ':', 'From: ', 'Sender: ', 'Subject: x', '<a@example.org>', '"Joe, x" <j@x>', '(comment)', '\\', ',', '@', ' ', 'Team: ', ';', ':;', '[192.0.2.1]', '<@relay:'],
+  dictionary: [
+    '\r\n',
+    '\n',
+    '\r',
+    '\r\n\r\n',
+    '\r\n ',
+    '\r\n\t',
+    ': ',
+    ':',
+    'From: ',
+    'Sender: ',
+    'Subject: x',
+    '<a@example.org>',
+    '"Joe, x" <j@x>',
+    '(comment)',
+    '\\',
+    ',',
+    '@',
+    ' ',
+    'Team: ',
+    ';',
+    ':;',
+    '[192.0.2.1]',
+    '<@relay:',
+  ],
   fuzz(data) {
     // In memory, whole.
     const split = splitMessage(data);
@@ -105,7 +135,10 @@ export const target: FuzzTarget = {
     const sizes = splitPoints(data, data.length, 48);
     const streamed = parseStreaming(chunks(data, sizes));
     check(streamed.endOfHeaders === 1, () => `endOfHeaders came ${streamed.endOfHeaders} times`);
-    check(streamed.fields.length === split.headers.length, () => `MessageParser found ${streamed.fields.length} fields, splitMessage ${split.headers.length}`);
+    check(
+      streamed.fields.length === split.headers.length,
+      () => `MessageParser found ${streamed.fields.length} fields, splitMessage ${split.headers.length}`,
+    );
     streamed.fields.forEach((f, i) => {
       const g = split.headers[i] as HeaderField;
       check(f.name === g.name && f.raw.equals(g.raw), () => `field ${i}: MessageParser ${show(f.raw)}, splitMessage ${show(g.raw)}`);
@@ -128,13 +161,19 @@ export const target: FuzzTarget = {
     check(Buffer.concat(pieces).equals(normalized), 'LineEndingNormalizer in chunks differs from normalizeLineEndings');
     const text = normalized.toString('latin1');
     check(!/(^|[^\r])\n/.test(text), 'normalizeLineEndings left a bare LF');
-    check(text.replace(/\r\n/g, '\n').length === data.toString('latin1').replace(/\r\n/g, '\n').length, 'normalizeLineEndings changed more than line ends');
+    check(
+      text.replace(/\r\n/g, '\n').length === data.toString('latin1').replace(/\r\n/g, '\n').length,
+      'normalizeLineEndings changed more than line ends',
+    );
 
     const collector = new HeaderCollector({ maxHeaderFields: 5, maxHeaderBytes: 200 });
     for (const f of split.headers) collector.add(f);
     check(collector.fields.length <= 5, 'HeaderCollector kept more fields than allowed');
     check(collector.fields.reduce((n, f) => n + f.raw.length, 0) <= 200, 'HeaderCollector kept more bytes than allowed');
-    check((collector.overLimit !== undefined) === (collector.fields.length < split.headers.length), 'HeaderCollector dropped fields without saying why');
+    check(
+      (collector.overLimit !== undefined) === collector.fields.length < split.headers.length,
+      'HeaderCollector dropped fields without saying why',
+    );
 
     checkAddresses(split.headers);
   },

@@ -125,7 +125,8 @@ function plan(data: Buffer): Plan {
       case 1: {
         // Up to just around the field limit: two below to two above.
         const count = p.maxHeaders - p.fields.length + (r.byte() % 5) - 2;
-        for (let i = 0; i < count; i++) add({ name: 'Received', value: Buffer.from(` from h${i}.example.net by mx.example.org`, 'latin1') });
+        for (let i = 0; i < count; i++)
+          add({ name: 'Received', value: Buffer.from(` from h${i}.example.net by mx.example.org`, 'latin1') });
         break;
       }
       case 2:
@@ -254,7 +255,8 @@ function outcomes(commands: readonly MilterCommand[], replies: readonly MilterRe
       continue;
     }
     check(isFinal(reply), () => `a ${reply.type} reply to ${c.type}`);
-    if (currentOutcome && !currentOutcome.early && reply.type !== 'continue') currentOutcome.early = { command: c.type, index: header, reply };
+    if (currentOutcome && !currentOutcome.early && reply.type !== 'continue')
+      currentOutcome.early = { command: c.type, index: header, reply };
   }
   check(at === replies.length, () => `${replies.length - at} replies more than commands`);
   return out;
@@ -266,8 +268,10 @@ function isFinal(r: MilterResponse): boolean {
 
 /** The configured action a final reply (and a quarantine among the modifications) stands for. */
 function actionOf(final: MilterResponse, modifications: readonly MilterResponse[]): string {
-  if (final.type === 'replyCode') return final.text.startsWith('4') ? 'tempfail' : final.text.startsWith('5') ? 'reject' : `reply ${final.text}`;
-  if (final.type === 'accept' || final.type === 'continue') return modifications.some((m) => m.type === 'quarantine') ? 'quarantine' : 'accept';
+  if (final.type === 'replyCode')
+    return final.text.startsWith('4') ? 'tempfail' : final.text.startsWith('5') ? 'reject' : `reply ${final.text}`;
+  if (final.type === 'accept' || final.type === 'continue')
+    return modifications.some((m) => m.type === 'quarantine') ? 'quarantine' : 'accept';
   return final.type;
 }
 
@@ -303,29 +307,50 @@ function judge(p: Plan, fields: readonly Field[], o: Outcome, which: string): vo
     if (m.type === 'changeHeader' && m.value.length > 0) checkValue(m.name, m.value, p.leadingSpace);
   }
   const signatures = mods.filter((m) => (m.type === 'insertHeader' || m.type === 'addHeader') && m.name.toLowerCase() === 'dkim-signature');
-  const results = mods.filter((m): m is Extract<MilterResponse, { type: 'insertHeader' }> => m.type === 'insertHeader' && m.name === 'Authentication-Results');
+  const results = mods.filter(
+    (m): m is Extract<MilterResponse, { type: 'insertHeader' }> => m.type === 'insertHeader' && m.name === 'Authentication-Results',
+  );
   const action = o.early ? actionOf(o.early.reply, []) : o.final ? actionOf(o.final, mods) : 'none';
   const where = () => (o.early ? ` at ${o.early.command}${o.early.command === 'header' ? ` ${o.early.index}` : ''}` : '');
   // On-Security tempfail, reject and discard end the message at end of headers; quarantine waits for its end.
   if (o.early) check(o.early.command === 'endOfHeaders', () => `a ${o.early?.reply.type} reply to ${o.early?.command} (${what()})`);
 
   if (pastAt !== undefined || froms.length > 1) {
-    check(action === p.onSecurity, () => `${pastAt !== undefined ? 'over a limit' : 'with several From fields'}, the message got ${action}${where()}, not On-Security ${p.onSecurity} (${what()})`);
-    check(signatures.length === 0, () => `a message ${pastAt !== undefined ? 'over a limit' : 'with several From fields'} was signed (${what()})`);
+    check(
+      action === p.onSecurity,
+      () =>
+        `${pastAt !== undefined ? 'over a limit' : 'with several From fields'}, the message got ${action}${where()}, not On-Security ${p.onSecurity} (${what()})`,
+    );
+    check(
+      signatures.length === 0,
+      () => `a message ${pastAt !== undefined ? 'over a limit' : 'with several From fields'} was signed (${what()})`,
+    );
     check(results.length <= 1, () => `${results.length} Authentication-Results added (${what()})`);
     // Nothing past a limit is held: no result names a signature from there (or at all: nothing is verified).
     for (const f of fields) {
       if (pastAt === undefined || f.marker === undefined) continue;
-      for (const ar of results) check(!ar.value.includes(`n${f.marker}.example`), () => `Authentication-Results over a limit reports the signature of field ${f.marker} (${what()})`);
+      for (const ar of results)
+        check(
+          !ar.value.includes(`n${f.marker}.example`),
+          () => `Authentication-Results over a limit reports the signature of field ${f.marker} (${what()})`,
+        );
     }
     return;
   }
   check(action === 'accept', () => `within the limits, the message got ${action}${where()} (${what()})`);
   const ours = froms[0] !== undefined && froms[0] === fields.find((f) => f.value.includes('@example.org>') && f.name === 'From');
   if (p.sign && ours) {
-    check(signatures.length >= 1 && results.length === 0, () => `within the limits, a message to sign got ${signatures.length} signatures and ${results.length} Authentication-Results (${what()})`);
+    check(
+      signatures.length >= 1 && results.length === 0,
+      () =>
+        `within the limits, a message to sign got ${signatures.length} signatures and ${results.length} Authentication-Results (${what()})`,
+    );
   } else {
-    check(signatures.length === 0 && results.length === 1, () => `within the limits, a message to verify got ${signatures.length} signatures and ${results.length} Authentication-Results (${what()})`);
+    check(
+      signatures.length === 0 && results.length === 1,
+      () =>
+        `within the limits, a message to verify got ${signatures.length} signatures and ${results.length} Authentication-Results (${what()})`,
+    );
   }
 }
 
@@ -356,7 +381,10 @@ async function converse(p: Plan, second: readonly Field[]): Promise<Outcome[]> {
   try {
     client.write(bytes);
     const ended = await until(() => closed, STALL_MS);
-    check(ended, () => `the session stalled: ${session.bytesReceived} of ${bytes.length} bytes read, ${session.queuedPackets} packets queued`);
+    check(
+      ended,
+      () => `the session stalled: ${session.bytesReceived} of ${bytes.length} bytes read, ${session.queuedPackets} packets queued`,
+    );
   } finally {
     client.destroy();
   }
@@ -372,7 +400,27 @@ export const target: FuzzTarget = {
   name: 'header-limits',
   description: 'milterd header collection under MaximumHeaderFields / MaximumHeaderBytes, real filter over an in-memory connection',
   maxLength: 1024,
-  dictionary: ['\x00', '\x01', '\x02', '\x03', '\x04', '\x05', '\x06', '\x07', '\x09', '\x0f', '\x10', '\x20', '\x21', '\x2f', '\x31', '\xff', '\x00\x00', '\xff\xff', '\x1c\x00'],
+  dictionary: [
+    '\x00',
+    '\x01',
+    '\x02',
+    '\x03',
+    '\x04',
+    '\x05',
+    '\x06',
+    '\x07',
+    '\x09',
+    '\x0f',
+    '\x10',
+    '\x20',
+    '\x21',
+    '\x2f',
+    '\x31',
+    '\xff',
+    '\x00\x00',
+    '\xff\xff',
+    '\x1c\x00',
+  ],
 
   async setup() {
     const filter = createFilter(() => current);

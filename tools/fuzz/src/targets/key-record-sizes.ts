@@ -163,8 +163,13 @@ function dkimMessage(key: PoolKey): Buffer {
   const algorithm = key.type === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256';
   const template = `DKIM-Signature: v=1; a=${algorithm}; c=relaxed/relaxed; d=${DOMAIN}; s=${SELECTOR};\r\n\th=from:to:subject; bh=${bh};\r\n\tb=`;
   const fields = splitMessage(Buffer.from(HEADERS, 'latin1')).headers;
-  const data = headerHashInput(selectSignedFields(fields, ['from', 'to', 'subject']), { name: 'DKIM-Signature', raw: Buffer.from(template, 'latin1') }, 'relaxed');
-  const b = key.type === 'rsa' ? sign('sha256', data, key.privateKey) : sign(null, createHash('sha256').update(data).digest(), key.privateKey);
+  const data = headerHashInput(
+    selectSignedFields(fields, ['from', 'to', 'subject']),
+    { name: 'DKIM-Signature', raw: Buffer.from(template, 'latin1') },
+    'relaxed',
+  );
+  const b =
+    key.type === 'rsa' ? sign('sha256', data, key.privateKey) : sign(null, createHash('sha256').update(data).digest(), key.privateKey);
   key.dkim = Buffer.from(`${template}${b.toString('base64')}\r\n${HEADERS}\r\n${BODY}`, 'latin1');
   return key.dkim;
 }
@@ -178,7 +183,10 @@ function domainKeysMessage(key: PoolKey): Buffer {
   body.update(Buffer.from(`\r\n${BODY}`, 'latin1').subarray(2));
   body.finish();
   const b = sign('sha1', Buffer.concat(parts), key.privateKey).toString('base64');
-  key.domainKeys = Buffer.from(`DomainKey-Signature: a=rsa-sha1; q=dns; c=nofws; d=${DOMAIN}; s=${SELECTOR};\r\n\th=from:to:subject; b=${b}\r\n${HEADERS}\r\n${BODY}`, 'latin1');
+  key.domainKeys = Buffer.from(
+    `DomainKey-Signature: a=rsa-sha1; q=dns; c=nofws; d=${DOMAIN}; s=${SELECTOR};\r\n\th=from:to:subject; b=${b}\r\n${HEADERS}\r\n${BODY}`,
+    'latin1',
+  );
   return key.domainKeys;
 }
 
@@ -248,7 +256,7 @@ function exponent(r: Reader, n: bigint): bigint {
     case 8:
       return (1n << BigInt(32 + (r.byte() % 64))) + 1n; // 33..96 bits
     case 9: {
-      const bits = 1 + r.u16() % Math.max(1, bitLength(n) + 64);
+      const bits = 1 + (r.u16() % Math.max(1, bitLength(n) + 64));
       return randomModulus(bits, r.u16() * 65599 + bits, true);
     }
     case 10:
@@ -280,15 +288,34 @@ function choose(r: Reader): Chosen {
   if (kind <= 2) {
     const k = rsaKey();
     const q = r.byte();
-    if (q % 4 !== 0) return { p: k.p, keyType: 'rsa', signer: k, genuine: true, standard: true, bits: k.bits, e: k.e, what: `pool ${k.label}` };
+    if (q % 4 !== 0)
+      return { p: k.p, keyType: 'rsa', signer: k, genuine: true, standard: true, bits: k.bits, e: k.e, what: `pool ${k.label}` };
     // The same key, encoded another way: PKCS#1, or BER quirks.
     const quirks: DerQuirks = { pkcs1: (q & 4) !== 0, extraZero: (q & 8) !== 0, paddedLengths: (q & 16) !== 0, negative: (q & 32) !== 0 };
-    return { p: rsaPublicDer(k.n, k.e, quirks).toString('base64'), keyType: 'rsa', signer: k, genuine: true, standard: false, bits: k.bits, e: k.e, what: `pool ${k.label} ${JSON.stringify(quirks)}` };
+    return {
+      p: rsaPublicDer(k.n, k.e, quirks).toString('base64'),
+      keyType: 'rsa',
+      signer: k,
+      genuine: true,
+      standard: false,
+      bits: k.bits,
+      e: k.e,
+      what: `pool ${k.label} ${JSON.stringify(quirks)}`,
+    };
   }
   if (kind === 3) {
     const k = rsaKey();
     const e = exponent(r, k.n);
-    return { p: rsaPublicDer(k.n, e).toString('base64'), keyType: 'rsa', signer: k, genuine: e === k.e, standard: true, bits: k.bits, e, what: `pool ${k.label} modulus, e of ${bitLength(e)} bits` };
+    return {
+      p: rsaPublicDer(k.n, e).toString('base64'),
+      keyType: 'rsa',
+      signer: k,
+      genuine: e === k.e,
+      standard: true,
+      bits: k.bits,
+      e,
+      what: `pool ${k.label} modulus, e of ${bitLength(e)} bits`,
+    };
   }
   if (kind <= 5) {
     const k = rsaKey();
@@ -296,32 +323,66 @@ function choose(r: Reader): Chosen {
     const flags = r.byte();
     const n = randomModulus(bits, r.u16() * 31 + bits, (flags & 1) === 0);
     const e = exponent(r, n);
-    const quirks: DerQuirks = { pkcs1: (flags & 2) !== 0, extraZero: (flags & 0x1c) === 4, paddedLengths: (flags & 0x1c) === 8, negative: (flags & 0x1c) === 12 };
+    const quirks: DerQuirks = {
+      pkcs1: (flags & 2) !== 0,
+      extraZero: (flags & 0x1c) === 4,
+      paddedLengths: (flags & 0x1c) === 8,
+      negative: (flags & 0x1c) === 12,
+    };
     const standard = !quirks.pkcs1 && !quirks.extraZero && !quirks.paddedLengths && !quirks.negative;
-    return { p: rsaPublicDer(n, e, quirks).toString('base64'), keyType: 'rsa', signer: k, genuine: false, standard, bits, e, what: `built ${bits}-bit modulus, e of ${bitLength(e)} bits` };
+    return {
+      p: rsaPublicDer(n, e, quirks).toString('base64'),
+      keyType: 'rsa',
+      signer: k,
+      genuine: false,
+      standard,
+      bits,
+      e,
+      what: `built ${bits}-bit modulus, e of ${bitLength(e)} bits`,
+    };
   }
   if (kind === 6) {
     const real = Buffer.from(ed25519.p, 'base64');
     const v = r.byte() % 6;
     let p: Buffer;
     if (v === 0) p = real;
-    else if (v === 1) p = real.subarray(0, r.byte() % 32); // short
-    else if (v === 2) p = Buffer.concat([real, r.bytes(1 + (r.byte() % 32))]); // long
-    else if (v === 3) p = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), real]); // SPKI, not raw
+    else if (v === 1)
+      p = real.subarray(0, r.byte() % 32); // short
+    else if (v === 2)
+      p = Buffer.concat([real, r.bytes(1 + (r.byte() % 32))]); // long
+    else if (v === 3)
+      p = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), real]); // SPKI, not raw
     else if (v === 4) p = filler(r.byte() % 80, r.u16() + 1);
     else {
       p = Buffer.from(real);
       const at = r.byte() % 32;
-      p[at] = (p[at] as number) ^ (1 << r.byte() % 8);
+      p[at] = (p[at] as number) ^ (1 << (r.byte() % 8));
     }
-    return { p: p.toString('base64'), keyType: 'ed25519', signer: ed25519, genuine: p.equals(real), standard: true, what: `ed25519 p= of ${p.length} bytes` };
+    return {
+      p: p.toString('base64'),
+      keyType: 'ed25519',
+      signer: ed25519,
+      genuine: p.equals(real),
+      standard: true,
+      what: `ed25519 p= of ${p.length} bytes`,
+    };
   }
   const k = r.byte() & 1 ? ed25519 : rsaKey();
   const p = r.rest();
-  return { p: p.toString('base64'), keyType: k.type, signer: k, genuine: p.equals(Buffer.from(k.p, 'base64')), standard: false, what: 'raw p=' };
+  return {
+    p: p.toString('base64'),
+    keyType: k.type,
+    signer: k,
+    genuine: p.equals(Buffer.from(k.p, 'base64')),
+    standard: false,
+    what: 'raw p=',
+  };
 }
 
-function record(r: Reader, chosen: Chosen): { text: string; kMatches: boolean; hAllows: { sha256: boolean; sha1: boolean }; strict: boolean; gMatches: boolean; dkKeyType: string } {
+function record(
+  r: Reader,
+  chosen: Chosen,
+): { text: string; kMatches: boolean; hAllows: { sha256: boolean; sha1: boolean }; strict: boolean; gMatches: boolean; dkKeyType: string } {
   const f = r.byte();
   const parts: string[] = [];
   if (f & 1) parts.push('v=DKIM1');
@@ -369,10 +430,15 @@ export const target: FuzzTarget = {
   async setup() {
     // (OpenSSL makes no odd sizes past 2048: asked for 2049 bits, it gives 2048.)
     const base = [512, 513, 767, 1023, 1024, 1025, 1535, 2047, 2048];
-    pool = base.map((bits, i) => rsaPoolKey(`rsa-${bits}`, generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: i % 3 === 1 ? 3 : 65537 }).privateKey));
+    pool = base.map((bits, i) =>
+      rsaPoolKey(`rsa-${bits}`, generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: i % 3 === 1 ? 3 : 65537 }).privateKey),
+    );
     const k1024 = pool[4] as PoolKey;
     const k2048 = pool[8] as PoolKey;
-    check(pool.every((k, i) => k.bits === base[i]), () => `pool key sizes ${pool.map((k) => k.bits).join(', ')}`);
+    check(
+      pool.every((k, i) => k.bits === base[i]),
+      () => `pool key sizes ${pool.map((k) => k.bits).join(', ')}`,
+    );
     pool.push(
       rsaPoolKey('rsa-1024-e17', withExponent(k1024.privateKey, 17n)),
       rsaPoolKey('rsa-1024-e65bits', withExponent(k1024.privateKey, (1n << 64n) + 1n)),
@@ -381,7 +447,15 @@ export const target: FuzzTarget = {
       rsaPoolKey('rsa-2048-e2040bits', withExponent(k2048.privateKey, (1n << 2039n) + 99n)),
     );
     const ed = fuzzKey();
-    ed25519 = { label: 'ed25519', type: 'ed25519', privateKey: ed.privateKey, n: 0n, e: 0n, bits: 256, p: /p=([^;\s]+)/.exec(ed.record)?.[1] as string };
+    ed25519 = {
+      label: 'ed25519',
+      type: 'ed25519',
+      privateKey: ed.privateKey,
+      n: 0n,
+      e: 0n,
+      bits: 256,
+      p: /p=([^;\s]+)/.exec(ed.record)?.[1] as string,
+    };
   },
 
   async fuzz(data) {
@@ -391,7 +465,8 @@ export const target: FuzzTarget = {
     const o = r.byte();
     const minKeyBits = MIN_BITS[o % MIN_BITS.length];
     const maxKeyBits = MAX_BITS[Math.floor(o / MIN_BITS.length) % MAX_BITS.length];
-    const why = () => `${chosen.what}; record ${show(rec.text.replace(/p=.*/, 'p=...'))}; minKeyBits ${minKeyBits}, maxKeyBits ${maxKeyBits}`;
+    const why = () =>
+      `${chosen.what}; record ${show(rec.text.replace(/p=.*/, 'p=...'))}; minKeyBits ${minKeyBits}, maxKeyBits ${maxKeyBits}`;
 
     const dkimParsed = parseKeyRecord(rec.text);
     const dkParsed = parseDomainKeysKeyRecord(rec.text);
@@ -399,7 +474,10 @@ export const target: FuzzTarget = {
     check(dkimParsed.ok, () => `a well-formed record did not parse: ${why()}`);
     const imported = importPublicKey(dkimParsed.record.keyType, dkimParsed.record.publicKey);
     if (imported.ok && chosen.keyType === 'rsa' && dkimParsed.record.keyType === 'rsa' && imported.bits !== undefined) {
-      check(imported.bits === imported.key.asymmetricKeyDetails?.modulusLength, () => `keyBits ${imported.bits} is not the modulus size: ${why()}`);
+      check(
+        imported.bits === imported.key.asymmetricKeyDetails?.modulusLength,
+        () => `keyBits ${imported.bits} is not the modulus size: ${why()}`,
+      );
     }
     if (!imported.ok) check(imported.error.length > 0, 'importPublicKey failed without a reason');
     if (chosen.keyType === 'ed25519' && dkimParsed.record.keyType === 'ed25519' && Buffer.from(chosen.p, 'base64').length !== 32) {
@@ -418,27 +496,50 @@ export const target: FuzzTarget = {
     checkResult(d, 'dkim');
     const bits = d.keyBits;
     // (Degenerate moduli of a few bits aside: node reports 0 bits for n = 1.)
-    if (bits !== undefined && chosen.keyType === 'rsa' && chosen.standard && rec.kMatches && chosen.bits !== undefined && chosen.bits >= 64) {
+    if (
+      bits !== undefined &&
+      chosen.keyType === 'rsa' &&
+      chosen.standard &&
+      rec.kMatches &&
+      chosen.bits !== undefined &&
+      chosen.bits >= 64
+    ) {
       check(bits === chosen.bits, () => `DKIM keyBits ${bits} for a ${chosen.bits}-bit modulus: ${why()}`);
     }
     const min = minKeyBits ?? DEFAULT_MIN_KEY_BITS;
     const max = maxKeyBits ?? DEFAULT_MAX_KEY_BITS;
     const oversized = chosen.keyType === 'rsa' && (chosen.bits ?? 0) > max;
     // An exponent out of 3..2^32-1, or even, is never used either.
-    const badExponent = chosen.keyType === 'rsa' && chosen.e !== undefined && (chosen.e < 3n || chosen.e % 2n === 0n || chosen.e > MAX_RSA_PUBLIC_EXPONENT);
+    const badExponent =
+      chosen.keyType === 'rsa' && chosen.e !== undefined && (chosen.e < 3n || chosen.e % 2n === 0n || chosen.e > MAX_RSA_PUBLIC_EXPONENT);
     if (d.result === 'pass') {
       check(chosen.genuine && rec.kMatches, () => `DKIM passed with a key that did not sign: ${why()}`);
-      check(chosen.keyType !== 'rsa' || chosen.signer.bits >= min, () => `DKIM passed with ${chosen.signer.bits} bits, minimum ${min}: ${why()}`);
+      check(
+        chosen.keyType !== 'rsa' || chosen.signer.bits >= min,
+        () => `DKIM passed with ${chosen.signer.bits} bits, minimum ${min}: ${why()}`,
+      );
       check(!oversized, () => `DKIM passed with ${chosen.bits} bits, maximum ${max}: ${why()}`);
       check(!badExponent, () => `DKIM passed with the public exponent ${chosen.e}: ${why()}`);
     }
     if ((oversized || badExponent) && chosen.standard) {
-      check(d.result !== 'fail', () => `a ${chosen.bits}-bit key (e of ${bitLength(chosen.e ?? 0n)} bits) out of bounds was used (fail: ${d.reason}) instead of refused: ${why()}`);
+      check(
+        d.result !== 'fail',
+        () =>
+          `a ${chosen.bits}-bit key (e of ${bitLength(chosen.e ?? 0n)} bits) out of bounds was used (fail: ${d.reason}) instead of refused: ${why()}`,
+      );
     }
     if (oversized && chosen.standard && rec.kMatches && rec.hAllows.sha256 && (chosen.bits ?? 0) >= min) {
-      check(d.result === 'policy', () => `a ${chosen.bits}-bit key over maxKeyBits ${max} gave ${d.result} (${d.reason}), not policy: ${why()}`);
+      check(
+        d.result === 'policy',
+        () => `a ${chosen.bits}-bit key over maxKeyBits ${max} gave ${d.result} (${d.reason}), not policy: ${why()}`,
+      );
     }
-    const dkimShouldPass = chosen.genuine && chosen.standard && rec.kMatches && rec.hAllows.sha256 && (chosen.keyType !== 'rsa' || (chosen.signer.bits >= min && !oversized));
+    const dkimShouldPass =
+      chosen.genuine &&
+      chosen.standard &&
+      rec.kMatches &&
+      rec.hAllows.sha256 &&
+      (chosen.keyType !== 'rsa' || (chosen.signer.bits >= min && !oversized));
     if (dkimShouldPass && !badExponent) {
       check(d.result === 'pass', () => `a genuine key keeping every rule gave DKIM ${d.result} (${d.reason}): ${why()}`);
     }
@@ -462,12 +563,27 @@ export const target: FuzzTarget = {
       check(!dkBadExponent, () => `DomainKeys passed with the public exponent ${chosen.e}: ${why()}`);
     }
     if ((dkOversized || dkBadExponent) && chosen.standard) {
-      check(k.result !== 'fail', () => `DomainKeys used a ${chosen.bits}-bit key (e of ${bitLength(chosen.e ?? 0n)} bits) out of bounds (fail: ${k.reason}) instead of refusing it: ${why()}`);
+      check(
+        k.result !== 'fail',
+        () =>
+          `DomainKeys used a ${chosen.bits}-bit key (e of ${bitLength(chosen.e ?? 0n)} bits) out of bounds (fail: ${k.reason}) instead of refusing it: ${why()}`,
+      );
     }
     if (dkOversized && chosen.standard && rec.dkKeyType === 'rsa' && rec.hAllows.sha1 && rec.gMatches && (chosen.bits ?? 0) >= min) {
-      check(k.result === 'policy', () => `DomainKeys gave ${k.result} (${k.reason}) for a ${chosen.bits}-bit key over maxKeyBits ${max}, not policy: ${why()}`);
+      check(
+        k.result === 'policy',
+        () => `DomainKeys gave ${k.result} (${k.reason}) for a ${chosen.bits}-bit key over maxKeyBits ${max}, not policy: ${why()}`,
+      );
     }
-    if (dkGenuine && chosen.standard && rec.hAllows.sha1 && rec.gMatches && dkSigner.bits >= min && !dkOversized && !(dkSigner.e > MAX_RSA_PUBLIC_EXPONENT)) {
+    if (
+      dkGenuine &&
+      chosen.standard &&
+      rec.hAllows.sha1 &&
+      rec.gMatches &&
+      dkSigner.bits >= min &&
+      !dkOversized &&
+      !(dkSigner.e > MAX_RSA_PUBLIC_EXPONENT)
+    ) {
       check(k.result === 'pass', () => `a genuine key keeping every rule gave DomainKeys ${k.result} (${k.reason}): ${why()}`);
     }
   },

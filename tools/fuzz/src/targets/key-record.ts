@@ -20,7 +20,10 @@ function keysFile(text: string): void {
       check(values.length > 0, 'a keys file name without records');
     }
   } catch (error) {
-    check(error instanceof Error && /^keys file:\d+: /.test(error.message), () => `parseKeysFile threw ${show(String(error))}, not a "keys file:LINE:" error`);
+    check(
+      error instanceof Error && /^keys file:\d+: /.test(error.message),
+      () => `parseKeysFile threw ${show(String(error))}, not a "keys file:LINE:" error`,
+    );
   }
 }
 
@@ -95,7 +98,10 @@ export const target: FuzzTarget = {
       const matched = granularityMatches(g, local);
       check(typeof matched === 'boolean', 'granularityMatches gave no boolean');
       const why = checkDomainKeysKey(dk.record, { localPart: local, domain: 'example.org' }, 'example.org');
-      check(why === undefined || (why.reason.length > 0 && why.code.startsWith('key-')), 'checkDomainKeysKey refused without a reason or a key code');
+      check(
+        why === undefined || (why.reason.length > 0 && why.code.startsWith('key-')),
+        'checkDomainKeysKey refused without a reason or a key code',
+      );
     }
   },
 };

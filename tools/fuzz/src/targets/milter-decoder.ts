@@ -116,7 +116,10 @@ export const target: FuzzTarget = {
       const split = decode(chunks(data, sizes), max);
       // On a protocol error, the packets completed earlier in the same read are not returned
       // (the read throws): smaller reads may return more of them, never others.
-      const same = whole.error === undefined ? sameData(split, whole) : split.error === whole.error && sameData(split.packets.slice(0, whole.packets.length), whole.packets);
+      const same =
+        whole.error === undefined
+          ? sameData(split, whole)
+          : split.error === whole.error && sameData(split.packets.slice(0, whole.packets.length), whole.packets);
       check(same, () => `max ${max}: read in chunks ${show(sizes.slice(0, 12))} the stream decodes differently`);
       for (const packet of whole.packets) {
         check(packet.payload.length + 1 <= max, 'a packet over the size limit came through');

@@ -64,8 +64,16 @@ export const target: FuzzTarget = {
     encodeCommand({ type: 'header', name: 'From', value: Buffer.from(' User <user@example.org>') }),
     encodeCommand({ type: 'header', name: 'Subject', value: Buffer.from(' hello\n\tworld') }),
     encodeCommand({ type: 'header', name: 'Authentication-Results', value: Buffer.from(` ${AUTHSERV_ID}; dkim=pass`) }),
-    encodeCommand({ type: 'header', name: 'DKIM-Signature', value: Buffer.from(' v=1; a=ed25519-sha256; d=example.org; s=fuzz; h=from; bh=AAAA; b=AAAA') }),
-    encodeCommand({ type: 'header', name: 'DomainKey-Signature', value: Buffer.from(' a=rsa-sha1; c=nofws; d=example.org; s=fuzz; b=AAAA') }),
+    encodeCommand({
+      type: 'header',
+      name: 'DKIM-Signature',
+      value: Buffer.from(' v=1; a=ed25519-sha256; d=example.org; s=fuzz; h=from; bh=AAAA; b=AAAA'),
+    }),
+    encodeCommand({
+      type: 'header',
+      name: 'DomainKey-Signature',
+      value: Buffer.from(' a=rsa-sha1; c=nofws; d=example.org; s=fuzz; b=AAAA'),
+    }),
     encodeCommand({ type: 'endOfHeaders' }),
     encodeCommand({ type: 'body', chunk: Buffer.from('hello\r\n') }),
     encodeCommand({ type: 'endOfMessage', chunk: Buffer.alloc(0) }),
@@ -148,7 +156,10 @@ export const target: FuzzTarget = {
       }
       // Wait until every byte was read and every packet taken up (or the session ended).
       const settled = await until(() => closed || (session.bytesReceived === data.length && session.queuedPackets === 0), STALL_MS);
-      check(settled, () => `the session stalled: ${session.bytesReceived} of ${data.length} bytes read, ${session.queuedPackets} packets queued`);
+      check(
+        settled,
+        () => `the session stalled: ${session.bytesReceived} of ${data.length} bytes read, ${session.queuedPackets} packets queued`,
+      );
       client.end();
       const ended = await until(() => closed, STALL_MS);
       check(ended, 'the session did not close after the MTA closed its end');
@@ -157,9 +168,11 @@ export const target: FuzzTarget = {
     }
     check(problems.length === 0, () => problems.join('\n'));
     checkReplies(Buffer.concat(replies));
-    check(handlersClosed - closedBefore === handlersMade - madeBefore, () => `${handlersMade - madeBefore} handlers made, ${handlersClosed - closedBefore} closed`);
+    check(
+      handlersClosed - closedBefore === handlersMade - madeBefore,
+      () => `${handlersMade - madeBefore} handlers made, ${handlersClosed - closedBefore} closed`,
+    );
     check(bystander !== undefined && !bystander.closed, 'the other connection was closed');
     check(server.sessionCount === 1, () => `${server.sessionCount} sessions open, expected only the other connection`);
   },
 };
-

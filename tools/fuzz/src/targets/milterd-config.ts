@@ -22,9 +22,15 @@ function checkConfig(c: Config): void {
     check(value === undefined || (Number.isSafeInteger(value) && value >= min), () => `${name} became ${value}`);
   }
   check(Number.isInteger(c.umask) && c.umask >= 0 && c.umask <= 0o7777, () => `UMask became ${c.umask}`);
-  check(typeof c.mode.sign === 'boolean' && typeof c.mode.verify === 'boolean' && (c.mode.sign || c.mode.verify), () => `Mode became ${show(c.mode)}`);
+  check(
+    typeof c.mode.sign === 'boolean' && typeof c.mode.verify === 'boolean' && (c.mode.sign || c.mode.verify),
+    () => `Mode became ${show(c.mode)}`,
+  );
   check(/^(simple|relaxed)(\/(simple|relaxed))?$/.test(c.canonicalization), () => `Canonicalization became ${show(c.canonicalization)}`);
-  check(c.signatureAlgorithm === 'rsa-sha256' || c.signatureAlgorithm === 'ed25519-sha256', () => `SignatureAlgorithm became ${show(c.signatureAlgorithm)}`);
+  check(
+    c.signatureAlgorithm === 'rsa-sha256' || c.signatureAlgorithm === 'ed25519-sha256',
+    () => `SignatureAlgorithm became ${show(c.signatureAlgorithm)}`,
+  );
   for (const a of [c.onBadSignature, c.onDnsError, c.onKeyNotFound, c.onInternalError, c.onNoSignature, c.onSignatureError, c.onSecurity]) {
     check(ACTIONS.includes(a), () => `an On- action became ${show(a)}`);
   }
@@ -35,7 +41,11 @@ function checkConfig(c: Config): void {
     );
   }
   for (const d of [c.domain, c.keyTable, c.signingTable, c.internalHosts, c.externalIgnoreList, c.peerList]) {
-    if (d?.kind === 'list') check(d.values.every((v) => v !== ''), () => `a dataset list holds an empty value: ${show(d.values)}`);
+    if (d?.kind === 'list')
+      check(
+        d.values.every((v) => v !== ''),
+        () => `a dataset list holds an empty value: ${show(d.values)}`,
+      );
   }
   check(typeof describeConfig(c) === 'string', 'describeConfig gave no text');
 }
@@ -91,8 +101,12 @@ export const target: FuzzTarget = {
       check(error instanceof ConfigError, () => `parseConfigText threw ${show(String(error))}, not a ConfigError`);
       if (error instanceof ConfigErrors) {
         // Several problems: the error names the file, and each problem its line.
-        check(error.source === FILE && error.problems.length > 1, () => `a ConfigErrors names ${show(error.source)} with ${error.problems.length} problem(s)`);
-        for (const p of error.problems) check(/^fuzz\.conf:\d+: /.test(p), () => `a problem of a ConfigErrors does not name the file and line: ${show(p)}`);
+        check(
+          error.source === FILE && error.problems.length > 1,
+          () => `a ConfigErrors names ${show(error.source)} with ${error.problems.length} problem(s)`,
+        );
+        for (const p of error.problems)
+          check(/^fuzz\.conf:\d+: /.test(p), () => `a problem of a ConfigErrors does not name the file and line: ${show(p)}`);
       } else check(/^fuzz\.conf:\d+$/.test(error.source), () => `a ConfigError names ${show(error.source)}, not the file and line`);
       return;
     }

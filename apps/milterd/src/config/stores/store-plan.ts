@@ -30,7 +30,10 @@ export function storeLocationFor(config: Config): { location: StoreLocation; hos
   if (isStoreDataset(config.internalHosts)) named.push({ option: 'InternalHosts', role: 'hosts', url: config.internalHosts.url });
   if (named.length === 0) return undefined;
   if (!isStoreDataset(config.keyTable) || !isStoreDataset(config.signingTable)) {
-    throw new ConfigError('configuration', 'KeyTable and SigningTable must both name the store (InternalHosts may too, but only with them)');
+    throw new ConfigError(
+      'configuration',
+      'KeyTable and SigningTable must both name the store (InternalHosts may too, but only with them)',
+    );
   }
   const parts = named.map((n) => {
     try {
@@ -178,11 +181,11 @@ export class SharedTables {
         this.logger.error({ error: error.message, reason }, 'could not build tables from the store: keeping the ones in use');
       })
       .finally(() => {
-      this.running = undefined;
-      const next = this.again;
-      this.again = undefined;
-      if (next !== undefined && !this.closed) void this.refreshNow(next);
-    });
+        this.running = undefined;
+        const next = this.again;
+        this.again = undefined;
+        if (next !== undefined && !this.closed) void this.refreshNow(next);
+      });
     return this.running;
   }
 
@@ -211,7 +214,10 @@ export class SharedTables {
       // A store that comes back empty (a Redis restarted without its data, a truncated
       // table) would stop all signing at once: keep what we have and say so.
       this.metrics?.storeReloads.inc({ ...label, result: 'refused' });
-      this.logger.error({ keys: this.current.keys.length }, 'the store returned empty tables: keeping the previous ones (restart milterd to start from empty tables)');
+      this.logger.error(
+        { keys: this.current.keys.length },
+        'the store returned empty tables: keeping the previous ones (restart milterd to start from empty tables)',
+      );
       this.fingerprint = fingerprint;
       return;
     }
@@ -261,7 +267,14 @@ export class SharedTables {
         continue;
       }
       try {
-        const key = keyFromPem(row.name, (row.domain as string).toLowerCase(), row.selector as string, row.privateKey as string, `${what} of ${row.domain}`, row.where);
+        const key = keyFromPem(
+          row.name,
+          (row.domain as string).toLowerCase(),
+          row.selector as string,
+          row.privateKey as string,
+          `${what} of ${row.domain}`,
+          row.where,
+        );
         table.set(row.name, key);
       } catch (error) {
         problems.push((error as Error).message);
@@ -278,7 +291,9 @@ export class SharedTables {
           new HostList([entry]);
           good.push(entry);
         } catch (error) {
-          problems.push(`${this.location.kind === 'postgresql' ? this.location.tables.hosts : `${this.location.prefix}hosts`} ${entry}: ${(error as Error).message}`);
+          problems.push(
+            `${this.location.kind === 'postgresql' ? this.location.tables.hosts : `${this.location.prefix}hosts`} ${entry}: ${(error as Error).message}`,
+          );
         }
       }
       hosts = new HostList(good);
@@ -298,7 +313,10 @@ export class SharedTables {
           'store unreachable: keeping the last good tables, still signing with them; retrying with backoff',
         );
       } else {
-        this.logger.error({ error: error.message, reason, retryMs: wait }, 'store unreachable and no tables loaded yet: mail to sign is tempfailed until they load; retrying with backoff');
+        this.logger.error(
+          { error: error.message, reason, retryMs: wait },
+          'store unreachable and no tables loaded yet: mail to sign is tempfailed until they load; retrying with backoff',
+        );
       }
     } else {
       this.logger.warn({ error: error.message, attempt: this.failures, retryMs: wait }, 'store still unreachable');
@@ -314,7 +332,10 @@ export class SharedTables {
   private reachable(): void {
     this.metrics?.storeUp.set({ store: this.location.display }, 1);
     if (this.downSince !== undefined) {
-      this.logger.info({ downSeconds: Math.round((Date.now() - this.downSince) / 100) / 10, attempts: this.failures }, 'store reachable again');
+      this.logger.info(
+        { downSeconds: Math.round((Date.now() - this.downSince) / 100) / 10, attempts: this.failures },
+        'store reachable again',
+      );
     }
     this.downSince = undefined;
     this.failures = 0;
@@ -350,7 +371,12 @@ export class StoreRegistry {
       return existing;
     }
     const drivers = await loadDrivers();
-    const tables = new SharedTables(config, location, { logger: this.logger, hosts, drivers, ...(this.metrics ? { metrics: this.metrics } : {}) });
+    const tables = new SharedTables(config, location, {
+      logger: this.logger,
+      hosts,
+      drivers,
+      ...(this.metrics ? { metrics: this.metrics } : {}),
+    });
     this.open.set(id, tables);
     await tables.start();
     return tables;
@@ -364,7 +390,8 @@ export class StoreRegistry {
       await tables.close();
       const display = tables.location.display;
       if (this.metrics && ![...this.open.values()].some((t) => t.location.display === display)) {
-        for (const gauge of [this.metrics.storeUp, this.metrics.storeLoaded, this.metrics.storeKeys, this.metrics.storeBadRows]) gauge.remove({ store: display });
+        for (const gauge of [this.metrics.storeUp, this.metrics.storeLoaded, this.metrics.storeKeys, this.metrics.storeBadRows])
+          gauge.remove({ store: display });
       }
     }
   }
