@@ -19,7 +19,6 @@ import {
   runProgram,
   startDnsmasq,
   startMilterd,
-  startPostfix,
   statusKiB,
   tcpAccepting,
   tempDir,
@@ -32,6 +31,7 @@ import { concurrentRate, rate as measure } from '../../../packages/dkim-core/ben
 import { hostileMemory } from './hostile-memory.js';
 import { hostileCpu } from './hostile-cpu.js';
 import { hostileMetrics } from './hostile-metrics.js';
+import { postfixRun } from './postfix-run.js';
 import { rspamdPeer } from './rspamd-peer.js';
 
 const quick = process.argv.includes('--quick');
@@ -421,43 +421,15 @@ async function endToEnd(list: Milter[]): Promise<void> {
   for (const m of list)
     setups.push([`${m.name}, TCP`, m.tcp.replace(/^inet:(\d+)@(.*)$/, 'inet:$2:$1')], [`${m.name}, unix socket`, m.unix]);
   for (const [name, milter] of setups) {
-    const postfix = await startPostfix(milter ? { smtpdMilters: milter, mainCf: { non_smtpd_milters: '' } } : {});
-    try {
-      const start = performance.now();
-      const r = await runProgram(
-        smtpSource,
-        [
-          '-m',
-          String(count),
-          '-s',
-          '10',
-          '-l',
-          '4600',
-          '-f',
-          'joe@example.org',
-          '-t',
-          'suzie@example.net',
-          `127.0.0.1:${postfix.smtpPort}`,
-        ],
-        { timeoutMs: 600_000 },
-      );
-      if (r.code !== 0) throw new Error(`smtp-source: ${r.stderr}`);
-      const accepted = performance.now();
-      await postfix.waitForDelivered(count, 12_000);
-      const delivered = performance.now();
-      const perSecond = count / ((delivered - start) / 1000);
-      if (!milter) baseline = perSecond;
-      const signed = postfix.sink.messages.filter((m) => /^DKIM-Signature:/m.test(m.data.toString('latin1'))).length;
-      rows.push([
-        name,
-        fmt(count / ((accepted - start) / 1000)),
-        fmt(perSecond),
-        milter ? ratio(perSecond, baseline) : '1.00×',
-        `${signed}/${count}`,
-      ]);
-    } finally {
-      await postfix.stop();
-    }
+    const run = await postfixRun(smtpSource, milter, count);
+    if (!milter) baseline = run.deliveredPerSecond;
+    rows.push([
+      name,
+      fmt(run.acceptedPerSecond),
+      fmt(run.deliveredPerSecond),
+      milter ? ratio(run.deliveredPerSecond, baseline) : '1.00×',
+      `${run.signed}/${count}`,
+    ]);
   }
   table(
     `Postfix end to end: smtp-source, ${count} messages of 4.6 KB, 10 sessions (relaxed, RSA-2048)`,

@@ -9,14 +9,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryKeyResolver, verifyMessage } from '@inkan/dkim-core';
 import { runTransaction } from '@inkan/milter-protocol';
+import { postfixRun } from './postfix-run.js';
 import {
   findProgram,
   type RspamdInstance,
   type RspamdOptions,
   rspamdMissing,
-  runProgram,
   startDnsmasq,
-  startPostfix,
   startRspamd,
 } from '@inkan/testbed';
 import { message as corpusMessage } from '../../../packages/dkim-core/bench/corpus.js';
@@ -179,33 +178,9 @@ async function endToEnd(o: RspamdPeerOptions, peers: Peer[], rounds: number): Pr
   const signed = setups.map(() => 0);
   for (let round = 0; round < rounds; round++) {
     for (const [i, [, milter]] of setups.entries()) {
-      const postfix = await startPostfix(milter ? { smtpdMilters: milter, mainCf: { non_smtpd_milters: '' } } : {});
-      try {
-        const start = performance.now();
-        const r = await runProgram(
-          smtpSource,
-          [
-            '-m',
-            String(count),
-            '-s',
-            '10',
-            '-l',
-            '4600',
-            '-f',
-            'joe@example.org',
-            '-t',
-            'suzie@example.net',
-            `127.0.0.1:${postfix.smtpPort}`,
-          ],
-          { timeoutMs: 600_000 },
-        );
-        if (r.code !== 0) throw new Error(`smtp-source: ${r.stderr}`);
-        await postfix.waitForDelivered(count, 12_000);
-        rates[i]?.push(count / ((performance.now() - start) / 1000));
-        signed[i] = (signed[i] as number) + postfix.sink.messages.filter((m) => /^DKIM-Signature:/m.test(m.data.toString('latin1'))).length;
-      } finally {
-        await postfix.stop();
-      }
+      const run = await postfixRun(smtpSource, milter, count);
+      rates[i]?.push(run.deliveredPerSecond);
+      signed[i] = (signed[i] as number) + run.signed;
     }
   }
   const rows = setups.map(([name, milter], i) => {
